@@ -1,0 +1,116 @@
+/*
+ * auth.h - who may do what (rules, external authorization, loadable modules) and the
+ * credentials the upstream sees (basic, bearer, API key, custom headers, OAuth2 client
+ * credentials, forwarded OAuth, HMAC signing, module-provided).
+ *
+ * One struct auth_ds per data source instance; thread-safe. Credential values produced here
+ * are secrets: they live in a struct auth_creds that the caller wipes with auth_creds_wipe().
+ */
+#ifndef CP_AUTH_H
+#define CP_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct auth_ds;
+
+struct auth_env {
+    const struct cp_logger *log;
+    _Atomic uint64_t *decisions; /* [0] deny, [1] allow; may be NULL */
+    const char *module_dir;      /* where modules may be loaded from; NULL: none */
+};
+
+/* Builds the auth state of an instance (borrows cfg for its lifetime). Loads the module when
+ * authType is module or authModule is set. CP_ECONFIG / CP_EMODULE with err detail. */
+int auth_ds_new(const struct cfg_ds *cfg, const struct auth_env *env, struct auth_ds **out,
+                struct cp_err *err);
+void auth_ds_free(struct auth_ds *a);
+
+/* ---- authorization ----------------------------------------------------------------------- */
+
+enum auth_scope_override { AUTH_SCOPE_DEFAULT = -1 }; /* else an enum cfg_scope value */
+
+struct auth_decision {
+    int allow;
+    int scope; /* AUTH_SCOPE_DEFAULT or a cfg_scope a module named */
+    char reason[160]; /* no secret: e.g. "rule 2 denies" */
+};
+
+/* The request being decided. path: normalised upstream path ("/items/1"). */
+struct auth_request {
+    const struct cp_user *user;
+    const char *method;
+    const char *path;
+    const char *query; /* raw query string without '?', may be NULL */
+    const char *ds_uid;
+};
+
+/* Rules first (first match wins, else defaultAction), then the external service (authzUrl,
+ * fail closed), then the module. Returns 0 with *d filled; an error only for broken internals.
+ * Counts the decision. */
+int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth_decision *d);
+
+/* Rules alone (exposed for tests): 1 allow, 0 deny; *matched gets the rule index or -1. */
+int auth_rules_eval(const struct cfg_ds *cfg, const struct cp_user *u, const char *method,
+                    const char *path, int *matched);
+
+/* Glob match of SPEC.md section 3: '*' one path segment (no '/'), '**' any run including '/'.
+ * A trailing slash-double-star also matches the bare prefix: glob "/api/" + "**" matches
+ * the path "/api" itself. */
+int auth_glob_match(const char *glob, const char *path);
+/* True when any glob of the list matches. */
+int auth_glob_any(const struct cfg_strlist *globs, const char *path);
+
+/* ---- credentials ------------------------------------------------------------------------- */
+
+#define AUTH_MAX_HEADERS 40
+
+/* Credentials to add to one upstream request. All values are secret. */
+struct auth_creds {
+    struct {
+        char *name;
+        char *value;
+    } h[AUTH_MAX_HEADERS];
+    size_t n;
+    char *query_name, *query_value; /* API key as query parameter (value raw, not encoded) */
+};
+void auth_creds_wipe(struct auth_creds *c);
+
+/* The outgoing request as the upstream will see it, for signing and modules. */
+struct auth_outgoing {
+    const struct cp_user *user;
+    const char *method;
+    const char *path_query; /* "/base/path?sorted=query" exactly as sent */
+    const void *body;
+    size_t body_len;
+    /* Grafana's forwarded user tokens (forwardOAuth): "Bearer ..." and the ID token */
+    const char *fwd_authorization, *fwd_id_token;
+    int64_t now_unix; /* for HMAC timestamps */
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
+};
+
+/* Fills c with the credentials of the configured authType and the custom headers. May fetch
+ * an OAuth2 token (shared by all callers, one refresh at a time). CP_EUPSTREAM when a token
+ * cannot be had, CP_EBADREQ when forwardOAuth finds no user token. */
+int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
+                struct cp_err *err);
+
+/* HMAC signature (lower-case hex) over "METHOD\npath_query\ntimestamp\nhex(sha256(body))"
+ * with algorithm "sha256" or "sha512". out must hold 129 bytes. Exposed for tests. */
+int auth_hmac_sign(const char *algorithm, const void *key, size_t key_len, const char *method,
+                   const char *path_query, const char *timestamp, const void *body,
+                   size_t body_len, char *out);
+
+/* Base64 (standard alphabet, padded) of src into a malloc'd string. */
+char *auth_base64(const void *src, size_t n);
+
+/* Process-wide counters of the OAuth2 token cache (tests and metrics). */
+struct auth_token_stats {
+    uint64_t fetches, failures;
+};
+void auth_token_stats(struct auth_ds *a, struct auth_token_stats *st);
+
+#endif

@@ -1,0 +1,232 @@
+/* inject.c - the auth state of an instance, authorization order, and the credential
+ * injectors of every authType (SPEC.md section 3). */
+#include "auth_int.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int auth_ds_new(const struct cfg_ds *cfg, const struct auth_env *env, struct auth_ds **out,
+                struct cp_err *err)
+{
+    struct auth_ds *a = calloc(1, sizeof *a);
+    int rc;
+    *out = NULL;
+    if (!a)
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    a->cfg = cfg;
+    a->env = *env;
+    if (cfg->auth_type == CFG_AUTH_OAUTH2 && (rc = auth__oauth2_new(a, err)))
+        goto fail;
+    if (cfg->authz_url && (rc = auth__authz_new(a, err)))
+        goto fail;
+    if (cfg->auth_module && (rc = auth__module_new(a, err)))
+        goto fail;
+    *out = a;
+    return 0;
+fail:
+    auth_ds_free(a);
+    return rc;
+}
+
+void auth_ds_free(struct auth_ds *a)
+{
+    if (!a)
+        return;
+    auth__oauth2_free(a->oauth2);
+    auth__authz_free(a->authz);
+    auth__module_free(a->module);
+    free(a);
+}
+
+int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth_decision *d)
+{
+    int matched = -1;
+    d->scope = AUTH_SCOPE_DEFAULT;
+    d->reason[0] = 0;
+    d->allow = auth_rules_eval(a->cfg, rq->user, rq->method, rq->path, &matched);
+    if (!d->allow) {
+        if (matched >= 0)
+            snprintf(d->reason, sizeof d->reason, "denied by rule %d", matched + 1);
+        else
+            snprintf(d->reason, sizeof d->reason, "denied by defaultAction");
+    }
+    if (d->allow && a->authz)
+        d->allow = auth__authz_decide(a, rq, d->reason, sizeof d->reason);
+    if (d->allow && a->module)
+        auth__module_decide(a, rq, d);
+    if (a->env.decisions)
+        atomic_fetch_add_explicit(&a->env.decisions[d->allow ? 1 : 0], 1,
+                                  memory_order_relaxed);
+    return 0;
+}
+
+int auth__creds_add(struct auth_creds *c, const char *name, const char *value)
+{
+    if (c->n >= AUTH_MAX_HEADERS)
+        return CP_ETOOBIG;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return CP_ENOMEM;
+    }
+    c->h[c->n].name = n;
+    c->h[c->n].value = v;
+    c->n++;
+    return 0;
+}
+
+static void wipe_str(char **s)
+{
+    if (*s) {
+        explicit_bzero(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+void auth_creds_wipe(struct auth_creds *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->h[i].name);
+        wipe_str(&c->h[i].value);
+    }
+    c->n = 0;
+    free(c->query_name);
+    c->query_name = NULL;
+    wipe_str(&c->query_value);
+}
+
+char *auth_base64(const void *src, size_t n)
+{
+    size_t outlen = 4 * ((n + 2) / 3);
+    char *out = malloc(outlen + 1);
+    if (!out)
+        return NULL;
+    EVP_EncodeBlock((unsigned char *)out, src, (int)n);
+    out[outlen] = 0;
+    return out;
+}
+
+/* "Authorization: <scheme> <value>" from a secret; the composed string is wiped by the
+ * caller's auth_creds_wipe. */
+static int add_scheme(struct auth_creds *c, const char *scheme, const char *value)
+{
+    size_t n = strlen(scheme) + 1 + strlen(value) + 1;
+    char *v = malloc(n);
+    if (!v)
+        return CP_ENOMEM;
+    snprintf(v, n, "%s %s", scheme, value);
+    int rc = auth__creds_add(c, "Authorization", v);
+    explicit_bzero(v, n);
+    free(v);
+    return rc;
+}
+
+static int inject_basic(const struct cfg_ds *cfg, struct auth_creds *c)
+{
+    const char *user = cfg->basic_auth_user ? cfg->basic_auth_user : "";
+    const char *pass = cfg->basic_auth_password.v ? cfg->basic_auth_password.v : "";
+    size_t n = strlen(user) + 1 + strlen(pass);
+    char *pair = malloc(n + 1);
+    if (!pair)
+        return CP_ENOMEM;
+    snprintf(pair, n + 1, "%s:%s", user, pass);
+    char *b64 = auth_base64(pair, n);
+    explicit_bzero(pair, n);
+    free(pair);
+    if (!b64)
+        return CP_ENOMEM;
+    int rc = add_scheme(c, "Basic", b64);
+    explicit_bzero(b64, strlen(b64));
+    free(b64);
+    return rc;
+}
+
+static int inject_hmac(const struct cfg_ds *cfg, const struct auth_outgoing *o,
+                       struct auth_creds *c)
+{
+    char ts[32], sig[129];
+    snprintf(ts, sizeof ts, "%lld", (long long)o->now_unix);
+    int rc = auth_hmac_sign(cfg->hmac_algorithm, cfg->hmac_secret.v, cfg->hmac_secret.len,
+                            o->method, o->path_query, ts, o->body, o->body_len, sig);
+    if (rc)
+        return rc;
+    if ((rc = auth__creds_add(c, "X-Timestamp", ts)))
+        return rc;
+    return auth__creds_add(c, cfg->hmac_header, sig);
+}
+
+int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
+                struct cp_err *err)
+{
+    const struct cfg_ds *cfg = a->cfg;
+    int rc = 0;
+    /* custom headers first: an explicit credential below wins on the same name */
+    for (size_t i = 0; i < cfg->nheaders && !rc; i++)
+        rc = auth__creds_add(c, cfg->headers[i].name,
+                             cfg->headers[i].value.v ? cfg->headers[i].value.v : "");
+    if (rc)
+        goto fail;
+    switch (cfg->auth_type) {
+    case CFG_AUTH_NONE:
+        break;
+    case CFG_AUTH_BASIC:
+        rc = inject_basic(cfg, c);
+        break;
+    case CFG_AUTH_BEARER:
+        rc = add_scheme(c, "Bearer", cfg->bearer_token.v);
+        break;
+    case CFG_AUTH_APIKEY:
+        if (cfg->api_key_query) {
+            c->query_name = strdup(cfg->api_key_query);
+            c->query_value = strdup(cfg->api_key.v);
+            rc = c->query_name && c->query_value ? 0 : CP_ENOMEM;
+        } else {
+            rc = auth__creds_add(c, cfg->api_key_header, cfg->api_key.v);
+        }
+        break;
+    case CFG_AUTH_OAUTH2: {
+        char *v = NULL;
+        if ((rc = auth__oauth2_header(a, o, &v, err)))
+            return rc;
+        rc = auth__creds_add(c, "Authorization", v);
+        explicit_bzero(v, strlen(v));
+        free(v);
+        break;
+    }
+    case CFG_AUTH_FORWARD_OAUTH:
+        if (!o->fwd_authorization || !*o->fwd_authorization)
+            return cp_err_set(err, CP_EBADREQ,
+                              "no OAuth token was forwarded for this user: sign in with the "
+                              "OAuth provider (forwardOAuth needs oauthPassThru)");
+        rc = auth__creds_add(c, "Authorization", o->fwd_authorization);
+        if (!rc && o->fwd_id_token && *o->fwd_id_token)
+            rc = auth__creds_add(c, "X-ID-Token", o->fwd_id_token);
+        break;
+    case CFG_AUTH_HMAC:
+        rc = inject_hmac(cfg, o, c);
+        break;
+    case CFG_AUTH_MODULE:
+        break; /* below */
+    }
+    if (!rc && a->module)
+        rc = auth__module_inject(a, o, c, err);
+    if (!rc)
+        return 0;
+fail:
+    if (rc == CP_ENOMEM)
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    if (rc == CP_ETOOBIG)
+        return cp_err_set(err, CP_ECONFIG, "too many credential headers");
+    return rc;
+}
+
+void auth_token_stats(struct auth_ds *a, struct auth_token_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (a->oauth2)
+        auth__oauth2_stats(a->oauth2, st);
+}

@@ -1,0 +1,167 @@
+/*
+ * cache.h - the shared cache: entries, key derivation, backends (memory, redis, off) behind
+ * one store interface, Cache-Control parsing and in-process request coalescing.
+ *
+ * Entries are immutable once built and reference counted: a reader that got one from get()
+ * owns one reference and releases it with cache_entry_unref(). Stores are thread-safe.
+ */
+#ifndef CP_CACHE_H
+#define CP_CACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* ---- entries ----------------------------------------------------------------------------- */
+
+struct cache_header {
+    char *name;
+    char *value;
+};
+
+/* One stored answer. All strings and the body live in the same allocation as the struct. */
+struct cache_entry {
+    _Atomic unsigned refs;
+    int status;
+    int64_t stored_ms;  /* wall clock (ms) when the upstream answered */
+    int64_t ttl_ms;     /* fresh for ttl_ms after stored_ms */
+    int64_t swr_ms;     /* then servable stale while one refresh runs */
+    int64_t sie_ms;     /* then servable stale while the upstream fails */
+    const char *path;   /* normalised upstream path, for purge by prefix */
+    const char *etag, *last_modified; /* validators, or NULL */
+    struct cache_header *headers;
+    size_t nheaders;
+    const unsigned char *body;
+    size_t body_len;
+    size_t mem_size; /* bytes charged to the memory budget */
+};
+
+struct cache_entry_spec {
+    int status;
+    int64_t stored_ms, ttl_ms, swr_ms, sie_ms;
+    const char *path;
+    const struct cache_header *headers; /* copied; validators are taken from here */
+    size_t nheaders;
+    const void *body;
+    size_t body_len;
+};
+
+/* Builds an entry with one reference. NULL on allocation failure. */
+struct cache_entry *cache_entry_new(const struct cache_entry_spec *spec);
+struct cache_entry *cache_entry_ref(struct cache_entry *e);
+void cache_entry_unref(struct cache_entry *e); /* NULL-safe */
+
+/* Freshness at now_ms: CACHE_FRESH, CACHE_STALE_SWR (inside staleWhileRevalidate),
+ * CACHE_STALE_SIE (only inside staleIfError), CACHE_EXPIRED. */
+enum cache_freshness { CACHE_FRESH, CACHE_STALE_SWR, CACHE_STALE_SIE, CACHE_EXPIRED };
+enum cache_freshness cache_entry_freshness(const struct cache_entry *e, int64_t now_ms);
+/* How long a backend should keep the entry: ttl + the longer stale window. */
+int64_t cache_entry_keep_ms(const struct cache_entry *e);
+
+/* Serialised form shared by every backend: magic, version, lengths, CRC-32C of the payload.
+ * decode() rejects (CP_EINVAL) anything truncated, foreign, of another version or whose
+ * checksum fails; it never crashes on arbitrary bytes. */
+int cache_entry_encode(const struct cache_entry *e, struct cp_buf *out);
+int cache_entry_decode(const void *p, size_t n, struct cache_entry **out);
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+struct cache_key {
+    unsigned char h[32]; /* SHA-256 */
+    char hex[65];
+};
+
+enum cache_kind { CACHE_KIND_RESOURCE = 0, CACHE_KIND_QUERY = 1 };
+
+struct cache_key_input {
+    const char *ds_uid;
+    const unsigned char *fingerprint; /* 32 bytes: settings that change answers */
+    enum cache_kind kind;
+    const char *method;
+    const char *path;  /* normalised upstream path */
+    const char *query; /* raw query string (sorted here), may be NULL */
+    const void *body;
+    size_t body_len;
+    const struct cache_header *vary; /* request headers that change the answer */
+    size_t nvary;
+    enum cfg_scope scope;
+    const char *user; /* login, for user scope */
+    int64_t org_id;   /* for org scope */
+};
+
+/* Derives the key. Query parameters are sorted (order-insensitive); header names compare
+ * case-insensitively; no input appears in clear in the result. CP_ENOMEM only. */
+int cache_key_derive(const struct cache_key_input *in, struct cache_key *out);
+
+/* ---- Cache-Control ----------------------------------------------------------------------- */
+
+struct cache_control {
+    int no_store, no_cache, private_, public_;
+    int64_t max_age_ms, s_maxage_ms; /* -1 when absent */
+};
+/* Parses a Cache-Control header value (any number of directives, case-insensitive). */
+void cache_control_parse(const char *v, struct cache_control *cc);
+
+/* ---- stores ------------------------------------------------------------------------------ */
+
+/* Usage snapshot of a store. */
+struct cache_usage {
+    uint64_t entries, bytes, evictions;
+};
+
+struct cache_store;
+
+/* What the host hands every store it opens. */
+struct cache_env {
+    const struct cp_logger *log;
+    _Atomic uint64_t *redis_errors; /* may be NULL */
+    _Atomic uint64_t *evictions;    /* may be NULL */
+};
+
+/* Opens the store of the configured backend for data source uid (NULL for "off": the
+ * caller bypasses the cache). CP_ECONFIG when the backend cannot be set up (bad Redis URL). */
+int cache_store_open(const struct cfg_ds *cfg, const struct cache_env *env,
+                     struct cache_store **out, struct cp_err *err);
+void cache_store_close(struct cache_store *s); /* NULL-safe */
+const char *cache_store_backend(const struct cache_store *s);
+
+/* Lookup: 0 with *out NULL on a miss; on a hit *out holds a reference. Backend failures are
+ * reported as CP_EBACKEND (the caller then goes to the upstream: fail open). */
+int cache_get(struct cache_store *s, const struct cache_key *k, struct cache_entry **out,
+              struct cp_err *err);
+/* Stores e (a new reference is taken) for cache_entry_keep_ms(e). */
+int cache_set(struct cache_store *s, const struct cache_key *k, struct cache_entry *e,
+              struct cp_err *err);
+int cache_del(struct cache_store *s, const struct cache_key *k, struct cp_err *err);
+/* Removes every entry of this data source whose path starts with prefix ("" or NULL: all). */
+int cache_purge(struct cache_store *s, const char *prefix, uint64_t *purged,
+                struct cp_err *err);
+void cache_usage(struct cache_store *s, struct cache_usage *u);
+/* Health of the backend (Redis PING). */
+int cache_ping(struct cache_store *s, struct cp_err *err);
+
+/* Cross-process coalescing lock (Redis SET NX PX): 1 acquired, 0 held by someone else,
+ * negative on failure or when the backend has no shared locks (memory). */
+int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms);
+void cache_unlock(struct cache_store *s, const struct cache_key *k);
+
+/* ---- coalescing (in process) ------------------------------------------------------------- */
+
+struct cache_flight;
+struct cache_flights;
+struct cache_flights *cache_flights_new(void);
+void cache_flights_free(struct cache_flights *f);
+
+/* Joins the flight for k. Returns 1 when the caller leads it (must call cache_flight_done
+ * later), 0 when another caller leads: then *result receives the leader's published entry
+ * (a reference, or NULL when the leader had nothing shareable) after waiting at most
+ * wait_ms, or CP_ETIMEDOUT. */
+int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_t wait_ms,
+                      struct cache_entry **result);
+/* Ends the caller's flight, handing e (may be NULL) to every waiter. */
+void cache_flight_done(struct cache_flights *f, const struct cache_key *k,
+                       struct cache_entry *e);
+
+#endif

@@ -1,0 +1,127 @@
+/* key.c - cache key derivation (SPEC.md section 6): SHA-256 over length-prefixed fields, so
+ * that no field can bleed into its neighbour and nothing appears in clear. */
+#include "cache.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void add(EVP_MD_CTX *md, const void *p, size_t n)
+{
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    EVP_DigestUpdate(md, len, 8);
+    if (n)
+        EVP_DigestUpdate(md, p, n);
+}
+
+static void add_str(EVP_MD_CTX *md, const char *s) { add(md, s ? s : "", s ? strlen(s) : 0); }
+
+struct param {
+    const char *p;
+    size_t n;
+};
+
+static int cmp_param(const void *a, const void *b)
+{
+    const struct param *x = a, *y = b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->p, y->p, n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static int cmp_header(const void *a, const void *b)
+{
+    const struct cache_header *x = *(const struct cache_header *const *)a;
+    const struct cache_header *y = *(const struct cache_header *const *)b;
+    int c = strcasecmp(x->name, y->name);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md)
+        return CP_ENOMEM;
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    add_str(md, "cachingproxy-key-v1");
+    add_str(md, in->ds_uid);
+    add(md, in->fingerprint, in->fingerprint ? 32 : 0);
+    unsigned char kind = (unsigned char)in->kind;
+    add(md, &kind, 1);
+    add_str(md, in->method);
+    add_str(md, in->path);
+
+    /* query parameters, sorted so that their order does not matter; empty ones dropped */
+    const char *q = in->query ? in->query : "";
+    size_t np = 0;
+    for (const char *c = q; *c; c++)
+        np += *c == '&';
+    struct param *ps = malloc((np + 1) * sizeof *ps);
+    if (!ps) {
+        EVP_MD_CTX_free(md);
+        return CP_ENOMEM;
+    }
+    np = 0;
+    for (const char *c = q; *c;) {
+        size_t n = strcspn(c, "&");
+        if (n)
+            ps[np++] = (struct param){c, n};
+        c += n;
+        if (*c == '&')
+            c++;
+    }
+    qsort(ps, np, sizeof *ps, cmp_param);
+    add(md, &np, sizeof np);
+    for (size_t i = 0; i < np; i++)
+        add(md, ps[i].p, ps[i].n);
+    free(ps);
+
+    unsigned char bh[32];
+    unsigned int bl = 0;
+    EVP_Digest(in->body_len ? in->body : "", in->body_len, bh, &bl, EVP_sha256(), NULL);
+    add(md, bh, 32);
+
+    const struct cache_header **hs = malloc((in->nvary + 1) * sizeof *hs);
+    if (!hs) {
+        EVP_MD_CTX_free(md);
+        return CP_ENOMEM;
+    }
+    for (size_t i = 0; i < in->nvary; i++)
+        hs[i] = &in->vary[i];
+    qsort(hs, in->nvary, sizeof *hs, cmp_header);
+    add(md, &in->nvary, sizeof in->nvary);
+    for (size_t i = 0; i < in->nvary; i++) {
+        char lower[128];
+        size_t n = strlen(hs[i]->name);
+        if (n >= sizeof lower)
+            n = sizeof lower - 1;
+        for (size_t k = 0; k < n; k++)
+            lower[k] = (char)(hs[i]->name[k] | (hs[i]->name[k] >= 'A' && hs[i]->name[k] <= 'Z'
+                                                    ? 0x20
+                                                    : 0));
+        add(md, lower, n);
+        add_str(md, hs[i]->value);
+    }
+    free(hs);
+
+    unsigned char scope = (unsigned char)in->scope;
+    add(md, &scope, 1);
+    if (in->scope == CFG_SCOPE_USER)
+        add_str(md, in->user);
+    if (in->scope == CFG_SCOPE_ORG || in->scope == CFG_SCOPE_USER)
+        add(md, &in->org_id, sizeof in->org_id);
+
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(md, out->h, &n);
+    EVP_MD_CTX_free(md);
+    static const char hexd[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out->hex[2 * i] = hexd[out->h[i] >> 4];
+        out->hex[2 * i + 1] = hexd[out->h[i] & 15];
+    }
+    out->hex[64] = 0;
+    return 0;
+}

@@ -1,0 +1,247 @@
+/* util.c - small shared tools: logging handle, secrets, string lists, capped buffers,
+ * clocks and histograms. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+void cp_log(const struct cp_logger *lg, int level, const char *msg, const struct cp_kv *kv,
+            size_t n)
+{
+    if (lg && lg->fn)
+        lg->fn(lg->ctx, level, msg, kv, n);
+}
+
+int cfg_secret_set(struct cfg_secret *s, const char *v, size_t len)
+{
+    cfg_secret_wipe(s);
+    s->v = malloc(len + 1);
+    if (!s->v)
+        return CP_ENOMEM;
+    memcpy(s->v, v, len);
+    s->v[len] = 0;
+    s->len = len;
+    return 0;
+}
+
+void cfg_secret_wipe(struct cfg_secret *s)
+{
+    if (s->v) {
+        /* volatile stores so the wipe is not optimised away before free */
+        volatile char *p = s->v;
+        for (size_t i = 0; i < s->len; i++)
+            p[i] = 0;
+        free(s->v);
+    }
+    s->v = NULL;
+    s->len = 0;
+}
+
+int cfg_strlist_push(struct cfg_strlist *l, const char *s)
+{
+    char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    if (!nv)
+        return CP_ENOMEM;
+    l->v = nv;
+    if (!(l->v[l->n] = strdup(s)))
+        return CP_ENOMEM;
+    l->n++;
+    return 0;
+}
+
+void cfg_strlist_free(struct cfg_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+int cfg_strlist_has_ci(const struct cfg_strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->v[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+int cp_buf_add(struct cp_buf *b, const void *data, size_t n)
+{
+    size_t max = b->max ? b->max : SIZE_MAX - 1;
+    if (n > max - b->len)
+        return CP_ETOOBIG;
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->len + n + 1)
+            nc = nc > SIZE_MAX / 2 ? b->len + n + 1 : nc * 2;
+        char *np = realloc(b->p, nc);
+        if (!np)
+            return CP_ENOMEM;
+        b->p = np;
+        b->cap = nc;
+    }
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+int cp_buf_addstr(struct cp_buf *b, const char *s) { return cp_buf_add(b, s, strlen(s)); }
+
+int cp_buf_addf(struct cp_buf *b, const char *fmt, ...)
+{
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return CP_EINVAL;
+    if ((size_t)n < sizeof small)
+        return cp_buf_add(b, small, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return CP_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = cp_buf_add(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+char *cp_buf_take(struct cp_buf *b, size_t *len)
+{
+    char *p = b->p;
+    if (len)
+        *len = b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void cp_buf_free(struct cp_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Parses a non-negative decimal with an optional fraction; returns the end pointer or NULL. */
+static const char *parse_number(const char *s, double *out)
+{
+    char *end;
+    if (!(*s >= '0' && *s <= '9') && *s != '.')
+        return NULL;
+    double v = strtod(s, &end);
+    if (end == s || v < 0 || v != v)
+        return NULL;
+    *out = v;
+    return end;
+}
+
+int cfg_duration_parse(const char *s, int64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        double ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"", 1000}};
+    double v, total = 0;
+    int parts = 0;
+    while (*s == ' ')
+        s++;
+    while (*s) {
+        const char *end = parse_number(s, &v);
+        if (!end)
+            return CP_EINVAL;
+        size_t k;
+        for (k = 0; k < sizeof units / sizeof units[0]; k++) {
+            size_t ul = strlen(units[k].unit);
+            if (strncmp(end, units[k].unit, ul) == 0 &&
+                !(ul == 1 && units[k].unit[0] == 'm' && end[1] == 's')) {
+                /* a bare number is only allowed alone */
+                if (ul == 0 && (parts > 0 || *end))
+                    return CP_EINVAL;
+                total += v * units[k].ms;
+                s = end + ul;
+                break;
+            }
+        }
+        if (k == sizeof units / sizeof units[0])
+            return CP_EINVAL;
+        parts++;
+    }
+    if (parts == 0 || total > 9.0e15)
+        return CP_EINVAL;
+    *ms = (int64_t)(total + 0.5);
+    return 0;
+}
+
+int cfg_size_parse(const char *s, int64_t *bytes)
+{
+    static const struct {
+        const char *unit;
+        double mul;
+    } units[] = {{"KiB", 1024.0},     {"MiB", 1048576.0}, {"GiB", 1073741824.0},
+                 {"KB", 1000.0},      {"MB", 1e6},        {"GB", 1e9},
+                 {"K", 1024.0},       {"M", 1048576.0},   {"G", 1073741824.0},
+                 {"B", 1.0},          {"", 1.0}};
+    double v;
+    const char *end = parse_number(s, &v);
+    if (!end)
+        return CP_EINVAL;
+    while (*end == ' ')
+        end++;
+    for (size_t k = 0; k < sizeof units / sizeof units[0]; k++) {
+        if (strcasecmp(end, units[k].unit) == 0) {
+            double b = v * units[k].mul;
+            if (b > 9.0e15)
+                return CP_EINVAL;
+            *bytes = (int64_t)b;
+            return 0;
+        }
+    }
+    return CP_EINVAL;
+}
+
+int64_t cp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cp_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+const double cp_hist_bounds[CP_HIST_NBOUNDS] = CP_HIST_BOUNDS;
+
+void cp_hist_observe_ns(struct cp_hist *h, uint64_t ns)
+{
+    double s = (double)ns / 1e9;
+    size_t i = 0;
+    while (i < CP_HIST_NBOUNDS && s > cp_hist_bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+}
+
+const char *cfg_env2(const char *primary, const char *secondary)
+{
+    const char *v = primary ? getenv(primary) : NULL;
+    if (v && *v)
+        return v;
+    v = secondary ? getenv(secondary) : NULL;
+    return v && *v ? v : NULL;
+}

@@ -1,0 +1,225 @@
+/*
+ * instance.c - the instance manager: one live instance per data source uid, rebuilt when its
+ * settings change (lastUpdatedMS, or any field: a hash over all of them), the old one freed
+ * only when its last in-flight call ends (reference counted).
+ */
+#include "plugin_int.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct plugin_instance *head;
+static size_t count;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    /* a separator, so that adjacent fields cannot trade bytes */
+    return (h ^ 0xff) * 1099511628211ULL;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) : 0); }
+
+/* Hash over every field; the secure map is summed entry by entry, since Grafana's map order
+ * is not stable between calls. */
+static uint64_t settings_hash(const Pluginv2__DataSourceInstanceSettings *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv(h, &s->id, sizeof s->id);
+    h = fnv_str(h, s->name);
+    h = fnv_str(h, s->url);
+    h = fnv_str(h, s->uid);
+    h = fnv(h, &s->basicauthenabled, sizeof s->basicauthenabled);
+    h = fnv_str(h, s->basicauthuser);
+    h = fnv(h, s->jsondata.data, s->jsondata.len);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < s->n_decryptedsecurejsondata; i++) {
+        const Pluginv2__DataSourceInstanceSettings__DecryptedSecureJsonDataEntry *e =
+            s->decryptedsecurejsondata[i];
+        sum += fnv_str(fnv_str(1469598103934665603ULL, e->key), e->value);
+    }
+    return fnv(h, &sum, sizeof sum);
+}
+
+static void secret_add(void *ctx, const char *v)
+{
+    (void)ctx;
+    plugin_log_secret_add(v);
+}
+
+static void secret_remove(void *ctx, const char *v)
+{
+    (void)ctx;
+    plugin_log_secret_remove(v);
+}
+
+static void instance_free(struct plugin_instance *in)
+{
+    cfg_ds_each_secret(proxy_ds_cfg(in->px), secret_remove, NULL);
+    proxy_ds_free(in->px);
+    free(in->uid);
+    free(in);
+}
+
+void plugin_instance_put(struct plugin_instance *in)
+{
+    if (in && atomic_fetch_sub(&in->refs, 1) == 1)
+        instance_free(in);
+}
+
+static struct plugin_instance *find(const char *uid)
+{
+    for (struct plugin_instance *in = head; in; in = in->next)
+        if (!strcmp(in->uid, uid))
+            return in;
+    return NULL;
+}
+
+static void unlink_locked(struct plugin_instance *in)
+{
+    for (struct plugin_instance **pp = &head; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            count--;
+            return;
+        }
+}
+
+int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
+                        struct plugin_instance **out, struct cp_err *err)
+{
+    *out = NULL;
+    if (!s)
+        return cp_err_set(err, CP_ECONFIG, "this call carries no data source settings");
+    char idbuf[32];
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)s->id);
+    const char *uid = s->uid && *s->uid ? s->uid : idbuf;
+    uint64_t h = settings_hash(s);
+
+    pthread_mutex_lock(&mu);
+    struct plugin_instance *in = find(uid);
+    if (in && in->last_updated_ms == s->lastupdatedms && in->settings_hash == h) {
+        atomic_fetch_add(&in->refs, 1);
+        pthread_mutex_unlock(&mu);
+        *out = in;
+        return 0;
+    }
+    pthread_mutex_unlock(&mu);
+
+    /* build outside the lock: other data sources keep being served meanwhile */
+    const char **keys = calloc(s->n_decryptedsecurejsondata + 1, sizeof *keys);
+    const char **vals = calloc(s->n_decryptedsecurejsondata + 1, sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < s->n_decryptedsecurejsondata; i++) {
+        keys[i] = s->decryptedsecurejsondata[i]->key;
+        vals[i] = s->decryptedsecurejsondata[i]->value;
+    }
+    struct cfg_ds_input ci = {s->id,
+                              uid,
+                              s->name,
+                              s->url,
+                              s->basicauthenabled,
+                              s->basicauthuser,
+                              (const char *)s->jsondata.data,
+                              s->jsondata.len,
+                              keys,
+                              vals,
+                              s->n_decryptedsecurejsondata,
+                              s->lastupdatedms};
+    struct cfg_ds *cfg = NULL;
+    int rc = cfg_ds_parse(&ci, &cfg, err);
+    free(keys);
+    free(vals);
+    if (rc)
+        return rc;
+    struct plugin_instance *fresh = calloc(1, sizeof *fresh);
+    if (!fresh || !(fresh->uid = strdup(uid))) {
+        free(fresh);
+        cfg_ds_free(cfg);
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    }
+    cfg_ds_each_secret(cfg, secret_add, NULL);
+    if ((rc = proxy_ds_new(cfg, &plugin_g.env, &fresh->px, err)) != 0) {
+        /* proxy_ds_new freed cfg; its secrets stay registered only while referenced */
+        free(fresh->uid);
+        free(fresh);
+        return rc;
+    }
+    fresh->last_updated_ms = s->lastupdatedms;
+    fresh->settings_hash = h;
+    atomic_init(&fresh->refs, 2); /* the table's and the caller's */
+
+    pthread_mutex_lock(&mu);
+    struct plugin_instance *cur = find(uid);
+    if (cur && cur->last_updated_ms == s->lastupdatedms && cur->settings_hash == h) {
+        /* another call built the same instance first: use that one */
+        atomic_fetch_add(&cur->refs, 1);
+        pthread_mutex_unlock(&mu);
+        atomic_store(&fresh->refs, 1);
+        plugin_instance_put(fresh);
+        *out = cur;
+        return 0;
+    }
+    if (cur)
+        unlink_locked(cur);
+    fresh->next = head;
+    head = fresh;
+    count++;
+    pthread_mutex_unlock(&mu);
+    if (cur) {
+        struct cp_kv kv[] = {CP_KV_S("dsUid", uid)};
+        plugin_log(CP_LOG_INFO, "data source settings changed: instance rebuilt", kv, 1);
+        plugin_instance_put(cur); /* freed when its last call ends */
+    }
+    *out = fresh;
+    return 0;
+}
+
+void plugin_instance_each(void (*fn)(void *ctx, struct plugin_instance *in), void *ctx)
+{
+    /* take references under the lock, call fn outside it: fn may talk to Redis */
+    pthread_mutex_lock(&mu);
+    struct plugin_instance **all = calloc(count ? count : 1, sizeof *all);
+    size_t n = 0;
+    for (struct plugin_instance *in = head; in && all; in = in->next) {
+        atomic_fetch_add(&in->refs, 1);
+        all[n++] = in;
+    }
+    pthread_mutex_unlock(&mu);
+    for (size_t i = 0; i < n; i++) {
+        fn(ctx, all[i]);
+        plugin_instance_put(all[i]);
+    }
+    free(all);
+}
+
+size_t plugin_instance_count(void)
+{
+    pthread_mutex_lock(&mu);
+    size_t n = count;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+void plugin_instance_clear(void)
+{
+    pthread_mutex_lock(&mu);
+    struct plugin_instance *in = head;
+    head = NULL;
+    count = 0;
+    pthread_mutex_unlock(&mu);
+    while (in) {
+        struct plugin_instance *next = in->next;
+        plugin_instance_put(in);
+        in = next;
+    }
+}

@@ -1,0 +1,283 @@
+/*
+ * metrics.c - Prometheus text exposition of every metric the process keeps. Metric names live
+ * only here: a static table of families, each with its help text and a function that writes
+ * its samples from the owners' counters (pipeline counters, live instances, the process).
+ * Every family always prints its # HELP and # TYPE lines, even before its first sample.
+ */
+#include "plugin_int.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* Figures gathered once per scrape, before any family is written. */
+struct snapshot {
+    uint64_t entries, bytes;
+};
+
+struct family {
+    const char *name;
+    const char *type;
+    const char *help;
+    int (*collect)(struct cp_buf *b, const char *name, const struct snapshot *snap);
+};
+
+static uint64_t ld(_Atomic uint64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+
+static int cache_requests(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    static const char *const kinds[] = {"resource", "query"};
+    static const char *const results[] = {"hit", "miss", "stale", "bypass"};
+    int rc = 0;
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < 4; r++)
+            rc |= cp_buf_addf(b, "%s{kind=\"%s\",result=\"%s\"} %llu\n", name, kinds[k],
+                              results[r], (unsigned long long)ld(&plugin_g.ctr.cache[k][r]));
+    return rc;
+}
+
+static void add_usage(void *ctx, struct plugin_instance *in)
+{
+    struct snapshot *u = ctx;
+    uint64_t e = 0, b = 0;
+    proxy_cache_usage(in->px, &e, &b);
+    u->entries += e;
+    u->bytes += b;
+}
+
+static int cache_entries(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)snap->entries);
+}
+
+static int cache_bytes(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)snap->bytes);
+}
+
+static int evictions(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.evictions));
+}
+
+static int coalesced(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.coalesced));
+}
+
+static int upstream_requests(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    static const char *const classes[] = {"error", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    int rc = 0;
+    for (int i = 0; i < 6; i++)
+        rc |= cp_buf_addf(b, "%s{status=\"%s\"} %llu\n", name, classes[i],
+                          (unsigned long long)ld(&plugin_g.ctr.upstream[i]));
+    return rc;
+}
+
+static int upstream_duration(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct cp_hist *h = &plugin_g.ctr.upstream_duration;
+    uint64_t cum = 0;
+    int rc = 0;
+    for (int i = 0; i < CP_HIST_NBOUNDS; i++) {
+        cum += ld(&h->bucket[i]);
+        rc |= cp_buf_addf(b, "%s_bucket{le=\"%g\"} %llu\n", name, cp_hist_bounds[i],
+                          (unsigned long long)cum);
+    }
+    cum += ld(&h->bucket[CP_HIST_NBOUNDS]);
+    rc |= cp_buf_addf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    rc |= cp_buf_addf(b, "%s_sum %.9f\n", name, (double)ld(&h->sum_ns) / 1e9);
+    rc |= cp_buf_addf(b, "%s_count %llu\n", name, (unsigned long long)ld(&h->count));
+    return rc;
+}
+
+static int authz_decisions(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s{effect=\"allow\"} %llu\n%s{effect=\"deny\"} %llu\n", name,
+                       (unsigned long long)ld(&plugin_g.ctr.authz[1]), name,
+                       (unsigned long long)ld(&plugin_g.ctr.authz[0]));
+}
+
+static int redis_errors(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.redis_errors));
+}
+
+static int plugin_errors(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.errors));
+}
+
+static int instances(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %zu\n", name, plugin_instance_count());
+}
+
+static int grpc_calls(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.rpc_calls));
+}
+
+static int workers(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    unsigned threads = 0, busy = 0, queued = 0;
+    if (plugin_g.pool)
+        cp_pool_stats(plugin_g.pool, &threads, &busy, &queued);
+    return cp_buf_addf(b, "%s{state=\"busy\"} %u\n%s{state=\"idle\"} %u\n%s{state=\"queued\"} "
+                          "%u\n",
+                       name, busy, name, threads - busy, name, queued);
+}
+
+/* ---- process metrics (Linux /proc) ------------------------------------------------------- */
+
+static int read_file(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return 0;
+}
+
+static int resident_memory(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    char buf[256];
+    unsigned long long size = 0, rss = 0;
+    if (read_file("/proc/self/statm", buf, sizeof buf) == 0)
+        sscanf(buf, "%llu %llu", &size, &rss);
+    return cp_buf_addf(b, "%s %llu\n", name, rss * (unsigned long long)sysconf(_SC_PAGESIZE));
+}
+
+static int virtual_memory(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    char buf[256];
+    unsigned long long size = 0;
+    if (read_file("/proc/self/statm", buf, sizeof buf) == 0)
+        sscanf(buf, "%llu", &size);
+    return cp_buf_addf(b, "%s %llu\n", name, size * (unsigned long long)sysconf(_SC_PAGESIZE));
+}
+
+static int cpu_seconds(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+               (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return cp_buf_addf(b, "%s %.6f\n", name, s);
+}
+
+static int open_fds(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    unsigned n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.')
+                n++;
+        closedir(d);
+        n = n ? n - 1 : 0; /* the directory stream itself */
+    }
+    return cp_buf_addf(b, "%s %u\n", name, n);
+}
+
+static int max_fds(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)rl.rlim_cur);
+}
+
+static int start_time(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %.3f\n", name, (double)plugin_g.start_unix_ms / 1000.0);
+}
+
+static int threads(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    char buf[4096];
+    unsigned n = 0;
+    if (read_file("/proc/self/status", buf, sizeof buf) == 0) {
+        const char *t = strstr(buf, "Threads:");
+        if (t)
+            n = (unsigned)strtoul(t + 8, NULL, 10);
+    }
+    return cp_buf_addf(b, "%s %u\n", name, n);
+}
+
+static const struct family families[] = {
+    {"cachingproxy_cache_requests_total", "counter",
+     "Cache lookups by kind (resource, query) and result (hit, miss, stale, bypass), one per "
+     "client request or query.",
+     cache_requests},
+    {"cachingproxy_cache_entries", "gauge", "Entries held by the caches of live data sources.",
+     cache_entries},
+    {"cachingproxy_cache_bytes", "gauge", "Bytes held by the memory caches of live data sources.",
+     cache_bytes},
+    {"cachingproxy_cache_evictions_total", "counter",
+     "Entries evicted from memory caches to stay within their byte budget.", evictions},
+    {"cachingproxy_coalesced_requests_total", "counter",
+     "Requests answered by another request's upstream call (in process or via Redis).",
+     coalesced},
+    {"cachingproxy_upstream_requests_total", "counter",
+     "Upstream requests by status class; error = no HTTP answer.", upstream_requests},
+    {"cachingproxy_upstream_duration_seconds", "histogram", "Upstream request duration.",
+     upstream_duration},
+    {"cachingproxy_authz_decisions_total", "counter", "Authorization decisions by effect.",
+     authz_decisions},
+    {"cachingproxy_redis_errors_total", "counter",
+     "Redis failures (the call then went to the upstream).", redis_errors},
+    {"cachingproxy_plugin_errors_total", "counter", "Error answers made by the plugin itself.",
+     plugin_errors},
+    {"cachingproxy_instances", "gauge", "Live data source instances.", instances},
+    {"cachingproxy_grpc_calls_total", "counter", "gRPC calls received.", grpc_calls},
+    {"cachingproxy_workers", "gauge", "Worker threads by state and jobs waiting.", workers},
+    {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+     resident_memory},
+    {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", virtual_memory},
+    {"process_cpu_seconds_total", "counter", "Total user and system CPU time in seconds.",
+     cpu_seconds},
+    {"process_open_fds", "gauge", "Number of open file descriptors.", open_fds},
+    {"process_max_fds", "gauge", "Maximum number of open file descriptors.", max_fds},
+    {"process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.",
+     start_time},
+    {"process_threads", "gauge", "Number of OS threads.", threads},
+};
+
+int plugin_metrics_render(struct cp_buf *out)
+{
+    struct snapshot snap = {0};
+    plugin_instance_each(add_usage, &snap);
+    int rc = 0;
+    for (size_t i = 0; i < sizeof families / sizeof families[0] && !rc; i++) {
+        rc = cp_buf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", families[i].name, families[i].help,
+                         families[i].name, families[i].type);
+        if (!rc)
+            rc = families[i].collect(out, families[i].name, &snap);
+    }
+    return rc ? CP_ENOMEM : 0;
+}

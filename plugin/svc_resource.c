@@ -1,0 +1,173 @@
+/*
+ * svc_resource.c - Resource/CallResource: the request becomes a proxy_request; the answer is
+ * streamed back as CallResourceResponse messages. Code and headers go in the first message
+ * only; bodies are sent in chunks of up to CHUNK bytes, so a large body never sits in memory
+ * twice and small ones take exactly one message.
+ */
+#include "plugin_int.h"
+
+#include <grpc/status.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define CHUNK (256 * 1024)
+#define MAX_REQ_HEADERS 256
+
+struct res_sink {
+    struct rpc_call *c;
+    int started, sent_any, failed;
+    int code;
+    Pluginv2__CallResourceResponse__HeadersEntry *entries;
+    Pluginv2__CallResourceResponse__HeadersEntry **entry_ptrs;
+    Pluginv2__StringList *lists;
+    char ***values;
+    size_t nentries;
+    struct cp_buf buf;
+};
+
+static void sink_dispose(struct res_sink *s)
+{
+    for (size_t i = 0; i < s->nentries; i++) {
+        free(s->entries[i].key);
+        for (size_t k = 0; k < s->lists[i].n_values; k++)
+            free(s->lists[i].values[k]);
+        free(s->lists[i].values);
+    }
+    free(s->entries);
+    free(s->entry_ptrs);
+    free(s->lists);
+    free(s->values);
+    cp_buf_free(&s->buf);
+}
+
+/* Groups the answer's headers by name into the map<string,StringList> of the first message. */
+static int res_start(void *ctx, int status, const struct proxy_header *h, size_t n)
+{
+    struct res_sink *s = ctx;
+    s->started = 1;
+    s->code = status;
+    s->entries = calloc(n ? n : 1, sizeof *s->entries);
+    s->entry_ptrs = calloc(n ? n : 1, sizeof *s->entry_ptrs);
+    s->lists = calloc(n ? n : 1, sizeof *s->lists);
+    if (!s->entries || !s->entry_ptrs || !s->lists)
+        return CP_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        for (k = 0; k < s->nentries; k++)
+            if (!strcasecmp(s->entries[k].key, h[i].name))
+                break;
+        if (k == s->nentries) {
+            pluginv2__call_resource_response__headers_entry__init(&s->entries[k]);
+            pluginv2__string_list__init(&s->lists[k]);
+            if (!(s->entries[k].key = strdup(h[i].name)))
+                return CP_ENOMEM;
+            s->entries[k].value = &s->lists[k];
+            s->entry_ptrs[k] = &s->entries[k];
+            s->nentries++;
+        }
+        Pluginv2__StringList *l = &s->lists[k];
+        char **nv = realloc(l->values, (l->n_values + 1) * sizeof *nv);
+        if (!nv)
+            return CP_ENOMEM;
+        l->values = nv;
+        if (!(l->values[l->n_values] = strdup(h[i].value)))
+            return CP_ENOMEM;
+        l->n_values++;
+    }
+    return 0;
+}
+
+static int flush(struct res_sink *s)
+{
+    Pluginv2__CallResourceResponse m = PLUGINV2__CALL_RESOURCE_RESPONSE__INIT;
+    if (!s->sent_any) {
+        m.code = s->code;
+        m.n_headers = s->nentries;
+        m.headers = s->entry_ptrs;
+    }
+    m.body.data = (uint8_t *)s->buf.p;
+    m.body.len = s->buf.len;
+    int rc = rpc_send(s->c, &m.base);
+    s->sent_any = 1;
+    s->buf.len = 0;
+    if (rc)
+        s->failed = 1;
+    return rc;
+}
+
+static int res_body(void *ctx, const void *p, size_t n)
+{
+    struct res_sink *s = ctx;
+    if (s->failed)
+        return CP_ECANCELED;
+    const char *b = p;
+    while (n) {
+        size_t room = CHUNK - s->buf.len, take = n < room ? n : room;
+        if (cp_buf_add(&s->buf, b, take) != 0)
+            return CP_ENOMEM;
+        b += take;
+        n -= take;
+        if (s->buf.len >= CHUNK && flush(s) != 0)
+            return CP_ECANCELED;
+    }
+    return 0;
+}
+
+/* Flattens Grafana's map<string,StringList> into name/value pairs (borrowed strings). */
+static size_t flatten(const Pluginv2__CallResourceRequest *rq, struct proxy_header *out,
+                      size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < rq->n_headers; i++) {
+        const Pluginv2__CallResourceRequest__HeadersEntry *e = rq->headers[i];
+        if (!e->key || !e->value)
+            continue;
+        for (size_t v = 0; v < e->value->n_values && k < max; v++)
+            out[k++] = (struct proxy_header){e->key, e->value->values[v]};
+    }
+    return k;
+}
+
+void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
+{
+    Pluginv2__CallResourceRequest *rq = pluginv2__call_resource_request__unpack(NULL, len, req);
+    if (!rq) {
+        rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed CallResourceRequest");
+        return;
+    }
+    struct res_sink s = {0};
+    s.c = c;
+    struct proxy_sink sink = {res_start, res_body, &s};
+    const Pluginv2__PluginContext *pc = rq->plugincontext;
+    struct plugin_instance *in = NULL;
+    struct cp_err err = {0};
+    int rc;
+    if (plugin_instance_get(pc ? pc->datasourceinstancesettings : NULL, &in, &err) != 0) {
+        rc = proxy_send_error(&sink, cp_http_status(err.code), cp_err_text(&err));
+    } else {
+        struct proxy_header hs[MAX_REQ_HEADERS];
+        struct proxy_request pr = {0};
+        pr.method = rq->method;
+        pr.path = rq->path;
+        pr.raw_url = rq->url && *rq->url ? rq->url : NULL;
+        pr.headers = hs;
+        pr.nheaders = flatten(rq, hs, MAX_REQ_HEADERS);
+        pr.body = rq->body.data;
+        pr.body_len = rq->body.len;
+        plugin_user_from_ctx(pc, &pr.user);
+        pr.cancelled = rpc_cancelled_cb;
+        pr.cancel_ctx = c;
+        rc = proxy_resource(in->px, &pr, &sink);
+        plugin_instance_put(in);
+    }
+    if (!rc && !s.failed && (s.buf.len || !s.sent_any))
+        rc = flush(&s);
+    if (rc || s.failed || !s.started)
+        rpc_finish(c, rpc_cancelled(c) ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL,
+                   s.started ? "response interrupted" : "no response");
+    else
+        rpc_finish(c, GRPC_STATUS_OK, NULL);
+    sink_dispose(&s);
+    pluginv2__call_resource_request__free_unpacked(rq, NULL);
+}

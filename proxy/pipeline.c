@@ -1,0 +1,582 @@
+/*
+ * pipeline.c - one upstream call through the cache: eligibility, key, lookup, freshness,
+ * coalescing (in process and across processes), the upstream fetch streamed to the client
+ * while it is captured for the cache, stale serving, and background revalidation.
+ *
+ * Authorization has already happened when proxy__run is called: a cached answer is never
+ * served to someone the rules deny.
+ */
+#include "proxy_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define STREAM_LOCK_WAIT_MS 5000 /* bounded wait on another process's fetch */
+#define STREAM_LOCK_POLL_MS 20
+
+static const char *const result_names[] = {"HIT", "MISS", "STALE", "BYPASS"};
+
+static void count(struct proxy_ds *ds, enum cache_kind kind, int result)
+{
+    _Atomic uint64_t *c = result == PROXY_HIT      ? &ds->hits
+                          : result == PROXY_MISS   ? &ds->misses
+                          : result == PROXY_STALE  ? &ds->stale
+                                                   : &ds->bypass;
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+    if (ds->env.ctr)
+        atomic_fetch_add_explicit(&ds->env.ctr->cache[kind][result], 1, memory_order_relaxed);
+}
+
+/* Logs a cache backend failure once per outage (the first failure after a success). */
+static void backend_failed(struct proxy_ds *ds, const struct cp_err *err)
+{
+    if (!atomic_exchange(&ds->redis_down, 1))
+        cp_log(ds->env.log, CP_LOG_WARN,
+               "redis cache unavailable: answering from the upstream until it is back",
+               (struct cp_kv[]){CP_KV_S("error", cp_err_text(err)),
+                                CP_KV_S("dsUid", ds->cfg->uid)},
+               2);
+}
+
+static void backend_ok(struct proxy_ds *ds)
+{
+    if (atomic_load_explicit(&ds->redis_down, memory_order_relaxed) &&
+        atomic_exchange(&ds->redis_down, 0))
+        cp_log(ds->env.log, CP_LOG_INFO, "redis cache available again",
+               (struct cp_kv[]){CP_KV_S("dsUid", ds->cfg->uid)}, 1);
+}
+
+int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const char *path,
+                       int64_t override_ms)
+{
+    const struct cfg_cache *c = &ds->cfg->cache;
+    if (override_ms >= 0)
+        return override_ms;
+    for (size_t i = 0; i < c->nrules; i++)
+        if (auth_glob_any(&c->rules[i].paths, path))
+            return c->rules[i].ttl_ms;
+    return kind == CACHE_KIND_QUERY ? c->query_ttl_ms : c->resource_ttl_ms;
+}
+
+/* ---- answering from an entry ------------------------------------------------------------- */
+
+static int send_entry(const struct proxy_sink *sink, const struct cache_entry *e, int result,
+                      int64_t now, int not_modified)
+{
+    struct proxy_header hs[CP_MAX_OUT_HEADERS];
+    size_t n = 0;
+    char age[32];
+    for (size_t i = 0; i < e->nheaders && n < CP_MAX_OUT_HEADERS - 2; i++)
+        hs[n++] = (struct proxy_header){e->headers[i].name, e->headers[i].value};
+    hs[n++] = (struct proxy_header){"X-Cache", result_names[result]};
+    int64_t a = (now - e->stored_ms) / 1000;
+    snprintf(age, sizeof age, "%lld", (long long)(a < 0 ? 0 : a));
+    hs[n++] = (struct proxy_header){"Age", age};
+    if (sink->start(sink->ctx, not_modified ? 304 : e->status, hs, n) != 0)
+        return CP_ECANCELED;
+    if (not_modified || !e->body_len)
+        return 0;
+    return sink->body(sink->ctx, e->body, e->body_len) ? CP_ECANCELED : 0;
+}
+
+/* True when the client's If-None-Match names the entry's ETag (weak comparison). */
+static int client_has_it(const struct proxy__call *c, const struct cache_entry *e)
+{
+    if (!e->etag || e->status != 200)
+        return 0;
+    const char *inm = proxy__header(c->fwd, c->nfwd, "If-None-Match");
+    if (!inm)
+        return 0;
+    const char *tag = e->etag;
+    if (!strncmp(tag, "W/", 2))
+        tag += 2;
+    size_t tl = strlen(tag);
+    for (const char *p = inm; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        size_t l = strcspn(p, ",");
+        while (l && p[l - 1] == ' ')
+            l--;
+        if (l == tl && !strncmp(p, tag, tl))
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+/* ---- the fetch: stream to the client, capture for the cache -------------------------------- */
+
+struct tee {
+    struct proxy_ds *ds;
+    const struct proxy__call *c;
+    const struct proxy_sink *sink; /* NULL: background refresh, nobody to answer */
+    int result;                    /* X-Cache value for the client */
+    int64_t ttl_ms;
+    int cacheable; /* still a candidate for the cache */
+    int hold;      /* a 5xx with a stale fallback: do not answer it, serve the stale entry */
+    int have_stale;
+    int started;
+    int status;
+    int64_t stored_ms, swr_ms, sie_ms;
+    struct cache_header *h;
+    size_t nh;
+    struct cp_buf body;
+};
+
+static int response_cacheable(struct tee *t, int status, const struct cache_header *h,
+                              size_t n)
+{
+    const struct cfg_cache *cc = &t->ds->cfg->cache;
+    int ok = (status >= 200 && status <= 299 && status != 206) ||
+             (status == 404 && cc->cache_404_ms > 0);
+    if (!ok)
+        return 0;
+    if (status == 404)
+        t->ttl_ms = t->ttl_ms < cc->cache_404_ms ? t->ttl_ms : cc->cache_404_ms;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcasecmp(h[i].name, "Set-Cookie"))
+            return 0; /* a per-user answer: never shared */
+        if (!strcasecmp(h[i].name, "Vary") && strchr(h[i].value, '*'))
+            return 0;
+        if (cc->respect_cache_control && !strcasecmp(h[i].name, "Cache-Control")) {
+            struct cache_control ctl;
+            cache_control_parse(h[i].value, &ctl);
+            if (ctl.no_store || ctl.private_)
+                return 0;
+            if (ctl.s_maxage_ms >= 0)
+                t->ttl_ms = ctl.s_maxage_ms;
+            else if (ctl.max_age_ms >= 0)
+                t->ttl_ms = ctl.max_age_ms;
+            if (ctl.no_cache)
+                t->ttl_ms = 0; /* must revalidate every time: not worth storing */
+        }
+    }
+    return t->ttl_ms > 0;
+}
+
+/* Response headers for the client: upstream ones minus those we set ourselves. */
+static size_t client_headers(const struct cache_header *h, size_t n, const char *xcache,
+                             struct proxy_header *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < CP_MAX_OUT_HEADERS - 1; i++) {
+        if (!strcasecmp(h[i].name, "X-Cache") || !strcasecmp(h[i].name, "Age"))
+            continue;
+        out[k++] = (struct proxy_header){h[i].name, h[i].value};
+    }
+    out[k++] = (struct proxy_header){"X-Cache", xcache};
+    return k;
+}
+
+static int tee_head(void *ctx, int status, const struct cache_header *h, size_t n)
+{
+    struct tee *t = ctx;
+    t->status = status;
+    t->stored_ms = cp_now_ms();
+    if (t->cacheable)
+        t->cacheable = response_cacheable(t, status, h, n);
+    if (status >= 500 && t->have_stale) {
+        t->hold = 1;
+        t->cacheable = 0;
+        return 0;
+    }
+    if (t->cacheable) {
+        /* keep the headers for the entry (minus Age/X-Cache) */
+        t->h = calloc(n ? n : 1, sizeof *t->h);
+        if (!t->h) {
+            t->cacheable = 0;
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                if (!strcasecmp(h[i].name, "X-Cache") || !strcasecmp(h[i].name, "Age"))
+                    continue;
+                t->h[t->nh].name = strdup(h[i].name);
+                t->h[t->nh].value = strdup(h[i].value);
+                if (!t->h[t->nh].name || !t->h[t->nh].value) {
+                    free(t->h[t->nh].name);
+                    free(t->h[t->nh].value);
+                    t->cacheable = 0;
+                    break;
+                }
+                t->nh++;
+            }
+        }
+        t->body.max = (size_t)t->ds->cfg->cache.max_entry_bytes;
+    }
+    if (!t->sink)
+        return 0;
+    struct proxy_header out[CP_MAX_OUT_HEADERS];
+    size_t k = client_headers(h, n, result_names[t->result], out);
+    t->started = 1;
+    return t->sink->start(t->sink->ctx, status, out, k);
+}
+
+static int tee_body(void *ctx, const void *p, size_t n)
+{
+    struct tee *t = ctx;
+    if (t->hold)
+        return 0;
+    if (t->cacheable && cp_buf_add(&t->body, p, n) != 0) {
+        t->cacheable = 0; /* larger than maxEntryBytes: answer it, do not keep it */
+        cp_buf_free(&t->body);
+    }
+    if (!t->sink)
+        return 0;
+    return t->sink->body(t->sink->ctx, p, n);
+}
+
+static void tee_dispose(struct tee *t)
+{
+    for (size_t i = 0; i < t->nh; i++) {
+        free(t->h[i].name);
+        free(t->h[i].value);
+    }
+    free(t->h);
+    cp_buf_free(&t->body);
+}
+
+static struct cache_entry *tee_entry(struct tee *t)
+{
+    const struct cfg_cache *cc = &t->ds->cfg->cache;
+    struct cache_entry_spec sp = {t->status,  t->stored_ms, t->ttl_ms, cc->swr_ms, cc->sie_ms,
+                                  t->c->path, t->h,         t->nh,     t->body.p, t->body.len};
+    return cache_entry_new(&sp);
+}
+
+/* Builds the upstream request (credentials included) and fetches it through the tee. */
+static int fetch(struct proxy_ds *ds, const struct proxy__call *c, struct tee *t,
+                 struct cp_err *err)
+{
+    struct auth_creds creds = {0};
+    struct cp_buf pq = {0};
+    char *enc = proxy__path_encode(c->path);
+    int rc = enc ? 0 : CP_ENOMEM;
+    if (!rc)
+        rc = cp_buf_addf(&pq, "%s%s%s%s", ds->base_path, enc, c->query && *c->query ? "?" : "",
+                         c->query ? c->query : "");
+    free(enc);
+    if (rc) {
+        cp_buf_free(&pq);
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    }
+    struct auth_outgoing og = {c->user,           c->method,        pq.p,
+                               c->body,           c->body_len,      c->fwd_authorization,
+                               c->fwd_id_token,   cp_now_ms() / 1000, c->cancelled,
+                               c->cancel_ctx};
+    rc = auth_inject(ds->auth, &og, &creds, err);
+    if (!rc) {
+        struct proxy__upstream_req rq = {c->method,          pq.p,   c->fwd, c->nfwd, &creds,
+                                         c->body,            c->body_len, ds->cfg->timeout_ms,
+                                         c->cancelled,       c->cancel_ctx};
+        struct proxy__upstream_sink sk = {tee_head, tee_body, t};
+        rc = proxy__fetch(ds, &rq, &sk, err);
+    }
+    auth_creds_wipe(&creds);
+    cp_buf_free(&pq);
+    return rc;
+}
+
+/* ---- background revalidation (staleWhileRevalidate) ---------------------------------------- */
+
+struct refresh_job {
+    struct proxy_ds *ds;
+    struct cache_key key;
+    struct proxy__call c;
+    struct cp_user user;
+    struct proxy_header *fwd;
+    char *strings; /* every string of the job, in one block */
+};
+
+static int job_stopping(void *ctx)
+{
+    struct refresh_job *j = ctx;
+    return j->ds->env.stopping && atomic_load(j->ds->env.stopping);
+}
+
+static void refresh_run(void *arg)
+{
+    struct refresh_job *j = arg;
+    struct proxy_ds *ds = j->ds;
+    struct tee t = {0};
+    struct cp_err err = {0};
+    t.ds = ds;
+    t.c = &j->c;
+    t.cacheable = 1;
+    t.ttl_ms = proxy__ttl_for(ds, j->c.kind, j->c.path, j->c.ttl_override_ms);
+    int rc = fetch(ds, &j->c, &t, &err);
+    struct cache_entry *e = NULL;
+    if (!rc && t.cacheable && (e = tee_entry(&t))) {
+        if (cache_set(ds->store, &j->key, e, &err) != 0)
+            backend_failed(ds, &err);
+    } else if (rc && rc != CP_ECANCELED) {
+        cp_log(ds->env.log, CP_LOG_WARN, "background refresh failed; stale answer kept",
+               (struct cp_kv[]){CP_KV_S("error", cp_err_text(&err)),
+                                CP_KV_S("dsUid", ds->cfg->uid)},
+               2);
+    }
+    cache_flight_done(ds->flights, &j->key, e);
+    cache_entry_unref(e);
+    tee_dispose(&t);
+    free(j->fwd);
+    free(j->strings);
+    free(j);
+    proxy_ds_free(ds);
+}
+
+/* Copies what a refresh needs out of the caller's request; starts it unless one is running. */
+static void refresh_start(struct proxy_ds *ds, const struct cache_key *k,
+                          const struct proxy__call *c)
+{
+    struct cache_entry *none = NULL;
+    if (!ds->env.pool || cache_flight_join(ds->flights, k, 0, &none) != 1) {
+        cache_entry_unref(none);
+        return; /* someone is already fetching it */
+    }
+    struct refresh_job *j = calloc(1, sizeof *j);
+    struct cp_buf sb = {0};
+    const char *user_strs[3] = {c->user && c->user->login ? c->user->login : "",
+                                c->user && c->user->email ? c->user->email : "",
+                                c->user && c->user->name ? c->user->name : ""};
+    size_t offs[64];
+    size_t no = 0;
+    int rc = j ? 0 : CP_ENOMEM;
+    /* strings: method, path, query, 3 user strings, then name/value of each header */
+    const char *fixed[6] = {c->method, c->path, c->query ? c->query : "", user_strs[0],
+                            user_strs[1], user_strs[2]};
+    size_t nf = c->nfwd < 29 ? c->nfwd : 29;
+    for (size_t i = 0; i < 6 && !rc; i++) {
+        offs[no++] = sb.len;
+        rc = cp_buf_add(&sb, fixed[i], strlen(fixed[i]) + 1);
+    }
+    for (size_t i = 0; i < nf && !rc; i++) {
+        offs[no++] = sb.len;
+        rc = cp_buf_add(&sb, c->fwd[i].name, strlen(c->fwd[i].name) + 1);
+        offs[no++] = sb.len;
+        if (!rc)
+            rc = cp_buf_add(&sb, c->fwd[i].value, strlen(c->fwd[i].value) + 1);
+    }
+    if (!rc && nf && !(j->fwd = calloc(nf, sizeof *j->fwd)))
+        rc = CP_ENOMEM;
+    if (rc) {
+        cp_buf_free(&sb);
+        if (j)
+            free(j->fwd);
+        free(j);
+        cache_flight_done(ds->flights, k, NULL);
+        return;
+    }
+    j->strings = cp_buf_take(&sb, NULL);
+    j->ds = ds;
+    j->key = *k;
+    j->c = *c;
+    j->c.method = j->strings + offs[0];
+    j->c.path = j->strings + offs[1];
+    j->c.query = j->strings + offs[2];
+    j->user = c->user ? *c->user : (struct cp_user){0};
+    j->user.login = j->strings + offs[3];
+    j->user.email = j->strings + offs[4];
+    j->user.name = j->strings + offs[5];
+    j->c.user = &j->user;
+    for (size_t i = 0; i < nf; i++)
+        j->fwd[i] = (struct proxy_header){j->strings + offs[6 + 2 * i],
+                                          j->strings + offs[7 + 2 * i]};
+    j->c.fwd = j->fwd;
+    j->c.nfwd = nf;
+    j->c.body = NULL; /* only bodiless (GET/HEAD-like) calls are revalidated */
+    j->c.body_len = 0;
+    j->c.fwd_authorization = NULL;
+    j->c.fwd_id_token = NULL;
+    j->c.cancelled = job_stopping;
+    j->c.cancel_ctx = j;
+    proxy__ds_ref(ds);
+    if (cp_pool_submit(ds->env.pool, refresh_run, j) != 0) {
+        proxy_ds_free(ds);
+        cache_flight_done(ds->flights, k, NULL);
+        free(j->fwd);
+        free(j->strings);
+        free(j);
+    }
+}
+
+/* ---- the call ---------------------------------------------------------------------------- */
+
+/* Uncached: stream the upstream answer straight through. */
+static int run_bypass(struct proxy_ds *ds, const struct proxy__call *c,
+                      const struct proxy_sink *sink, int *result, struct cp_err *err)
+{
+    struct tee t = {0};
+    t.ds = ds;
+    t.c = c;
+    t.sink = sink;
+    t.result = PROXY_BYPASS;
+    *result = PROXY_BYPASS;
+    count(ds, c->kind, PROXY_BYPASS);
+    int rc = fetch(ds, c, &t, err);
+    tee_dispose(&t);
+    if (rc && t.started)
+        return rc; /* broken after the answer started: nothing more to say */
+    return rc ? rc : 0;
+}
+
+/* Waits for another process's fetch of k (Redis lock held elsewhere), polling the store. */
+static struct cache_entry *wait_other_process(struct proxy_ds *ds, const struct cache_key *k,
+                                              const struct proxy__call *c)
+{
+    int64_t limit = ds->cfg->timeout_ms < STREAM_LOCK_WAIT_MS ? ds->cfg->timeout_ms
+                                                              : STREAM_LOCK_WAIT_MS;
+    int64_t deadline = cp_mono_ns() + limit * 1000000;
+    while (cp_mono_ns() < deadline) {
+        struct timespec ts = {0, STREAM_LOCK_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        if (c->cancelled && c->cancelled(c->cancel_ctx))
+            return NULL;
+        struct cache_entry *e = NULL;
+        struct cp_err err;
+        if (cache_get(ds->store, k, &e, &err) != 0)
+            return NULL;
+        if (e && cache_entry_freshness(e, cp_now_ms()) == CACHE_FRESH)
+            return e;
+        cache_entry_unref(e);
+    }
+    return NULL;
+}
+
+int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
+               int *result, struct cp_err *err)
+{
+    const struct cfg_cache *cc = &ds->cfg->cache;
+    enum cfg_scope scope = c->scope_override >= 0 ? (enum cfg_scope)c->scope_override : cc->scope;
+    if (ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH)
+        scope = CFG_SCOPE_USER;
+    int64_t ttl = proxy__ttl_for(ds, c->kind, c->path, c->ttl_override_ms);
+    int has_user = c->user && c->user->present && c->user->login && *c->user->login;
+    if (!ds->store || ttl <= 0 || !cfg_strlist_has_ci(&cc->methods, c->method) ||
+        (scope == CFG_SCOPE_USER && !has_user))
+        return run_bypass(ds, c, sink, result, err);
+
+    struct cache_key key;
+    struct cache_key_input ki = {ds->cfg->uid, ds->cfg->fingerprint, c->kind, c->method,
+                                 c->path,      c->query,            c->body, c->body_len,
+                                 NULL,         0,                   scope,
+                                 has_user ? c->user->login : NULL, c->user ? c->user->org_id : 0};
+    struct cache_header vary[CP_MAX_FWD_HEADERS];
+    size_t nv = 0;
+    for (size_t i = 0; i < c->nfwd && nv < CP_MAX_FWD_HEADERS; i++)
+        if (strcasecmp(c->fwd[i].name, "If-None-Match") &&
+            strcasecmp(c->fwd[i].name, "If-Modified-Since"))
+            vary[nv++] = (struct cache_header){(char *)c->fwd[i].name, (char *)c->fwd[i].value};
+    ki.vary = vary;
+    ki.nvary = nv;
+    if (cache_key_derive(&ki, &key) != 0)
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+
+    int64_t now = cp_now_ms();
+    struct cache_entry *e = NULL, *stale = NULL;
+    if (!c->refresh) {
+        struct cp_err berr = {0};
+        if (cache_get(ds->store, &key, &e, &berr) != 0) {
+            backend_failed(ds, &berr);
+            e = NULL;
+        } else {
+            backend_ok(ds);
+        }
+        if (e) {
+            enum cache_freshness f = cache_entry_freshness(e, now);
+            if (f == CACHE_FRESH || f == CACHE_STALE_SWR) {
+                int r = f == CACHE_FRESH ? PROXY_HIT : PROXY_STALE;
+                *result = r;
+                count(ds, c->kind, r);
+                if (f == CACHE_STALE_SWR && !c->body_len)
+                    refresh_start(ds, &key, c);
+                int rc = send_entry(sink, e, r, now, client_has_it(c, e));
+                cache_entry_unref(e);
+                return rc;
+            }
+            if (f == CACHE_STALE_SIE)
+                stale = e;
+            else
+                cache_entry_unref(e);
+        }
+    }
+
+    /* a miss: one fetch per key in this process; the others wait for its answer */
+    struct cache_entry *shared = NULL;
+    int lead = cache_flight_join(ds->flights, &key, ds->cfg->timeout_ms + 1000, &shared);
+    if (lead == 0 && shared) {
+        atomic_fetch_add(&ds->coalesced, 1);
+        if (ds->env.ctr)
+            atomic_fetch_add(&ds->env.ctr->coalesced, 1);
+        *result = PROXY_HIT;
+        count(ds, c->kind, PROXY_HIT);
+        int rc = send_entry(sink, shared, PROXY_HIT, cp_now_ms(), client_has_it(c, shared));
+        cache_entry_unref(shared);
+        cache_entry_unref(stale);
+        return rc;
+    }
+    /* lead == 1: we fetch and publish; lead <= 0 without an answer: fetch on our own */
+
+    int locked = -1;
+    if (lead == 1 && !c->refresh) {
+        locked = cache_lock(ds->store, &key, ds->cfg->timeout_ms + 1000);
+        if (locked == 0) {
+            /* another process is fetching it: wait for its entry, bounded */
+            struct cache_entry *got = wait_other_process(ds, &key, c);
+            if (got) {
+                atomic_fetch_add(&ds->coalesced, 1);
+                if (ds->env.ctr)
+                    atomic_fetch_add(&ds->env.ctr->coalesced, 1);
+                cache_flight_done(ds->flights, &key, got);
+                *result = PROXY_HIT;
+                count(ds, c->kind, PROXY_HIT);
+                int rc = send_entry(sink, got, PROXY_HIT, cp_now_ms(), client_has_it(c, got));
+                cache_entry_unref(got);
+                cache_entry_unref(stale);
+                return rc;
+            }
+        }
+    }
+
+    struct tee t = {0};
+    t.ds = ds;
+    t.c = c;
+    t.sink = sink;
+    t.result = PROXY_MISS;
+    t.cacheable = 1;
+    t.ttl_ms = ttl;
+    t.have_stale = stale != NULL;
+    int rc = fetch(ds, c, &t, err);
+    struct cache_entry *fresh = NULL;
+    if (!rc && !t.hold && t.cacheable && (fresh = tee_entry(&t))) {
+        struct cp_err serr = {0};
+        if (cache_set(ds->store, &key, fresh, &serr) != 0)
+            backend_failed(ds, &serr);
+    }
+    if (locked == 1)
+        cache_unlock(ds->store, &key);
+    if (lead == 1)
+        cache_flight_done(ds->flights, &key, fresh);
+
+    int served_stale = stale && (t.hold || (rc && rc != CP_ECANCELED && !t.started));
+    if (served_stale) {
+        *result = PROXY_STALE;
+        count(ds, c->kind, PROXY_STALE);
+        cp_log(ds->env.log, CP_LOG_WARN, "upstream failing: serving a stale answer",
+               (struct cp_kv[]){CP_KV_S("error", rc ? cp_err_text(err) : "5xx answer"),
+                                CP_KV_I("status", t.status), CP_KV_S("dsUid", ds->cfg->uid)},
+               3);
+        rc = send_entry(sink, stale, PROXY_STALE, cp_now_ms(), 0);
+    } else {
+        *result = PROXY_MISS;
+        count(ds, c->kind, PROXY_MISS);
+    }
+    cache_entry_unref(fresh);
+    cache_entry_unref(stale);
+    tee_dispose(&t);
+    return rc;
+}

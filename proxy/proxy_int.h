@@ -1,0 +1,156 @@
+/*
+ * proxy_int.h - internals shared by the files of proxy/.
+ */
+#ifndef CP_PROXY_INT_H
+#define CP_PROXY_INT_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+
+#include "auth.h"
+#include "cache.h"
+#include "proxy.h"
+
+/* ---- data frames (frame.c builds them, arrow.c encodes them) ------------------------------- */
+
+enum proxy__ftype { PF_TIME, PF_FLOAT64, PF_INT64, PF_STRING, PF_BOOL };
+
+/* One column. Exactly one value array is used, by type; every array has n entries. */
+struct proxy__field {
+    char *name;
+    enum proxy__ftype type;
+    int nullable;      /* Arrow Field.nullable; a column with nulls must be nullable */
+    size_t n;          /* rows */
+    int64_t *i64;      /* PF_TIME: nanoseconds since the Unix epoch (UTC); PF_INT64 */
+    double *f64;       /* PF_FLOAT64 */
+    uint8_t *b;        /* PF_BOOL: 0 or 1 per row */
+    char **s;          /* PF_STRING: UTF-8, NUL-terminated; NULL entry for a null row */
+    uint8_t *valid;    /* 1 byte per row, 1 = valid; NULL = every row valid */
+    char *config_json; /* optional Grafana FieldConfig JSON */
+    char *labels_json; /* optional labels JSON object */
+};
+
+struct proxy__frame {
+    char *name, *ref_id;
+    char *meta_json; /* optional FrameMeta JSON */
+    struct proxy__field *fields;
+    size_t nfields;
+    size_t nrows;
+};
+
+/* Encodes one frame as a complete Arrow IPC file (PROTOCOL.md section 4.5) appended to out. */
+int proxy__arrow_encode(const struct proxy__frame *f, struct cp_buf *out);
+/* Frees the contents of a frame (not the struct itself). */
+void proxy__frame_dispose(struct proxy__frame *f);
+
+/* ---- instance state ----------------------------------------------------------------------- */
+
+struct proxy_ds {
+    _Atomic unsigned refs; /* the owner's, plus one per background job */
+    struct cfg_ds *cfg;
+    struct proxy_env env;
+    struct auth_ds *auth;
+    struct cache_store *store; /* NULL: cache off */
+    struct cache_flights *flights;
+    CURLSH *share; /* connection pool, DNS cache and TLS sessions of this instance */
+    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    pthread_mutex_t easy_mu;
+    CURL **easy; /* idle easy handles, reused so their connections stay warm */
+    size_t neasy, easy_cap;
+    char *origin;    /* "scheme://host[:port]" of cfg->url */
+    char *host;      /* "host[:port]", for messages */
+    char *base_path; /* path part of cfg->url, "" or "/v2" */
+    struct curl_blob ca_blob, cert_blob, key_blob;
+    _Atomic uint64_t hits, misses, stale, bypass, coalesced, upstream_requests, errors;
+    _Atomic int redis_down; /* for logging once per outage */
+};
+
+/* An upstream request as forward.c sends it. */
+struct proxy__upstream_req {
+    const char *method;
+    const char *path_query; /* upstream path (base path included) and "?query" */
+    const struct proxy_header *headers; /* forwarded client headers, already filtered */
+    size_t nheaders;
+    const struct auth_creds *creds;
+    const void *body;
+    size_t body_len;
+    int64_t timeout_ms;
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
+};
+
+/* Receives the upstream response as it arrives. on_head is called once before any on_body;
+ * returning non-zero from either aborts the transfer. */
+struct proxy__upstream_sink {
+    int (*on_head)(void *ctx, int status, const struct cache_header *h, size_t n);
+    int (*on_body)(void *ctx, const void *p, size_t n);
+    void *ctx;
+};
+
+/* Sends one request upstream with the instance's connection pool. Returns 0 when a response
+ * was received (whatever its status), else CP_EUPSTREAM, CP_ETIMEDOUT, CP_ERESPBIG,
+ * CP_ECANCELED with err detail (host only, never the query or credentials). */
+int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
+                 const struct proxy__upstream_sink *sink, struct cp_err *err);
+
+void proxy__ds_ref(struct proxy_ds *ds); /* released with proxy_ds_free */
+
+/* Connection pool of an instance (forward.c). */
+int proxy__share_init(struct proxy_ds *ds);
+void proxy__share_cleanup(struct proxy_ds *ds);
+
+/* ---- the cached call (pipeline.c) ----------------------------------------------------------- */
+
+#define CP_MAX_FWD_HEADERS 64  /* client headers passed upstream */
+#define CP_MAX_OUT_HEADERS 220 /* headers of one answer to the client */
+
+/* One upstream call as both resources and queries make it. Borrowed for proxy__run. */
+struct proxy__call {
+    enum cache_kind kind;
+    const char *method;
+    const char *path;  /* normalised, relative to the data source URL: "/items/1" */
+    const char *query; /* encoded query string without '?', or NULL */
+    const struct proxy_header *fwd; /* client headers allowed upstream (forwardHeaders) */
+    size_t nfwd;
+    const void *body;
+    size_t body_len;
+    const struct cp_user *user;
+    const char *fwd_authorization, *fwd_id_token; /* forwardOAuth tokens */
+    int refresh;            /* Cache-Control: no-cache from an Editor or Admin */
+    int scope_override;     /* -1, or the cfg_scope a module named */
+    int64_t ttl_override_ms; /* -1, or the query's cacheTtl */
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
+};
+
+/* Runs the call through the cache and the upstream, answering through sink. *result gets
+ * PROXY_HIT/MISS/STALE/BYPASS. Returns 0 once an answer was given; an error before any answer
+ * (the caller answers it, e.g. as JSON) or after a partial one (the stream is broken). */
+int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
+               int *result, struct cp_err *err);
+/* The lifetime for a call: override, else the first cache rule matching path, else the
+ * resource or query default. */
+int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const char *path,
+                       int64_t override_ms);
+/* Keeps the client headers forwardHeaders allows (never Cookie, Authorization, framing). */
+size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header *in, size_t n,
+                             struct proxy_header *out, size_t max);
+/* 1 when an Editor or Admin asked for a fresh answer (Cache-Control/Pragma: no-cache). */
+int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp_user *u);
+/* First value of a header (case-insensitive name), or NULL. */
+const char *proxy__header(const struct proxy_header *h, size_t n, const char *name);
+
+/* ---- paths ------------------------------------------------------------------------------ */
+
+/* Decodes and normalises a resource sub-path (the part after "proxy/") into "/a/b" form.
+ * raw: Grafana's escaped form (may be NULL), decoded: its percent-decoded form. Rejects with
+ * CP_EBADREQ anything that could leave the upstream base: "..", encoded dots or slashes,
+ * "//", backslashes, NUL, CR/LF, control characters, absolute URLs, and a disagreement between
+ * the two forms. out receives a NUL-terminated path of at most size-1 bytes. */
+int proxy__path_normalize(const char *decoded, const char *raw, char *out, size_t size,
+                          struct cp_err *err);
+/* Percent-encodes a normalised path for the upstream URL (keeps '/', unreserved, sub-delims,
+ * ':' and '@'). Returns a malloc'd string. */
+char *proxy__path_encode(const char *path);
+
+#endif
