@@ -5,16 +5,38 @@
 #include "proxy_int.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-int proxy_global_init(void)
+/* libcurl (and with it OpenSSL) is initialised when the first data source needs it, not at
+ * start-up: a plugin that Grafana starts but nobody uses stays small. This build's libcurl
+ * has a thread-safe curl_global_init (CURL_VERSION_THREADSAFE), checked at start. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_ready;
+
+static void curl_init_once(void) { curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
+
+static int curl_init(void)
 {
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : CP_EINTERNAL;
+    pthread_once(&curl_once, curl_init_once);
+    return curl_ready ? 0 : CP_EINTERNAL;
 }
 
-void proxy_global_cleanup(void) { curl_global_cleanup(); }
+int proxy_global_init(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (!(v->features & CURL_VERSION_THREADSAFE))
+        return curl_init(); /* no thread-safe lazy init: do it now, before any thread */
+    return 0;
+}
+
+void proxy_global_cleanup(void)
+{
+    if (curl_ready)
+        curl_global_cleanup();
+}
 
 /* Splits cfg->url into origin ("https://host:port"), host label and base path ("/v2"). */
 static int split_url(struct proxy_ds *ds)
@@ -46,9 +68,13 @@ static void set_blob(struct curl_blob *b, const struct cfg_secret *s)
 int proxy_ds_new(struct cfg_ds *cfg, const struct proxy_env *env, struct proxy_ds **out,
                  struct cp_err *err)
 {
+    *out = NULL;
+    if (curl_init() != 0) {
+        cfg_ds_free(cfg);
+        return cp_err_set(err, CP_EINTERNAL, "libcurl could not be initialised");
+    }
     struct proxy_ds *ds = calloc(1, sizeof *ds);
     int rc;
-    *out = NULL;
     if (!ds) {
         cfg_ds_free(cfg);
         return cp_err_set(err, CP_ENOMEM, "out of memory");

@@ -40,6 +40,8 @@ struct proxy__frame {
 
 /* Encodes one frame as a complete Arrow IPC file (PROTOCOL.md section 4.5) appended to out. */
 int proxy__arrow_encode(const struct proxy__frame *f, struct cp_buf *out);
+/* Appends the frame in Grafana's data-frame JSON form (PROTOCOL.md section 4.7) to out. */
+int proxy__frame_json(const struct proxy__frame *f, struct cp_buf *out);
 /* Frees the contents of a frame (not the struct itself). */
 void proxy__frame_dispose(struct proxy__frame *f);
 
