@@ -19,6 +19,7 @@ const struct rpc_method plugin_methods[] = {
     {"/pluginv2.Diagnostics/CheckHealth", RPC_UNARY, 0, svc_check_health},
     {"/pluginv2.Diagnostics/CollectMetrics", RPC_UNARY, 0, svc_collect_metrics},
     {"/pluginv2.Resource/CallResource", RPC_STREAM, 0, svc_call_resource},
+    {"/pluginv2.Data/QueryData", RPC_UNARY, 0, svc_query_data},
 };
 const size_t plugin_nmethods = sizeof plugin_methods / sizeof plugin_methods[0];
 

@@ -5,6 +5,7 @@
 #define CP_PROXY_INT_H
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <pthread.h>
 
 #include "auth.h"
@@ -44,6 +45,18 @@ int proxy__arrow_encode(const struct proxy__frame *f, struct cp_buf *out);
 int proxy__frame_json(const struct proxy__frame *f, struct cp_buf *out);
 /* Frees the contents of a frame (not the struct itself). */
 void proxy__frame_dispose(struct proxy__frame *f);
+
+/* JSON answers into frames (frame.c). */
+/* Follows a selector ("data.items", "items[0].points", "$", "$.a") from root; borrowed or
+ * NULL. */
+json_t *proxy__select(json_t *root, const char *sel);
+/* RFC 3339 time into nanoseconds since the epoch; 0 or -1. */
+int proxy__parse_rfc3339(const char *s, int64_t *ns);
+/* Builds the frame of one query from the upstream's JSON document and the query model (root,
+ * columns, format). cache_result ("hit", "miss", ...) goes into meta.custom.cache. CP_EINVAL
+ * with err for a model or answer that cannot make a frame. */
+int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id,
+                         const char *cache_result, struct proxy__frame *fr, struct cp_err *err);
 
 /* ---- instance state ----------------------------------------------------------------------- */
 
@@ -141,6 +154,19 @@ size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header
 int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp_user *u);
 /* First value of a header (case-insensitive name), or NULL. */
 const char *proxy__header(const struct proxy_header *h, size_t n, const char *name);
+
+/* 0 for headers no query may set (credentials, cookies, framing). */
+int proxy__header_allowed_in_query(const char *name);
+
+/* ---- queries (query.c) ---------------------------------------------------------------------- */
+
+struct proxy__range {
+    int64_t from_ms, to_ms, interval_ms, max_points;
+};
+/* Replaces ${__from}, ${__to} (epoch ms), ${__from:s}, ${__to:s}, ${__from:iso},
+ * ${__to:iso}, ${__interval_ms}, ${__maxDataPoints} (and the brace-less $__from, $__to,
+ * $__interval_ms, $__maxDataPoints) in s. Returns a malloc'd string, NULL on ENOMEM. */
+char *proxy__substitute(const char *s, const struct proxy__range *rg);
 
 /* ---- paths ------------------------------------------------------------------------------ */
 

@@ -85,6 +85,8 @@ static int is_never_forwarded(const char *name)
     return 0;
 }
 
+int proxy__header_allowed_in_query(const char *name) { return !is_never_forwarded(name); }
+
 /* Client headers allowed upstream by forwardHeaders. */
 size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header *in, size_t n,
                              struct proxy_header *out, size_t max)
