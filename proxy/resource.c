@@ -126,6 +126,10 @@ static int split_raw(const char *raw_url, char *sub, size_t size, const char **q
     if (!raw_url)
         return 1; /* no raw form: the decoded path alone is checked */
     const char *u = raw_url;
+    /* some hosts send the whole request path: keep what follows ".../resources/" */
+    const char *qs = strchr(u, '?');
+    for (const char *r = u; (r = strstr(r, "/resources/")) && (!qs || r < qs); r++)
+        u = r + 11;
     while (*u == '/')
         u++;
     const char *q = strchr(u, '?');
