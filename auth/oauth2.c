@@ -102,9 +102,11 @@ static int fetch(struct auth_ds *a, int use_basic, const struct auth_outgoing *o
     curl_free(uid);
     if (rc) {
         cp_buf_free(&resp);
-        return rc == CP_ECANCELED ? rc : cp_err_set(err, CP_EUPSTREAM, "OAuth2 token request "
-                                                                       "failed: %s",
-                                                    cp_err_text(err));
+        if (rc == CP_ECANCELED)
+            return rc;
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", cp_err_text(err));
+        return cp_err_set(err, CP_EUPSTREAM, "OAuth2 token request failed: %s", why);
     }
     if (*status < 200 || *status > 299) {
         cp_buf_free(&resp);

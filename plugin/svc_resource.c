@@ -45,6 +45,19 @@ static void sink_dispose(struct res_sink *s)
 static int res_start(void *ctx, int status, const struct proxy_header *h, size_t n)
 {
     struct res_sink *s = ctx;
+    if (s->started) {
+        /* a second answer (an error after the upstream's head): only possible while nothing
+         * has been sent; otherwise the stream must fail */
+        if (s->sent_any)
+            return CP_ECANCELED;
+        sink_dispose(s);
+        s->entries = NULL;
+        s->entry_ptrs = NULL;
+        s->lists = NULL;
+        s->values = NULL;
+        s->nentries = 0;
+        memset(&s->buf, 0, sizeof s->buf);
+    }
     s->started = 1;
     s->code = status;
     s->entries = calloc(n ? n : 1, sizeof *s->entries);
@@ -129,6 +142,44 @@ static size_t flatten(const Pluginv2__CallResourceRequest *rq, struct proxy_head
     return k;
 }
 
+/* protobuf-c cuts string fields at the first NUL: refuse a request whose path (2), method (3)
+ * or url (4) holds one, by looking at the top-level fields of the wire form. */
+static int has_nul_in_strings(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key = 0, n = 0;
+        for (int sh = 0; i < len; sh += 7) {
+            key |= (uint64_t)(p[i] & 0x7f) << sh;
+            if (!(p[i++] & 0x80) || sh > 63)
+                break;
+        }
+        unsigned wt = key & 7, field = (unsigned)(key >> 3);
+        if (wt == 0) {
+            while (i < len && (p[i++] & 0x80))
+                ;
+        } else if (wt == 1) {
+            i += 8;
+        } else if (wt == 5) {
+            i += 4;
+        } else if (wt == 2) {
+            for (int sh = 0; i < len; sh += 7) {
+                n |= (uint64_t)(p[i] & 0x7f) << sh;
+                if (!(p[i++] & 0x80) || sh > 63)
+                    break;
+            }
+            if (n > len - i)
+                return 0; /* malformed: the unpacker refuses it */
+            if (field >= 2 && field <= 4 && memchr(p + i, 0, n))
+                return 1;
+            i += n;
+        } else {
+            return 0;
+        }
+    }
+    return 0;
+}
+
 void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
 {
     Pluginv2__CallResourceRequest *rq = pluginv2__call_resource_request__unpack(NULL, len, req);
@@ -143,7 +194,9 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
     struct plugin_instance *in = NULL;
     struct cp_err err = {0};
     int rc;
-    if (plugin_instance_get(pc ? pc->datasourceinstancesettings : NULL, &in, &err) != 0) {
+    if (has_nul_in_strings(req, len)) {
+        rc = proxy_send_error(&sink, 400, "bad request: NUL byte in method, path or url");
+    } else if (plugin_instance_get(pc ? pc->datasourceinstancesettings : NULL, &in, &err) != 0) {
         rc = proxy_send_error(&sink, cp_http_status(err.code), cp_err_text(&err));
     } else {
         struct proxy_header hs[MAX_REQ_HEADERS];

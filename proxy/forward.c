@@ -153,10 +153,12 @@ static int finish_head(struct xfer *x)
         }
     /* drop hop-by-hop headers (and those the Connection header names) before handing over */
     size_t w = 0;
-    const char *conn = NULL;
+    char *conn = NULL; /* a copy: the Connection header itself is freed in the loop below */
     for (size_t i = 0; i < x->nh; i++)
-        if (!strcasecmp(x->h[i].name, "Connection"))
-            conn = x->h[i].value;
+        if (!strcasecmp(x->h[i].name, "Connection")) {
+            free(conn);
+            conn = strdup(x->h[i].value);
+        }
     for (size_t i = 0; i < x->nh; i++) {
         int drop = is_dropped(x->h[i].name);
         if (!drop && conn) {
@@ -178,6 +180,7 @@ static int finish_head(struct xfer *x)
         }
     }
     x->nh = w;
+    free(conn);
     if (x->sink->on_head(x->sink->ctx, x->status, x->h, x->nh) != 0) {
         x->abort_code = CP_ECANCELED;
         return -1;
