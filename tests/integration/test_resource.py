@@ -127,7 +127,6 @@ class ForwardingTest(Base):
             self.assertEqual(self.up.last().path, want, path)
 
     def test_status_and_response_headers(self):
-        # Connection value and then reads it (use-after-free) for the headers after it
         self.up.routes["/teapot"] = lambda r: (418, {
             "Content-Type": "text/x-test", "X-Up": "yes", "Keep-Alive": "timeout=5",
             "Connection": "keep-alive, X-Hop", "X-Hop": "hop", "Proxy-Connection": "x",
@@ -721,7 +720,6 @@ class PathSafetyTest(Base):
         self.assertEqual(self.up.last().path, "/base/ok?x=1")
 
     def test_nul_bytes_refused(self):
-        # forwards "proxy/a" (and "x=", and method "G") instead of refusing the request
         ds = self.ds(url=self.up.url + "/base")
         failures = []
         for path, url, method in (("proxy/a\x00/../../etc", "proxy/a\x00/../../etc", "GET"),
@@ -789,7 +787,6 @@ class StreamingTest(Base):
         self.assertEqual(len(self.call(ds, "proxy/big")[2]), 2 * MiB)
 
     def test_max_response_bytes_without_content_length(self):
-        # the head was handed to the client sink, and resource.c then starts a second answer
         body = b"z" * 100000
         raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                + chunked(body, 8192))
@@ -803,8 +800,8 @@ class StreamingTest(Base):
         self.assertEqual(self.call(self.ds(), "proxy/alive")[0], 200)
 
     def test_max_response_bytes_after_stream_started(self):
-        # outcome is a failed stream (or a 502 before anything was sent), never a 200 whose
-        # body is silently cut.
+        # once body messages have gone out, the only honest outcome is a failed stream
+        # (or a 502 before anything was sent), never a 200 whose body is silently cut.
         body = b"y" * (3 * MiB)
         raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                + chunked(body, 65536))
@@ -892,7 +889,6 @@ class UpstreamFailureTest(Base):
         self.still_serving(self.ds())
 
     def test_body_cut_short(self):
-        # after the head went to the client sink, and resource.c then sends a second answer
         self.failed_after_head(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"a" * 10)
 
     def test_body_stalls_past_timeout(self):
