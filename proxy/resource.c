@@ -272,12 +272,11 @@ static int handle_purge(struct proxy_ds *ds, const struct proxy_request *rq,
     int rc = ds->store ? cache_purge(ds->store, prefix, &purged, &err) : 0;
     struct cp_kv kv[] = {CP_KV_S("prefix", prefix ? prefix : "/"), CP_KV_I("purged", purged),
                          CP_KV_S("user", rq->user.login), CP_KV_S("dsUid", ds->cfg->uid)};
-    json_decref(j); /* prefix points into j: log first */
-    if (rc) {
-        cp_log(ds->env.log, CP_LOG_WARN, "cache purge failed", kv, 4);
+    cp_log(ds->env.log, rc ? CP_LOG_WARN : CP_LOG_INFO, rc ? "cache purge failed" : "cache purged",
+           kv, 4);
+    json_decref(j); /* prefix points into j: only after the log line */
+    if (rc)
         return fail(ds, sink, &err);
-    }
-    cp_log(ds->env.log, CP_LOG_INFO, "cache purged", kv, 4);
     return send_json(sink, 200, json_pack("{s:I}", "purged", (json_int_t)purged));
 }
 

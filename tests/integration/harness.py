@@ -254,6 +254,10 @@ class Plugin:
         self._err_thread.join(timeout=5)
         self.proc.stdout.close()
         self.proc.stderr.close()
+        # in sanitizer builds, any report of the plugin process fails the test that ran it
+        reports = [l for l in self.stderr_lines if "Sanitizer" in l or "runtime error:" in l]
+        if reports:
+            raise AssertionError("sanitizer report from the plugin:\n" + self.stderr_text())
         return rc
 
 
