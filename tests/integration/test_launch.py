@@ -216,6 +216,26 @@ class LaunchTest(unittest.TestCase):
         self.assertLess(time.time() - t0, 2.0)
         self.assertFalse(os.path.exists(p.address))
 
+    def test_stdio_and_broker_streams_held_open_until_shutdown(self):
+        # go-plugin's host opens these two streams right after connecting; they must stay
+        # open (no messages, no error) and end cleanly when the plugin stops
+        p = self.start()
+        stdio = p.channel.unary_stream("/plugin.GRPCStdio/StreamStdio",
+                                       request_serializer=lambda b: b,
+                                       response_deserializer=lambda b: b)(b"", timeout=30)
+        broker = p.channel.stream_stream("/plugin.GRPCBroker/StartStream",
+                                         request_serializer=lambda b: b,
+                                         response_deserializer=lambda b: b)(iter(()), timeout=30)
+        r = p.health.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=5)
+        self.assertEqual(r.status, health_pb2.HealthCheckResponse.SERVING)
+        self.assertTrue(stdio.is_active() and broker.is_active())
+        t0 = time.time()
+        p.controller.Shutdown(goplugin_pb2.Empty(), timeout=5)
+        self.assertEqual(list(stdio), [])
+        self.assertEqual(stdio.code(), grpc.StatusCode.OK)
+        self.assertEqual(p.wait_exit(2.0), 0)
+        self.assertLess(time.time() - t0, 2.0)
+
     def test_sigint_ignored_sigterm_stops(self):
         p = self.start()
         p.proc.send_signal(signal.SIGINT)
