@@ -52,6 +52,14 @@ struct auth_request {
  * Counts the decision. */
 int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth_decision *d);
 
+/* The same without counting the decision (a caller that may decide again later counts the
+ * one that stands with auth_count). */
+int auth_authorize_uncounted(struct auth_ds *a, const struct auth_request *rq,
+                             struct auth_decision *d);
+void auth_count(struct auth_ds *a, int allow);
+/* 1 when authorization needs no I/O (rules only: no authzUrl, no module). */
+int auth_is_local(const struct auth_ds *a);
+
 /* Rules alone (exposed for tests): 1 allow, 0 deny; *matched gets the rule index or -1. */
 int auth_rules_eval(const struct cfg_ds *cfg, const struct cp_user *u, const char *method,
                     const char *path, int *matched);

@@ -40,7 +40,23 @@ void auth_ds_free(struct auth_ds *a)
     free(a);
 }
 
+int auth_is_local(const struct auth_ds *a) { return !a->authz && !a->module; }
+
+void auth_count(struct auth_ds *a, int allow)
+{
+    if (a->env.decisions)
+        atomic_fetch_add_explicit(&a->env.decisions[allow ? 1 : 0], 1, memory_order_relaxed);
+}
+
 int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth_decision *d)
+{
+    int rc = auth_authorize_uncounted(a, rq, d);
+    auth_count(a, d->allow);
+    return rc;
+}
+
+int auth_authorize_uncounted(struct auth_ds *a, const struct auth_request *rq,
+                             struct auth_decision *d)
 {
     int matched = -1;
     d->scope = AUTH_SCOPE_DEFAULT;
@@ -56,9 +72,6 @@ int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth
         d->allow = auth__authz_decide(a, rq, d->reason, sizeof d->reason);
     if (d->allow && a->module)
         auth__module_decide(a, rq, d);
-    if (a->env.decisions)
-        atomic_fetch_add_explicit(&a->env.decisions[d->allow ? 1 : 0], 1,
-                                  memory_order_relaxed);
     return 0;
 }
 

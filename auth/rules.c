@@ -1,41 +1,75 @@
 /* rules.c - path globs and the rules engine of SPEC.md section 5. */
 #include "auth.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
+/* Glob matching as a set of positions in the glob (an NFA), advanced one path character at a
+ * time: time grows with path length times glob length, whatever the stars, so no glob an
+ * admin writes can make a crafted path expensive. */
+#define GLOB_MAX 1024
+#define WORDS (GLOB_MAX / 64 + 1)
+
+/* Adds position i and every position reachable from it without reading a character. fresh:
+ * a "**" entered just now, which may still stand for no segment at all ("/" "**" "/x" ~ "/x");
+ * one that has read characters may not skip its slash. */
+static void add_state(uint64_t *set, const char *g, size_t i, int fresh)
+{
+    for (;;) {
+        set[i / 64] |= 1ULL << (i % 64);
+        if (g[i] != '*')
+            return;
+        if (g[i + 1] == '*') {
+            if (fresh && g[i + 2] == '/')
+                add_state(set, g, i + 3, 1);
+            i += 2;
+        } else {
+            i += 1;
+        }
+        fresh = 1;
+    }
+}
+
 int auth_glob_match(const char *g, const char *p)
 {
-    while (*g) {
-        if (g[0] == '*' && g[1] == '*') {
-            const char *rest = g + 2;
-            /* a double star followed by a slash may also stand for no segment at all, so the
-             * glob "/" + "**" + "/x" matches "/x" */
-            if (rest[0] == '/' && auth_glob_match(rest + 1, p))
-                return 1;
-            for (const char *q = p;; q++) {
-                if (auth_glob_match(rest, q))
-                    return 1;
-                if (!*q)
-                    return 0;
+    size_t len = strlen(g);
+    if (len > GLOB_MAX)
+        return 0;
+    uint64_t cur[WORDS] = {0}, next[WORDS];
+    add_state(cur, g, 0, 1);
+    for (; *p; p++) {
+        memset(next, 0, sizeof next);
+        int any = 0;
+        for (size_t w = 0; w <= len / 64; w++) {
+            for (uint64_t bits = cur[w]; bits; bits &= bits - 1) {
+                size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+                if (g[i] == '*' && g[i + 1] == '*') {
+                    add_state(next, g, i, 0); /* any character, '/' included */
+                    any = 1;
+                } else if (g[i] == '*') {
+                    if (*p != '/') { /* '*' never crosses a segment */
+                        add_state(next, g, i, 0);
+                        any = 1;
+                    }
+                } else if (g[i] && g[i] == *p) {
+                    add_state(next, g, i + 1, 1);
+                    any = 1;
+                }
             }
         }
-        if (g[0] == '*') {
-            for (const char *q = p;; q++) {
-                if (auth_glob_match(g + 1, q))
-                    return 1;
-                if (!*q || *q == '/')
-                    return 0; /* '*' never crosses a segment */
-            }
-        }
-        if (!*p) /* a trailing slash-double-star also matches the bare prefix ("/api") */
-            return g[0] == '/' && g[1] == '*' && g[2] == '*' && !g[3];
-        if (*g != *p)
+        if (!any)
             return 0;
-        g++;
-        p++;
+        memcpy(cur, next, sizeof cur);
     }
-    return !*p;
+    for (size_t w = 0; w <= len / 64; w++)
+        for (uint64_t bits = cur[w]; bits; bits &= bits - 1) {
+            size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+            /* the end of the glob, or a trailing slash-double-star at the bare prefix */
+            if (i == len || !strcmp(g + i, "/**"))
+                return 1;
+        }
+    return 0;
 }
 
 int auth_glob_any(const struct cfg_strlist *globs, const char *path)

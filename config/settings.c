@@ -199,7 +199,7 @@ static int check_method(char *s)
 /* A path glob: must start with '/' and hold no control characters. */
 static int check_glob(char *s)
 {
-    if (s[0] != '/')
+    if (s[0] != '/' || strlen(s) > 1024)
         return 1;
     for (char *c = s; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == '\\')

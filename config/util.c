@@ -136,14 +136,18 @@ void cp_buf_free(struct cp_buf *b)
 /* Parses a non-negative decimal with an optional fraction; returns the end pointer or NULL. */
 static const char *parse_number(const char *s, double *out)
 {
-    char *end;
-    if (!(*s >= '0' && *s <= '9') && *s != '.')
+    /* digits and one dot only: strtod alone would also take "0x10", "1e3" or "inf" */
+    size_t n = strspn(s, "0123456789.");
+    const char *dot = memchr(s, '.', n);
+    if (!n || (dot && memchr(dot + 1, '.', n - (size_t)(dot + 1 - s))) || (n == 1 && *s == '.'))
         return NULL;
-    double v = strtod(s, &end);
-    if (end == s || v < 0 || v != v)
+    char buf[64];
+    if (n >= sizeof buf)
         return NULL;
-    *out = v;
-    return end;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    *out = strtod(buf, NULL);
+    return s + n;
 }
 
 int cfg_duration_parse(const char *s, int64_t *ms)

@@ -18,7 +18,7 @@ const struct rpc_method plugin_methods[] = {
     {"/plugin.GRPCBroker/StartStream", RPC_PARK, 1, NULL},
     {"/pluginv2.Diagnostics/CheckHealth", RPC_UNARY, 0, svc_check_health},
     {"/pluginv2.Diagnostics/CollectMetrics", RPC_UNARY, 0, svc_collect_metrics},
-    {"/pluginv2.Resource/CallResource", RPC_STREAM, 0, svc_call_resource},
+    {"/pluginv2.Resource/CallResource", RPC_STREAM, 0, svc_call_resource, svc_call_resource_fast},
     {"/pluginv2.Data/QueryData", RPC_UNARY, 0, svc_query_data},
 };
 const size_t plugin_nmethods = sizeof plugin_methods / sizeof plugin_methods[0];

@@ -367,6 +367,8 @@ static void on_new(struct rpc_call *c, int ok)
         rpc_fail(c, GRPC_STATUS_UNAVAILABLE, "plugin is shutting down");
         return;
     }
+    if (c->m->fast && c->m->fast(c, GRPC_SLICE_START_PTR(c->req), GRPC_SLICE_LENGTH(c->req)))
+        return; /* answered here, without a thread switch */
     atomic_fetch_add(&s->handlers, 1);
     if (c->m->run_inline || cp_pool_submit(plugin_g.pool, pool_job, c) != 0)
         run_handler(c);

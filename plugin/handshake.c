@@ -63,8 +63,8 @@ int plugin_socket_path(const char *dir, char *out, size_t size)
         if (fd < 0 || read(fd, &r, sizeof r) != (ssize_t)sizeof r)
             r = (unsigned long long)getpid() * 2654435761u + (unsigned long long)attempt;
         size_t dl = strlen(dir);
-        while (dl > 1 && dir[dl - 1] == '/')
-            dl--;
+        while (dl > 0 && dir[dl - 1] == '/')
+            dl--; /* "/" itself becomes "", so the path is "/pluginN", not "//pluginN" */
         int n = snprintf(out, size, "%.*s/plugin%llu", (int)dl, dir, r % 10000000000ULL);
         if (n < 0 || (size_t)n >= size || (size_t)n >= sizeof sa.sun_path) {
             if (fd >= 0)

@@ -90,6 +90,24 @@ static void unlink_locked(struct plugin_instance *in)
         }
 }
 
+struct plugin_instance *plugin_instance_peek(const Pluginv2__DataSourceInstanceSettings *s)
+{
+    if (!s)
+        return NULL;
+    char idbuf[32];
+    snprintf(idbuf, sizeof idbuf, "%lld", (long long)s->id);
+    const char *uid = s->uid && *s->uid ? s->uid : idbuf;
+    uint64_t h = settings_hash(s);
+    pthread_mutex_lock(&mu);
+    struct plugin_instance *in = find(uid);
+    if (in && in->last_updated_ms == s->lastupdatedms && in->settings_hash == h)
+        atomic_fetch_add(&in->refs, 1);
+    else
+        in = NULL;
+    pthread_mutex_unlock(&mu);
+    return in;
+}
+
 int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
                         struct plugin_instance **out, struct cp_err *err)
 {

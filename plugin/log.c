@@ -123,12 +123,20 @@ void plugin_log_secret_remove(const char *v)
     pthread_mutex_unlock(&secrets_mu);
 }
 
+/* Keys naming credentials, compared without case and without '-', '_' or '.' (so
+ * "X-API-Key", "api_key" and "apiKey" all count). */
 static int sensitive_key(const char *k)
 {
-    static const char *const words[] = {"password", "secret", "token", "authorization",
-                                        "cookie",   "apikey", "api_key", "credential"};
+    static const char *const words[] = {"password", "passwd",  "secret", "token",
+                                        "authorization", "cookie", "apikey", "credential"};
+    char flat[128];
+    size_t n = 0;
+    for (; *k && n < sizeof flat - 1; k++)
+        if (*k != '-' && *k != '_' && *k != '.')
+            flat[n++] = *k;
+    flat[n] = 0;
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strcasestr(k, words[i]))
+        if (strcasestr(flat, words[i]))
             return 1;
     return 0;
 }
@@ -178,11 +186,16 @@ static void put_escaped(struct out *o, const char *s, size_t n)
 /* Writes s as a JSON string body, with registered secrets replaced. Caller holds secrets_mu. */
 static void put_redacted(struct out *o, const char *s)
 {
-    size_t n = strnlen(s, MAX_VALUE), start = 0;
+    size_t full = strlen(s), n = full < MAX_VALUE ? full : MAX_VALUE, start = 0;
+    /* cut on a character boundary, never inside a UTF-8 sequence */
+    if (n < full)
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
     for (size_t i = 0; i < n;) {
         size_t hit = 0;
+        /* match against the whole value, so a secret straddling the cut is still found */
         for (size_t k = 0; k < nsecrets; k++)
-            if (secrets[k].len <= n - i && s[i] == secrets[k].v[0] &&
+            if (secrets[k].len <= full - i && s[i] == secrets[k].v[0] &&
                 !memcmp(s + i, secrets[k].v, secrets[k].len)) {
                 hit = secrets[k].len;
                 break;
@@ -196,7 +209,8 @@ static void put_redacted(struct out *o, const char *s)
             i++;
         }
     }
-    put_escaped(o, s + start, n - start);
+    if (start < n)
+        put_escaped(o, s + start, n - start);
 }
 
 size_t plugin_log_format(char *buf, size_t size, int level, const char *msg,
@@ -241,6 +255,9 @@ size_t plugin_log_format(char *buf, size_t size, int level, const char *msg,
     pthread_mutex_unlock(&secrets_mu);
     if (o.truncated && n > 0) /* keep the line valid JSON: drop the key-values */
         return plugin_log_format(buf, size, level, msg, kv, 0, unix_us);
+    static const char cut_msg[] = "[log line truncated]";
+    if (o.truncated && msg != cut_msg) /* the message itself does not fit: say so instead */
+        return plugin_log_format(buf, size, level, cut_msg, NULL, 0, unix_us);
     /* put() always leaves 3 bytes: close the object even when truncated */
     if (o.size >= 3) {
         o.p[o.len++] = '}';

@@ -26,11 +26,16 @@ enum rpc_kind {
     RPC_PARK,   /* held open without messages until the client leaves or we shut down */
 };
 
+/* An optional first try on the completion-queue thread: answers (and returns 1) only what
+ * needs no I/O; returning 0 hands the call to fn on the worker pool. */
+typedef int (*rpc_fast_handler)(struct rpc_call *c, const uint8_t *req, size_t len);
+
 struct rpc_method {
     const char *path;
     enum rpc_kind kind;
     int run_inline; /* cheap and non-blocking: run on the completion-queue thread */
     rpc_handler fn;
+    rpc_fast_handler fast;
 };
 
 /* Method table (dispatch.c). */
@@ -92,6 +97,9 @@ struct plugin_instance {
 int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
                         struct plugin_instance **out, struct cp_err *err);
 void plugin_instance_put(struct plugin_instance *in);
+/* The live instance for these settings if there is one and it is current, else NULL. Never
+ * builds one (so it never blocks). */
+struct plugin_instance *plugin_instance_peek(const Pluginv2__DataSourceInstanceSettings *s);
 /* Calls fn for every live instance (each held by a reference during the call). */
 void plugin_instance_each(void (*fn)(void *ctx, struct plugin_instance *in), void *ctx);
 /* Number of live instances. */
@@ -107,6 +115,7 @@ void svc_controller_shutdown(struct rpc_call *c, const uint8_t *req, size_t len)
 void svc_check_health(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_collect_metrics(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len);
+int svc_call_resource_fast(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_subscribe_stream(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_publish_stream(struct rpc_call *c, const uint8_t *req, size_t len);

@@ -96,6 +96,7 @@ int proxy_ds_new(struct cfg_ds *cfg, const struct proxy_env *env, struct proxy_d
                              env->ctr ? &env->ctr->evictions : NULL};
     if ((rc = cache_store_open(cfg, &cenv, &ds->store, err)))
         goto fail;
+    ds->store_is_local = ds->store && !strcmp(cache_store_backend(ds->store), "memory");
     if (!(ds->flights = cache_flights_new())) {
         rc = cp_err_set(err, CP_ENOMEM, "out of memory");
         goto fail;

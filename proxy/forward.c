@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #define MAX_IDLE_EASY 64
+#define POOL_CONNECTIONS 64
 #define MAX_RESP_HEADERS 200
 #define MAX_HEADER_BYTES (256 * 1024)
 
@@ -371,6 +372,9 @@ int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
                      (long)(rq->timeout_ms < 10000 ? rq->timeout_ms : 10000));
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* the shared pool keeps this many idle connections; curl's default (a handful) would
+     * close and reopen connections as soon as a few users call at once */
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, (long)POOL_CONNECTIONS);
     curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     if (cfg->tls_skip_verify) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);

@@ -447,20 +447,19 @@ static struct cache_entry *wait_other_process(struct proxy_ds *ds, const struct 
     return NULL;
 }
 
-int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
-               int *result, struct cp_err *err)
+/* Whether the call may use the cache and, when it may, its key. */
+static int cacheable_key(struct proxy_ds *ds, const struct proxy__call *c, int64_t *ttl,
+                         struct cache_key *key)
 {
     const struct cfg_cache *cc = &ds->cfg->cache;
     enum cfg_scope scope = c->scope_override >= 0 ? (enum cfg_scope)c->scope_override : cc->scope;
     if (ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH)
         scope = CFG_SCOPE_USER;
-    int64_t ttl = proxy__ttl_for(ds, c->kind, c->path, c->ttl_override_ms);
+    *ttl = proxy__ttl_for(ds, c->kind, c->path, c->ttl_override_ms);
     int has_user = c->user && c->user->present && c->user->login && *c->user->login;
-    if (!ds->store || ttl <= 0 || !cfg_strlist_has_ci(&cc->methods, c->method) ||
+    if (!ds->store || *ttl <= 0 || !cfg_strlist_has_ci(&cc->methods, c->method) ||
         (scope == CFG_SCOPE_USER && !has_user))
-        return run_bypass(ds, c, sink, result, err);
-
-    struct cache_key key;
+        return 0;
     struct cache_key_input ki = {ds->cfg->uid, ds->cfg->fingerprint, c->kind, c->method,
                                  c->path,      c->query,            c->body, c->body_len,
                                  NULL,         0,                   scope,
@@ -473,8 +472,37 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
             vary[nv++] = (struct cache_header){(char *)c->fwd[i].name, (char *)c->fwd[i].value};
     ki.vary = vary;
     ki.nvary = nv;
-    if (cache_key_derive(&ki, &key) != 0)
-        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    return cache_key_derive(&ki, key) == 0;
+}
+
+int proxy__try_hit(struct proxy_ds *ds, const struct proxy__call *c,
+                   const struct proxy_sink *sink, size_t max_body)
+{
+    int64_t ttl;
+    struct cache_key key;
+    struct cache_entry *e = NULL;
+    struct cp_err err;
+    if (c->refresh || !ds->store_is_local || !cacheable_key(ds, c, &ttl, &key) ||
+        cache_get(ds->store, &key, &e, &err) != 0 || !e)
+        return 0;
+    int64_t now = cp_now_ms();
+    int rc = 0;
+    if (e->body_len <= max_body && cache_entry_freshness(e, now) == CACHE_FRESH) {
+        count(ds, c->kind, PROXY_HIT);
+        rc = send_entry(sink, e, PROXY_HIT, now, client_has_it(c, e));
+        rc = rc ? rc : 1;
+    }
+    cache_entry_unref(e);
+    return rc;
+}
+
+int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
+               int *result, struct cp_err *err)
+{
+    int64_t ttl;
+    struct cache_key key;
+    if (!cacheable_key(ds, c, &ttl, &key))
+        return run_bypass(ds, c, sink, result, err);
 
     int64_t now = cp_now_ms();
     struct cache_entry *e = NULL, *stale = NULL;

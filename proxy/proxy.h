@@ -81,6 +81,13 @@ struct proxy_sink {
 int proxy_resource(struct proxy_ds *ds, const struct proxy_request *rq,
                    const struct proxy_sink *sink);
 
+/* Answers a resource call on the spot when that needs no I/O: a plugin error decided from
+ * the request alone, or a fresh hit of a memory cache whose body is at most max_body bytes.
+ * Returns 1 when answered, 0 when the call needs proxy_resource (nothing was sent). Never
+ * blocks: safe on an I/O thread. */
+int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
+                        const struct proxy_sink *sink, size_t max_body);
+
 /* Answers an error as JSON {"error": msg, "status": N} through sink. */
 int proxy_send_error(const struct proxy_sink *sink, int status, const char *msg);
 

@@ -66,6 +66,7 @@ struct proxy_ds {
     struct proxy_env env;
     struct auth_ds *auth;
     struct cache_store *store; /* NULL: cache off */
+    int store_is_local;        /* the store answers without I/O (memory) */
     struct cache_flights *flights;
     CURLSH *share; /* connection pool, DNS cache and TLS sessions of this instance */
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
@@ -143,6 +144,10 @@ struct proxy__call {
  * (the caller answers it, e.g. as JSON) or after a partial one (the stream is broken). */
 int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
                int *result, struct cp_err *err);
+/* A fresh hit answered without I/O, when the store allows it and the body is at most max_body
+ * bytes: 1 answered, 0 not (nothing sent), negative when the answer broke off. */
+int proxy__try_hit(struct proxy_ds *ds, const struct proxy__call *c,
+                   const struct proxy_sink *sink, size_t max_body);
 /* The lifetime for a call: override, else the first cache rule matching path, else the
  * resource or query default. */
 int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const char *path,

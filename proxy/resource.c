@@ -157,10 +157,13 @@ static int valid_query(const char *q)
     return 1;
 }
 
+/* max_body > 0: the fast mode of proxy_resource_fast: answer only what needs no I/O and set
+ * *answered; otherwise the call is always answered. */
 static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, const char *sub,
-                        const struct proxy_sink *sink)
+                        const struct proxy_sink *sink, size_t max_body, int *answered)
 {
     const struct cfg_ds *cfg = ds->cfg;
+    *answered = 1;
     struct cp_err err = {0};
     char path[MAX_PATH], rawsub[MAX_PATH];
     const char *query = NULL;
@@ -186,7 +189,9 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
     }
     struct auth_decision d;
     struct auth_request ar = {&rq->user, rq->method, path, query, cfg->uid};
-    auth_authorize(ds->auth, &ar, &d);
+    auth_authorize_uncounted(ds->auth, &ar, &d);
+    if (!d.allow || !max_body)
+        auth_count(ds->auth, d.allow); /* the fast mode counts only what it answers */
     if (!d.allow) {
         cp_err_set(&err, CP_EDENIED, "%s %s: %s", rq->method, path,
                    d.reason[0] ? d.reason : "denied");
@@ -213,6 +218,13 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
                             rq->cancelled,
                             rq->cancel_ctx};
     int result;
+    if (max_body) {
+        int rc = proxy__try_hit(ds, &c, sink, max_body);
+        *answered = rc != 0;
+        if (*answered)
+            auth_count(ds->auth, 1);
+        return rc < 0 ? rc : 0;
+    }
     int rc = proxy__run(ds, &c, sink, &result, &err);
     if (rc == 0 || rc == CP_ECANCELED)
         return rc;
@@ -291,8 +303,9 @@ int proxy_resource(struct proxy_ds *ds, const struct proxy_request *rq,
     const char *p = rq->path ? rq->path : "";
     while (*p == '/')
         p++;
+    int answered;
     if (!strncmp(p, "proxy/", 6) || !strcmp(p, "proxy"))
-        return handle_proxy(ds, rq, p[5] ? p + 6 : "", sink);
+        return handle_proxy(ds, rq, p[5] ? p + 6 : "", sink, 0, &answered);
     if (!strcmp(p, "cache/stats")) {
         if (strcmp(rq->method, "GET")) {
             cp_err_set(&err, CP_EMETHOD, "cache/stats answers GET only");
@@ -310,4 +323,19 @@ int proxy_resource(struct proxy_ds *ds, const struct proxy_request *rq,
     cp_err_set(&err, CP_ENOTFOUND, "unknown resource: use proxy/<path>, cache/stats or "
                                    "cache/purge");
     return fail(ds, sink, &err);
+}
+
+int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
+                        const struct proxy_sink *sink, size_t max_body)
+{
+    if (!ds->store || !(ds->store_is_local && auth_is_local(ds->auth)) || !max_body)
+        return 0;
+    const char *p = rq->path ? rq->path : "";
+    while (*p == '/')
+        p++;
+    if (!valid_method(rq->method) || (strncmp(p, "proxy/", 6) && strcmp(p, "proxy")))
+        return 0; /* errors and the other resources take the usual way */
+    int answered = 0;
+    handle_proxy(ds, rq, p[5] ? p + 6 : "", sink, max_body, &answered);
+    return answered;
 }
