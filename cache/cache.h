@@ -87,8 +87,10 @@ struct cache_key_input {
     const struct cache_header *vary; /* request headers that change the answer */
     size_t nvary;
     enum cfg_scope scope;
-    const char *user; /* login, for user scope */
-    int64_t org_id;   /* for org scope */
+    const char *user;    /* login, for user scope */
+    int64_t org_id;      /* for org scope */
+    const char *variant; /* what is stored is a transformed answer (a query's frame): its
+                          * recipe, or NULL for the answer itself */
 };
 
 /* Derives the key. Query parameters are sorted (order-insensitive); header names compare

@@ -10,6 +10,7 @@
 #define ENTRY_MAGIC 0x43504531u /* "CPE1" */
 #define ENTRY_VERSION 1
 #define MAX_HEADERS 256
+#define MAX_TIME_MS (1LL << 53) /* far beyond any real time or lifetime, far below overflow */
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
@@ -220,8 +221,11 @@ int cache_entry_decode(const void *p, size_t n, struct cache_entry **out)
     size_t pl = 0;
     const char *path = get_str(&r, &pl);
     uint32_t nh = get_u32(&r);
-    if (r.bad || nh > MAX_HEADERS || sp.status < 100 || sp.status > 599 || sp.ttl_ms < 0 ||
-        sp.swr_ms < 0 || sp.sie_ms < 0)
+    /* times no writer of ours produces (and whose sums would overflow) mark a foreign value */
+    if (r.bad || nh > MAX_HEADERS || sp.status < 100 || sp.status > 599 ||
+        sp.stored_ms < 0 || sp.stored_ms > MAX_TIME_MS || sp.ttl_ms < 0 ||
+        sp.ttl_ms > MAX_TIME_MS || sp.swr_ms < 0 || sp.swr_ms > MAX_TIME_MS || sp.sie_ms < 0 ||
+        sp.sie_ms > MAX_TIME_MS)
         return CP_EINVAL;
     /* copy strings out so they are NUL-terminated for cache_entry_new */
     strings = malloc(n + 2 * nh + 2);

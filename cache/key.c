@@ -94,15 +94,23 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
     qsort(hs, in->nvary, sizeof *hs, cmp_header);
     add(md, &in->nvary, sizeof in->nvary);
     for (size_t i = 0; i < in->nvary; i++) {
-        char lower[128];
-        size_t n = strlen(hs[i]->name);
-        if (n >= sizeof lower)
-            n = sizeof lower - 1;
-        for (size_t k = 0; k < n; k++)
-            lower[k] = (char)(hs[i]->name[k] | (hs[i]->name[k] >= 'A' && hs[i]->name[k] <= 'Z'
-                                                    ? 0x20
-                                                    : 0));
-        add(md, lower, n);
+        /* the whole name, lower-cased, length first, fed in pieces */
+        const char *name = hs[i]->name;
+        size_t n = strlen(name);
+        unsigned char len[8];
+        for (int k = 0; k < 8; k++)
+            len[k] = (unsigned char)((uint64_t)n >> (8 * k));
+        EVP_DigestUpdate(md, len, 8);
+        for (size_t off = 0; off < n;) {
+            char lower[128];
+            size_t m = n - off < sizeof lower ? n - off : sizeof lower;
+            for (size_t k = 0; k < m; k++) {
+                char ch = name[off + k];
+                lower[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch | 0x20) : ch;
+            }
+            EVP_DigestUpdate(md, lower, m);
+            off += m;
+        }
         add_str(md, hs[i]->value);
     }
     free(hs);
@@ -113,6 +121,11 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
         add_str(md, in->user);
     if (in->scope == CFG_SCOPE_ORG || in->scope == CFG_SCOPE_USER)
         add(md, &in->org_id, sizeof in->org_id);
+
+    unsigned char has_variant = in->variant != NULL;
+    add(md, &has_variant, 1);
+    if (has_variant)
+        add_str(md, in->variant);
 
     unsigned int n = 0;
     EVP_DigestFinal_ex(md, out->h, &n);

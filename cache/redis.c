@@ -53,6 +53,7 @@ struct pool {
     size_t nidle;
     int64_t open_until_ms; /* circuit breaker: skip Redis until then */
     int probing;           /* one call is trying Redis after the breaker closed */
+    char last_error[160];  /* why the breaker opened, for health checks */
 };
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -198,9 +199,9 @@ static redisContext *conn_get(struct pool *p, struct cp_err *err)
     }
     int64_t now = cp_now_ms();
     if (now < p->open_until_ms || p->probing) {
+        cp_err_set(err, CP_EBACKEND, "redis unavailable: %s (retrying within %d ms)",
+                   p->last_error[0] ? p->last_error : "a connection failed", BREAKER_OPEN_MS);
         pthread_mutex_unlock(&p->mu);
-        cp_err_set(err, CP_EBACKEND, "redis unavailable (retrying within %d ms)",
-                   BREAKER_OPEN_MS);
         return NULL;
     }
     int probe = p->open_until_ms != 0;
@@ -211,10 +212,12 @@ static redisContext *conn_get(struct pool *p, struct cp_err *err)
     pthread_mutex_lock(&p->mu);
     if (probe)
         p->probing = 0;
-    if (c)
+    if (c) {
         p->open_until_ms = 0;
-    else
+    } else {
         p->open_until_ms = cp_now_ms() + BREAKER_OPEN_MS;
+        snprintf(p->last_error, sizeof p->last_error, "%s", cp_err_text(err));
+    }
     pthread_mutex_unlock(&p->mu);
     return c;
 }
@@ -225,6 +228,8 @@ static void conn_put(struct pool *p, redisContext *c, int broken)
     pthread_mutex_lock(&p->mu);
     if (broken) {
         p->open_until_ms = cp_now_ms() + BREAKER_OPEN_MS;
+        snprintf(p->last_error, sizeof p->last_error, "%s",
+                 c && c->errstr[0] ? c->errstr : "connection lost");
         /* the other idle connections probably died with it */
         for (size_t i = 0; i < p->nidle; i++)
             redisFree(p->idle[i]);
@@ -593,9 +598,15 @@ static int rs_ping(struct cache_store *base, struct cp_err *err)
         return CP_EBACKEND;
     int ok = (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING) &&
              !strcasecmp(r->str, "PONG");
+    if (!ok)
+        cp_err_set(err, CP_EBACKEND, "redis PING answered %.120s%s",
+                   r->type == REDIS_REPLY_ERROR && r->str ? r->str : "something else than PONG",
+                   r->type == REDIS_REPLY_ERROR && r->str && strstr(r->str, "NOAUTH")
+                       ? ": set redisPassword (and the user in redisUrl)"
+                       : "");
     freeReplyObject(r);
     conn_put(s->pool, c, 0);
-    return ok ? 0 : cp_err_set(err, CP_EBACKEND, "redis PING did not answer PONG");
+    return ok ? 0 : CP_EBACKEND;
 }
 
 /* Lock tokens tell our lock apart from a successor's after expiry. */

@@ -486,6 +486,8 @@ int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const c
     json_t *jroot = json_object_get(model, "root");
     json_t *jcols = json_object_get(model, "columns");
     json_t *jfmt = json_object_get(model, "format");
+    if (json_is_null(jroot))
+        jroot = NULL;
     if (jroot && !json_is_string(jroot))
         return cp_err_set(err, CP_EINVAL, "root must be a string selector such as data.items");
     if (jcols && !json_is_null(jcols) && !json_is_array(jcols))
@@ -575,4 +577,23 @@ int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const c
     if (rc)
         proxy__frame_dispose(fr);
     return rc;
+}
+
+int proxy__frame_set_cache(struct proxy__frame *fr, const char *cache_result)
+{
+    json_error_t je;
+    json_t *meta = fr->meta_json ? json_loads(fr->meta_json, 0, &je) : json_object();
+    json_t *custom = json_object_get(meta, "custom");
+    if (!json_is_object(custom)) {
+        custom = json_object();
+        json_object_set_new(meta, "custom", custom);
+    }
+    json_object_set_new(custom, "cache", json_string(cache_result));
+    char *text = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    json_decref(meta);
+    if (!text)
+        return CP_ENOMEM;
+    free(fr->meta_json);
+    fr->meta_json = text;
+    return 0;
 }

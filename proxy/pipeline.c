@@ -128,6 +128,10 @@ struct tee {
     struct cache_header *h;
     size_t nh;
     struct cp_buf body;
+    int deferred;      /* a transformed call: the answer is whole before anything is sent */
+    struct cp_buf raw; /* its upstream answer */
+    struct cache_header *rh; /* and the upstream's headers, for an untransformed answer */
+    size_t nrh;
 };
 
 static int response_cacheable(struct tee *t, int status, const struct cache_header *h,
@@ -187,6 +191,18 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
         t->cacheable = 0;
         return 0;
     }
+    if (t->deferred) {
+        t->raw.max = (size_t)t->ds->cfg->max_response_bytes;
+        t->rh = calloc(n ? n : 1, sizeof *t->rh);
+        for (size_t i = 0; t->rh && i < n; i++) {
+            t->rh[i].name = strdup(h[i].name);
+            t->rh[i].value = strdup(h[i].value);
+            t->nrh = i + 1;
+            if (!t->rh[i].name || !t->rh[i].value)
+                return CP_ENOMEM;
+        }
+        return t->rh ? 0 : CP_ENOMEM;
+    }
     if (t->cacheable) {
         /* keep the headers for the entry (minus Age/X-Cache) */
         t->h = calloc(n ? n : 1, sizeof *t->h);
@@ -222,6 +238,8 @@ static int tee_body(void *ctx, const void *p, size_t n)
     struct tee *t = ctx;
     if (t->hold)
         return 0;
+    if (t->deferred)
+        return cp_buf_add(&t->raw, p, n) ? CP_ERESPBIG : 0;
     if (t->cacheable && cp_buf_add(&t->body, p, n) != 0) {
         t->cacheable = 0; /* larger than maxEntryBytes: answer it, do not keep it */
         cp_buf_free(&t->body);
@@ -231,14 +249,56 @@ static int tee_body(void *ctx, const void *p, size_t n)
     return t->sink->body(t->sink->ctx, p, n);
 }
 
+static void free_headers(struct cache_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].name);
+        free(h[i].value);
+    }
+    free(h);
+}
+
 static void tee_dispose(struct tee *t)
 {
-    for (size_t i = 0; i < t->nh; i++) {
-        free(t->h[i].name);
-        free(t->h[i].value);
-    }
-    free(t->h);
+    free_headers(t->h, t->nh);
+    free_headers(t->rh, t->nrh);
     cp_buf_free(&t->body);
+    cp_buf_free(&t->raw);
+}
+
+/* After a deferred fetch: transforms a 2xx answer (the kept form replaces what the tee
+ * captured for the cache) and answers the caller, with the transform or the raw answer.
+ * Sets *transformed. */
+static int finish_deferred(struct tee *t, int *transformed)
+{
+    const struct proxy__call *c = t->c;
+    struct cp_buf mine = {0}, keep = {0};
+    *transformed = 0;
+    if (t->status >= 200 && t->status <= 299 &&
+        c->transform(c->transform_arg, t->raw.p ? t->raw.p : "", t->raw.len, &mine, &keep) == 0) {
+        *transformed = 1;
+        cp_buf_free(&t->body);
+        t->body = keep;
+        if (t->body.len > (size_t)t->ds->cfg->cache.max_entry_bytes)
+            t->cacheable = 0;
+    } else {
+        cp_buf_free(&keep);
+        t->cacheable = 0;
+    }
+    int rc = 0;
+    if (t->sink) {
+        struct proxy_header out[CP_MAX_OUT_HEADERS];
+        size_t k = *transformed ? 0 : client_headers(t->rh, t->nrh, result_names[t->result], out);
+        if (*transformed)
+            out[k++] = (struct proxy_header){"X-Cache", result_names[t->result]};
+        const struct cp_buf *b = *transformed ? &mine : &t->raw;
+        t->started = 1;
+        rc = t->sink->start(t->sink->ctx, t->status, out, k);
+        if (!rc && b->len)
+            rc = t->sink->body(t->sink->ctx, b->p, b->len);
+    }
+    cp_buf_free(&mine);
+    return rc ? CP_ECANCELED : 0;
 }
 
 static struct cache_entry *tee_entry(struct tee *t)
@@ -309,7 +369,11 @@ static void refresh_run(void *arg)
     t.c = &j->c;
     t.cacheable = 1;
     t.ttl_ms = proxy__ttl_for(ds, j->c.kind, j->c.path, j->c.ttl_override_ms);
+    t.deferred = j->c.transform != NULL;
     int rc = fetch(ds, &j->c, &t, &err);
+    int transformed = 0;
+    if (!rc && t.deferred)
+        finish_deferred(&t, &transformed);
     struct cache_entry *e = NULL;
     if (!rc && t.cacheable && (e = tee_entry(&t))) {
         if (cache_set(ds->store, &j->key, e, &err) != 0)
@@ -346,11 +410,13 @@ static void refresh_start(struct proxy_ds *ds, const struct cache_key *k,
     size_t offs[64];
     size_t no = 0;
     int rc = j ? 0 : CP_ENOMEM;
-    /* strings: method, path, query, 3 user strings, then name/value of each header */
-    const char *fixed[6] = {c->method, c->path, c->query ? c->query : "", user_strs[0],
-                            user_strs[1], user_strs[2]};
-    size_t nf = c->nfwd < 29 ? c->nfwd : 29;
-    for (size_t i = 0; i < 6 && !rc; i++) {
+    /* strings: method, path, query, 3 user strings, the transform's recipe, then name/value
+     * of each header */
+    const char *fixed[7] = {c->method,    c->path,      c->query ? c->query : "",
+                            user_strs[0], user_strs[1], user_strs[2],
+                            c->transform_arg ? c->transform_arg : ""};
+    size_t nf = c->nfwd < 28 ? c->nfwd : 28;
+    for (size_t i = 0; i < 7 && !rc; i++) {
         offs[no++] = sb.len;
         rc = cp_buf_add(&sb, fixed[i], strlen(fixed[i]) + 1);
     }
@@ -383,9 +449,10 @@ static void refresh_start(struct proxy_ds *ds, const struct cache_key *k,
     j->user.email = j->strings + offs[4];
     j->user.name = j->strings + offs[5];
     j->c.user = &j->user;
+    j->c.transform_arg = c->transform ? j->strings + offs[6] : NULL;
     for (size_t i = 0; i < nf; i++)
-        j->fwd[i] = (struct proxy_header){j->strings + offs[6 + 2 * i],
-                                          j->strings + offs[7 + 2 * i]};
+        j->fwd[i] = (struct proxy_header){j->strings + offs[7 + 2 * i],
+                                          j->strings + offs[8 + 2 * i]};
     j->c.fwd = j->fwd;
     j->c.nfwd = nf;
     j->c.body = NULL; /* only bodiless (GET/HEAD-like) calls are revalidated */
@@ -472,6 +539,7 @@ static int cacheable_key(struct proxy_ds *ds, const struct proxy__call *c, int64
             vary[nv++] = (struct cache_header){(char *)c->fwd[i].name, (char *)c->fwd[i].value};
     ki.vary = vary;
     ki.nvary = nv;
+    ki.variant = c->transform ? c->transform_arg : NULL;
     return cache_key_derive(&ki, key) == 0;
 }
 
@@ -497,10 +565,14 @@ int proxy__try_hit(struct proxy_ds *ds, const struct proxy__call *c,
 }
 
 int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
-               int *result, struct cp_err *err)
+               int *result, int *transformed, struct cp_err *err)
 {
     int64_t ttl;
     struct cache_key key;
+    int ignored;
+    if (!transformed)
+        transformed = &ignored;
+    *transformed = 0;
     if (!cacheable_key(ds, c, &ttl, &key))
         return run_bypass(ds, c, sink, result, err);
 
@@ -519,6 +591,7 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
             if (f == CACHE_FRESH || f == CACHE_STALE_SWR) {
                 int r = f == CACHE_FRESH ? PROXY_HIT : PROXY_STALE;
                 *result = r;
+                *transformed = c->transform != NULL;
                 count(ds, c->kind, r);
                 if (f == CACHE_STALE_SWR && !c->body_len)
                     refresh_start(ds, &key, c);
@@ -541,6 +614,7 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
         if (ds->env.ctr)
             atomic_fetch_add(&ds->env.ctr->coalesced, 1);
         *result = PROXY_HIT;
+        *transformed = c->transform != NULL;
         count(ds, c->kind, PROXY_HIT);
         int rc = send_entry(sink, shared, PROXY_HIT, cp_now_ms(), client_has_it(c, shared));
         cache_entry_unref(shared);
@@ -561,6 +635,7 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
                     atomic_fetch_add(&ds->env.ctr->coalesced, 1);
                 cache_flight_done(ds->flights, &key, got);
                 *result = PROXY_HIT;
+                *transformed = c->transform != NULL;
                 count(ds, c->kind, PROXY_HIT);
                 int rc = send_entry(sink, got, PROXY_HIT, cp_now_ms(), client_has_it(c, got));
                 cache_entry_unref(got);
@@ -578,7 +653,10 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
     t.cacheable = 1;
     t.ttl_ms = ttl;
     t.have_stale = stale != NULL;
+    t.deferred = c->transform != NULL;
     int rc = fetch(ds, c, &t, err);
+    if (!rc && t.deferred && !t.hold)
+        rc = finish_deferred(&t, transformed);
     struct cache_entry *fresh = NULL;
     if (!rc && !t.hold && t.cacheable && (fresh = tee_entry(&t))) {
         struct cp_err serr = {0};
@@ -599,6 +677,7 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
                                 CP_KV_I("status", t.status), CP_KV_S("dsUid", ds->cfg->uid)},
                3);
         rc = send_entry(sink, stale, PROXY_STALE, cp_now_ms(), 0);
+        *transformed = c->transform != NULL;
     } else {
         *result = PROXY_MISS;
         count(ds, c->kind, PROXY_MISS);

@@ -58,6 +58,9 @@ int proxy__parse_rfc3339(const char *s, int64_t *ns);
 int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id,
                          const char *cache_result, struct proxy__frame *fr, struct cp_err *err);
 
+/* Sets meta.custom.cache of a built frame. */
+int proxy__frame_set_cache(struct proxy__frame *fr, const char *cache_result);
+
 /* ---- instance state ----------------------------------------------------------------------- */
 
 struct proxy_ds {
@@ -137,13 +140,22 @@ struct proxy__call {
     int64_t ttl_override_ms; /* -1, or the query's cacheTtl */
     int (*cancelled)(void *ctx);
     void *cancel_ctx;
+    /* Queries: what is cached and answered is not the upstream's answer but its transform
+     * (the frame). transform turns a 2xx answer into the body for this caller and the body
+     * to keep (they differ only in saying miss or hit); arg is its recipe, a string that also
+     * goes into the key and is copied by background refreshes. A transform that fails leaves
+     * the raw answer to the caller. NULL for resources. */
+    int (*transform)(const char *arg, const void *raw, size_t len, struct cp_buf *for_caller,
+                     struct cp_buf *for_cache);
+    const char *transform_arg;
 };
 
 /* Runs the call through the cache and the upstream, answering through sink. *result gets
- * PROXY_HIT/MISS/STALE/BYPASS. Returns 0 once an answer was given; an error before any answer
- * (the caller answers it, e.g. as JSON) or after a partial one (the stream is broken). */
+ * PROXY_HIT/MISS/STALE/BYPASS; *transformed (may be NULL) tells whether the body answered is
+ * the transform's. Returns 0 once an answer was given; an error before any answer (the caller
+ * answers it, e.g. as JSON) or after a partial one (the stream is broken). */
 int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
-               int *result, struct cp_err *err);
+               int *result, int *transformed, struct cp_err *err);
 /* A fresh hit answered without I/O, when the store allows it and the body is at most max_body
  * bytes: 1 answered, 0 not (nothing sent), negative when the answer broke off. */
 int proxy__try_hit(struct proxy_ds *ds, const struct proxy__call *c,

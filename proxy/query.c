@@ -198,6 +198,29 @@ static int build_params(json_t *params, const struct proxy__range *rg, struct cp
     return 0;
 }
 
+/* The transform of query answers (proxy__call.transform): the upstream's JSON into the Arrow
+ * frame, once saying "miss" for the caller and once saying "hit" for the cache. */
+static int frame_transform(const char *arg, const void *raw, size_t len, struct cp_buf *mine,
+                           struct cp_buf *keep)
+{
+    json_error_t je;
+    json_t *recipe = json_loads(arg, 0, &je);
+    json_t *doc = len ? json_loadb(raw, len, 0, &je) : NULL;
+    struct proxy__frame fr = {0};
+    struct cp_err err;
+    const char *ref = json_string_value(json_object_get(recipe, "refId"));
+    int rc = CP_EINVAL;
+    if (recipe && doc && ref &&
+        proxy__json_to_frame(doc, recipe, ref, "miss", &fr, &err) == 0 &&
+        proxy__arrow_encode(&fr, mine) == 0 && proxy__frame_set_cache(&fr, "hit") == 0 &&
+        proxy__arrow_encode(&fr, keep) == 0)
+        rc = 0;
+    proxy__frame_dispose(&fr);
+    json_decref(doc);
+    json_decref(recipe);
+    return rc;
+}
+
 static int is_token(const char *m)
 {
     if (!*m || strlen(m) > 32)
@@ -215,7 +238,7 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     const struct cfg_ds *cfg = ds->cfg;
     json_error_t je;
     json_t *m = json_loadb(q->json ? q->json : "{}", q->json_len ? q->json_len : 2, 0, &je);
-    char *path_sub = NULL, *body = NULL;
+    char *path_sub = NULL, *body = NULL, *recipe_text = NULL;
     struct cp_buf query = {0};
     struct qsink sink = {0};
     json_t *doc = NULL;
@@ -371,9 +394,23 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
                             d.scope,
                             ttl_override,
                             qc->cancelled,
-                            qc->cancel_ctx};
-    int result = PROXY_BYPASS;
-    int rc = proxy__run(ds, &c, &ps, &result, &err);
+                            qc->cancel_ctx,
+                            frame_transform,
+                            NULL};
+    /* the frame is what the cache keeps: its recipe is the refId and the model's shaping */
+    json_t *recipe = json_pack("{s:s,s:O?,s:O?,s:O?}", "refId", q->ref_id ? q->ref_id : "A",
+                               "root", json_object_get(m, "root"), "columns",
+                               json_object_get(m, "columns"), "format",
+                               json_object_get(m, "format"));
+    recipe_text = recipe ? json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(recipe);
+    if (!recipe_text) {
+        set_error(r, 500, 0, "out of memory");
+        goto out;
+    }
+    c.transform_arg = recipe_text;
+    int result = PROXY_BYPASS, transformed = 0;
+    int rc = proxy__run(ds, &c, &ps, &result, &transformed, &err);
     if (rc) {
         int st = rc == CP_ERESPBIG || sink.body.len >= sink.body.max
                      ? 502
@@ -392,6 +429,17 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
         snippet[n] = 0;
         set_error(r, sink.status >= 400 ? sink.status : 502, 1, "upstream answered %d to %s %s%s%s",
                   sink.status, method, path, n ? ": " : "", snippet);
+        goto out;
+    }
+    if (transformed) { /* the cache or the pipeline made the frame already */
+        if (!(r->frames = malloc(sizeof *r->frames)) ||
+            !(r->frame_lens = malloc(sizeof *r->frame_lens))) {
+            set_error(r, 500, 0, "out of memory");
+            goto out;
+        }
+        r->frames[0] = (unsigned char *)cp_buf_take(&sink.body, &r->frame_lens[0]);
+        r->nframes = 1;
+        r->status = 200;
         goto out;
     }
     doc = sink.body.len ? json_loadb(sink.body.p, sink.body.len, 0, &je) : NULL;
@@ -415,6 +463,7 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     r->nframes = 1;
     r->status = 200;
 out:
+    free(recipe_text);
     proxy__frame_dispose(&fr);
     json_decref(doc);
     json_decref(m);

@@ -216,7 +216,9 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
                             d.scope,
                             -1,
                             rq->cancelled,
-                            rq->cancel_ctx};
+                            rq->cancel_ctx,
+                            NULL,
+                            NULL};
     int result;
     if (max_body) {
         int rc = proxy__try_hit(ds, &c, sink, max_body);
@@ -225,7 +227,7 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
             auth_count(ds->auth, 1);
         return rc < 0 ? rc : 0;
     }
-    int rc = proxy__run(ds, &c, sink, &result, &err);
+    int rc = proxy__run(ds, &c, sink, &result, NULL, &err);
     if (rc == 0 || rc == CP_ECANCELED)
         return rc;
     struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&err)), CP_KV_S("method", rq->method),
