@@ -19,11 +19,25 @@ struct job {
 
 struct cp_pool {
     pthread_mutex_t mu;
-    pthread_cond_t work, done;
+    pthread_cond_t work;
     struct job *head, *tail;
     unsigned queued, threads, idle, max, idle_ms;
     int stopping;
+    /* live threads; one that leaves for idleness detaches itself, the others are joined by
+     * cp_pool_free, so that their thread-local state (OpenSSL's, libcurl's) is released
+     * before the process ends */
+    pthread_t *ids;
 };
+
+static void forget_self(struct cp_pool *p)
+{
+    pthread_t me = pthread_self();
+    for (unsigned i = 0; i < p->threads; i++)
+        if (pthread_equal(p->ids[i], me)) {
+            p->ids[i] = p->ids[p->threads - 1];
+            break;
+        }
+}
 
 static void *worker(void *arg)
 {
@@ -42,11 +56,16 @@ static void *worker(void *arg)
             p->idle++;
             int rc = pthread_cond_timedwait(&p->work, &p->mu, &dl);
             p->idle--;
-            if (rc == ETIMEDOUT && !p->head)
-                goto out;
+            if (rc == ETIMEDOUT && !p->head && !p->stopping) {
+                forget_self(p);
+                p->threads--;
+                pthread_detach(pthread_self());
+                pthread_mutex_unlock(&p->mu);
+                return NULL;
+            }
         }
         if (!p->head)
-            break; /* stopping and drained */
+            break; /* stopping and drained: cp_pool_free joins us */
         struct job *j = p->head;
         p->head = j->next;
         if (!p->head)
@@ -57,9 +76,6 @@ static void *worker(void *arg)
         free(j);
         pthread_mutex_lock(&p->mu);
     }
-out:
-    p->threads--;
-    pthread_cond_broadcast(&p->done);
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
@@ -71,9 +87,13 @@ struct cp_pool *cp_pool_new(unsigned max_threads, unsigned idle_ms)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work, NULL);
-    pthread_cond_init(&p->done, NULL);
     p->max = max_threads ? max_threads : 1;
     p->idle_ms = idle_ms ? idle_ms : 1000;
+    p->ids = calloc(p->max, sizeof *p->ids);
+    if (!p->ids) {
+        free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -95,12 +115,10 @@ int cp_pool_submit(struct cp_pool *p, void (*fn)(void *), void *arg)
     if (p->idle >= p->queued) {
         pthread_cond_signal(&p->work);
     } else if (p->threads < p->max) {
-        pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 512 * 1024);
-        if (pthread_create(&t, &attr, worker, p) == 0)
+        if (pthread_create(&p->ids[p->threads], &attr, worker, p) == 0)
             p->threads++;
         pthread_attr_destroy(&attr);
         if (p->threads == 0) {
@@ -123,8 +141,13 @@ void cp_pool_free(struct cp_pool *p)
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
     pthread_cond_broadcast(&p->work);
-    while (p->threads > 0)
-        pthread_cond_wait(&p->done, &p->mu);
+    /* no thread detaches itself once stopping is set: join every one still listed */
+    while (p->threads > 0) {
+        pthread_t t = p->ids[--p->threads];
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(t, NULL);
+        pthread_mutex_lock(&p->mu);
+    }
     /* no thread left: run what is still queued here, so no job's state leaks */
     while (p->head) {
         struct job *j = p->head;
@@ -137,7 +160,7 @@ void cp_pool_free(struct cp_pool *p)
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work);
-    pthread_cond_destroy(&p->done);
+    free(p->ids);
     free(p);
 }
 
