@@ -699,6 +699,20 @@ class RedisFaultTest(Base):
         self.assertLess(took, 1.0, "%s took %.3f s" % (path, took))
         return hval(hdrs, "X-Cache")
 
+    def test_near_cache_answers_while_redis_is_down(self):
+        ds = self.ds({"backend": "redis", "nearCacheTtl": "30s",
+                      "redisUrl": "redis://127.0.0.1:%d" % self.redis.port})
+        self.assertEqual(self.xc(ds, "proxy/hot"), "MISS")
+        self.assertEqual(self.xc(ds, "proxy/hot"), "HIT")
+        self.redis.kill()
+        # Redis is gone: the hot key still comes from the memory tier in front of it,
+        # a cold key goes to the upstream
+        before = self.up.count()
+        self.assertEqual(self.timed(ds, "proxy/hot"), "HIT")
+        self.assertEqual(self.up.count(), before)
+        self.assertEqual(self.timed(ds, "proxy/cold"), "MISS")
+        self.assertEqual(self.up.count(), before + 1)
+
     def assert_uncached_calls(self, ds, n, tag):
         before = self.up.count()
         for i in range(n):
