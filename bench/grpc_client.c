@@ -264,6 +264,27 @@ void bench_plugin_stderr(struct bench_plugin *p, char *out, size_t size)
 }
 
 /* go-plugin's graceful stop: the controller's Shutdown, answered with an Empty. */
+/* The six ops of a unary call: send the request and close, receive metadata, the answer
+ * and the status. */
+static void unary_ops(grpc_op ops[6], grpc_byte_buffer *bb, grpc_metadata_array *imd,
+                      grpc_byte_buffer **rbb, grpc_metadata_array *tmd, grpc_status_code *status,
+                      grpc_slice *details)
+{
+    memset(ops, 0, 6 * sizeof *ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = imd;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = rbb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = tmd;
+    ops[5].data.recv_status_on_client.status = status;
+    ops[5].data.recv_status_on_client.status_details = details;
+}
+
 static int controller_shutdown(struct bench_chan *c)
 {
     struct bench_caller k;
@@ -280,19 +301,7 @@ static int controller_shutdown(struct bench_chan *c)
     grpc_status_code status = GRPC_STATUS_UNKNOWN;
     grpc_slice details = grpc_empty_slice();
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &rbb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &tmd;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
+    unary_ops(ops, bb, &imd, &rbb, &tmd, &status, &details);
     int ok = -1;
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) == GRPC_CALL_OK) {
         grpc_event ev = grpc_completion_queue_pluck(k.cq, ops, after_ms(4000), NULL);
@@ -551,19 +560,7 @@ int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct
     grpc_slice details = grpc_empty_slice();
     int rc = 0;
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &rbb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &tmd;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &details;
+    unary_ops(ops, bb, &imd, &rbb, &tmd, &status, &details);
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) != GRPC_CALL_OK) {
         rc = cp_err_set(err, CP_EINTERNAL, "QueryData: start_batch refused");
     } else if (wait_tag(k, call, ops) != 0) {

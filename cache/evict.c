@@ -14,28 +14,11 @@
 #define SAMPLE_FACTOR 10     /* increments per counter word before aging */
 #define HASHDOS_FREQ 6       /* from here a losing candidate is admitted with p = 1/128 */
 
-static uint64_t load64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 /* ---- sketch ------------------------------------------------------------------------------- */
 
 static uint64_t sketch_hash(const struct cache__evict_sketch *sk, const unsigned char *key)
 {
-    return mix64(load64(key + 16) ^ sk->seed);
+    return cache__mix64(cache__load64(key + 16) ^ sk->seed);
 }
 
 int cache__evict_sketch_resize(struct cache__evict_sketch *sk, uint32_t entries)
@@ -179,7 +162,7 @@ void cache__evict_init(struct cache__evict *p, size_t node_size, uint64_t cap, u
     p->window_max = cap * WINDOW_PERCENT / 100;
     p->protected_max = (cap - p->window_max) * PROTECTED_PERCENT / 100;
     p->rng = seed | 1;
-    p->sketch.seed = mix64(seed + 0x9e3779b97f4a7c15ull);
+    p->sketch.seed = cache__mix64(seed + 0x9e3779b97f4a7c15ull);
 }
 
 static void free_storage(struct cache__evict *p)

@@ -13,8 +13,28 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend.h"
+
+/* Hash helpers shared by the policy and the store: keys are SHA-256 digests, so their bytes
+ * are already uniform; mixing with a per-store seed keeps sharding unpredictable. */
+static inline uint64_t cache__load64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint64_t cache__mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
 
 enum cache__evict_region {
     CACHE__EVICT_WINDOW = 0,

@@ -88,23 +88,6 @@ static void batch_release(struct batch *b)
     b->n = 0;
 }
 
-static uint64_t load64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 static int64_t wall_now(void *ctx)
 {
     (void)ctx;
@@ -118,14 +101,14 @@ static struct node *node_at(const struct shard *sh, uint32_t id)
 
 static struct shard *shard_of(const struct mem_store *m, const unsigned char *key)
 {
-    return &m->shards[mix64(load64(key) ^ m->seed) & (m->nshards - 1)];
+    return &m->shards[cache__mix64(cache__load64(key) ^ m->seed) & (m->nshards - 1)];
 }
 
 /* ---- index -------------------------------------------------------------------------------- */
 
 static uint32_t home_of(const struct shard *sh, const unsigned char *key)
 {
-    return (uint32_t)(mix64(load64(key + 8) ^ sh->seed) >> (64 - sh->slot_bits));
+    return (uint32_t)(cache__mix64(cache__load64(key + 8) ^ sh->seed) >> (64 - sh->slot_bits));
 }
 
 /* Slot holding key, or -1. */
@@ -656,8 +639,8 @@ int cache__memory_open(int64_t max_bytes, int64_t max_entry_bytes, const struct 
         struct shard *sh = &m->shards[i];
         memset(sh, 0, sizeof *sh);
         sh->stripes = &m->stripes[i * ns];
-        sh->seed = mix64(m->seed + i + 1);
-        cache__evict_init(&sh->pol, sizeof(struct node), cap, mix64(sh->seed));
+        sh->seed = cache__mix64(m->seed + i + 1);
+        cache__evict_init(&sh->pol, sizeof(struct node), cap, cache__mix64(sh->seed));
     }
     *out = &m->base;
     return 0;

@@ -80,6 +80,27 @@ static struct plugin_instance *find(const char *uid)
     return NULL;
 }
 
+/* The data source's uid, or its numeric id for Grafana versions without uids. */
+static const char *uid_of(const Pluginv2__DataSourceInstanceSettings *s, char *buf, size_t size)
+{
+    if (s->uid && *s->uid)
+        return s->uid;
+    snprintf(buf, size, "%lld", (long long)s->id);
+    return buf;
+}
+
+/* The instance of uid when it was built from exactly these settings, with a reference taken
+ * for the caller; else NULL. Caller holds mu. */
+static struct plugin_instance *current(const char *uid,
+                                       const Pluginv2__DataSourceInstanceSettings *s, uint64_t h)
+{
+    struct plugin_instance *in = find(uid);
+    if (!in || in->last_updated_ms != s->lastupdatedms || in->settings_hash != h)
+        return NULL;
+    atomic_fetch_add(&in->refs, 1);
+    return in;
+}
+
 static void unlink_locked(struct plugin_instance *in)
 {
     for (struct plugin_instance **pp = &head; *pp; pp = &(*pp)->next)
@@ -95,15 +116,10 @@ struct plugin_instance *plugin_instance_peek(const Pluginv2__DataSourceInstanceS
     if (!s)
         return NULL;
     char idbuf[32];
-    snprintf(idbuf, sizeof idbuf, "%lld", (long long)s->id);
-    const char *uid = s->uid && *s->uid ? s->uid : idbuf;
+    const char *uid = uid_of(s, idbuf, sizeof idbuf);
     uint64_t h = settings_hash(s);
     pthread_mutex_lock(&mu);
-    struct plugin_instance *in = find(uid);
-    if (in && in->last_updated_ms == s->lastupdatedms && in->settings_hash == h)
-        atomic_fetch_add(&in->refs, 1);
-    else
-        in = NULL;
+    struct plugin_instance *in = current(uid, s, h);
     pthread_mutex_unlock(&mu);
     return in;
 }
@@ -115,19 +131,16 @@ int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
     if (!s)
         return cp_err_set(err, CP_ECONFIG, "this call carries no data source settings");
     char idbuf[32];
-    snprintf(idbuf, sizeof idbuf, "%lld", (long long)s->id);
-    const char *uid = s->uid && *s->uid ? s->uid : idbuf;
+    const char *uid = uid_of(s, idbuf, sizeof idbuf);
     uint64_t h = settings_hash(s);
 
     pthread_mutex_lock(&mu);
-    struct plugin_instance *in = find(uid);
-    if (in && in->last_updated_ms == s->lastupdatedms && in->settings_hash == h) {
-        atomic_fetch_add(&in->refs, 1);
-        pthread_mutex_unlock(&mu);
+    struct plugin_instance *in = current(uid, s, h);
+    pthread_mutex_unlock(&mu);
+    if (in) {
         *out = in;
         return 0;
     }
-    pthread_mutex_unlock(&mu);
 
     /* build outside the lock: other data sources keep being served meanwhile */
     const char **keys = calloc(s->n_decryptedsecurejsondata + 1, sizeof *keys);
@@ -177,16 +190,16 @@ int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
     atomic_init(&fresh->refs, 2); /* the table's and the caller's */
 
     pthread_mutex_lock(&mu);
-    struct plugin_instance *cur = find(uid);
-    if (cur && cur->last_updated_ms == s->lastupdatedms && cur->settings_hash == h) {
+    struct plugin_instance *cur = current(uid, s, h);
+    if (cur) {
         /* another call built the same instance first: use that one */
-        atomic_fetch_add(&cur->refs, 1);
         pthread_mutex_unlock(&mu);
         atomic_store(&fresh->refs, 1);
         plugin_instance_put(fresh);
         *out = cur;
         return 0;
     }
+    cur = find(uid);
     if (cur)
         unlink_locked(cur);
     fresh->next = head;

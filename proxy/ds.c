@@ -135,24 +135,17 @@ void proxy_cache_usage(struct proxy_ds *ds, uint64_t *entries, uint64_t *bytes)
     *bytes = u.bytes;
 }
 
-/* Collects at most a small prefix of the health response body for the message. */
-struct health_sink {
-    int status;
-    struct cp_buf body;
-};
-
+/* The health check needs the upstream's status only; its body is read and dropped. */
 static int health_head(void *ctx, int status, const struct cache_header *h, size_t n)
 {
     (void)h, (void)n;
-    ((struct health_sink *)ctx)->status = status;
+    *(int *)ctx = status;
     return 0;
 }
 
 static int health_body(void *ctx, const void *p, size_t n)
 {
-    struct health_sink *hs = ctx;
-    if (hs->body.len < 512)
-        cp_buf_add(&hs->body, p, n > 512 - hs->body.len ? 512 - hs->body.len : n);
+    (void)ctx, (void)p, (void)n;
     return 0;
 }
 
@@ -161,7 +154,7 @@ int proxy_check_health(struct proxy_ds *ds, int *ok, struct cp_buf *msg, struct 
     const struct cfg_ds *cfg = ds->cfg;
     struct cp_err err = {0};
     struct auth_creds creds = {0};
-    struct health_sink hs = {0};
+    int hstatus = 0;
     char *path = NULL;
     *ok = 0;
     int64_t t0 = cp_mono_ns();
@@ -185,7 +178,7 @@ int proxy_check_health(struct proxy_ds *ds, int *ok, struct cp_buf *msg, struct 
     }
     struct proxy__upstream_req rq = {"GET", path, NULL, 0, &creds, NULL, 0, cfg->timeout_ms,
                                      NULL, NULL};
-    struct proxy__upstream_sink sk = {health_head, health_body, &hs};
+    struct proxy__upstream_sink sk = {health_head, health_body, &hstatus};
     rc = proxy__fetch(ds, &rq, &sk, &err);
     int64_t ms = (cp_mono_ns() - t0) / 1000000;
     if (rc) {
@@ -200,14 +193,14 @@ int proxy_check_health(struct proxy_ds *ds, int *ok, struct cp_buf *msg, struct 
         rc = 0;
         goto out;
     }
-    if (hs.status == 401 || hs.status == 403) {
+    if (hstatus == 401 || hstatus == 403) {
         cp_buf_addf(msg, "Upstream answered %d to GET %s: check the credentials (authType %s)",
-                    hs.status, cfg->health_path, cfg_auth_type_name(cfg->auth_type));
+                    hstatus, cfg->health_path, cfg_auth_type_name(cfg->auth_type));
         goto out;
     }
-    if (hs.status < 200 || hs.status > 399) {
+    if (hstatus < 200 || hstatus > 399) {
         cp_buf_addf(msg, "Upstream answered %d to GET %s: check the URL and healthPath",
-                    hs.status, cfg->health_path);
+                    hstatus, cfg->health_path);
         goto out;
     }
     if (ds->store) {
@@ -215,17 +208,17 @@ int proxy_check_health(struct proxy_ds *ds, int *ok, struct cp_buf *msg, struct 
         if (cache_ping(ds->store, &cerr) != 0) {
             cp_buf_addf(msg, "Upstream OK (%d in %lld ms), but the %s cache is unavailable: "
                              "%s. Calls still work, uncached",
-                        hs.status, (long long)ms, cache_store_backend(ds->store),
+                        hstatus, (long long)ms, cache_store_backend(ds->store),
                         cp_err_text(&cerr));
             goto out;
         }
     }
     *ok = 1;
-    cp_buf_addf(msg, "Upstream OK (%d in %lld ms); cache: %s", hs.status, (long long)ms,
+    cp_buf_addf(msg, "Upstream OK (%d in %lld ms); cache: %s", hstatus, (long long)ms,
                 cache_store_backend(ds->store));
 out:
     if (details) {
-        json_t *d = json_pack("{s:s,s:i,s:s,s:s}", "upstream", ds->host, "status", hs.status,
+        json_t *d = json_pack("{s:s,s:i,s:s,s:s}", "upstream", ds->host, "status", hstatus,
                               "cache", cache_store_backend(ds->store), "authType",
                               cfg_auth_type_name(cfg->auth_type));
         char *s = d ? json_dumps(d, JSON_COMPACT) : NULL;
@@ -235,7 +228,6 @@ out:
         json_decref(d);
     }
     auth_creds_wipe(&creds);
-    cp_buf_free(&hs.body);
     free(path);
     return rc;
 }

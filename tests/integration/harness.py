@@ -307,6 +307,16 @@ def hval(headers, name):
     return None
 
 
+def free_port():
+    """A loopback port nobody listens on now (bound, then released): for servers a test starts,
+    or as an upstream that refuses connections."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def read_text(path):
     with open(path) as f:
         return f.read()

@@ -9,16 +9,11 @@ import ssl
 import threading
 import time
 
-from harness import Upstream
+from harness import Upstream, free_port
+
+closed_port = free_port
 
 
-def closed_port():
-    """A loopback port nobody listens on (bound, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def stream_bytes(total):

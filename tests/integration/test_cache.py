@@ -17,7 +17,8 @@ import threading
 import time
 import unittest
 
-from harness import Plugin, Upstream, call_resource, context, hval, pb, settings, wait_for
+from harness import (Plugin, Upstream, call_resource, context, free_port, hval, pb, settings,
+                     wait_for)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 CALL_TIMEOUT = 15
@@ -31,12 +32,6 @@ def new_uid(tag="c"):
     return "%s%d" % (tag, next(_uids))
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- a real redis-server and a minimal RESP client --------------------------------------------

@@ -12,13 +12,12 @@ import fcntl
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from harness import BUILD, EXE, ROOT, Upstream
+from harness import BUILD, EXE, ROOT, Upstream, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HOST_SRC = os.path.join(HERE, "goplugin", "host.go")
@@ -93,12 +92,6 @@ def build_host():
             os.replace(tmp, HOST)
 
 
-def free_closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @unittest.skipUnless(GO, "go is not installed")
@@ -156,7 +149,7 @@ class GoPluginHostTest(unittest.TestCase):
         self.assertIn("using plugin: version=2", err, diag)
 
     def test_health_error_is_a_proper_status(self):
-        url = "http://127.0.0.1:%d" % free_closed_port()
+        url = "http://127.0.0.1:%d" % free_port()
         rc, out, err, diag = self.run_host(url, "ERROR")
         m = self.check_common(rc, out, err, diag)
         self.assertEqual(m.group(1), "ERROR", diag)
@@ -165,7 +158,7 @@ class GoPluginHostTest(unittest.TestCase):
     def test_host_reports_a_mismatch(self):
         # The host itself must fail loudly when the status is not the expected one, otherwise
         # the two tests above prove nothing.
-        url = "http://127.0.0.1:%d" % free_closed_port()
+        url = "http://127.0.0.1:%d" % free_port()
         rc, out, err, diag = self.run_host(url, "OK")
         self.assertEqual(rc, 1, diag)
         self.assertRegex(out, r"goplugin-host: FAIL: CheckHealth: status ERROR", diag)
