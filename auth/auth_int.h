@@ -54,6 +54,7 @@ struct auth__post {
     const char *basic_user, *basic_pass; /* optional HTTP basic credentials */
     int64_t timeout_ms;
     int tls_skip_verify;
+    const struct cfg_secret *ca_cert; /* tlsCACert when tlsAuthWithCACert is on, else NULL */
     int (*cancelled)(void *ctx);
     void *cancel_ctx;
 };

@@ -148,7 +148,8 @@ int auth__authz_decide(struct auth_ds *a, const struct auth_request *rq, char *r
     }
     int64_t timeout = cfg->timeout_ms < 10000 ? cfg->timeout_ms : 10000;
     struct auth__post p = {cfg->authz_url, "application/json", body, NULL, NULL, timeout,
-                           cfg->tls_skip_verify, NULL, NULL};
+                           cfg->tls_skip_verify, cfg->tls_auth_ca ? &cfg->tls_ca_cert : NULL,
+                           NULL, NULL};
     long status = 0;
     struct cp_buf resp = {0};
     struct cp_err e = {0};

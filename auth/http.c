@@ -77,6 +77,13 @@ int auth__http_post(const struct auth__post *p, long *status, struct cp_buf *res
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
     }
+    struct curl_blob ca = {0};
+    if (p->ca_cert && cfg_secret_isset(p->ca_cert)) {
+        ca.data = p->ca_cert->v;
+        ca.len = p->ca_cert->len;
+        ca.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &ca);
+    }
     if (p->basic_user) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, p->basic_user);

@@ -14,6 +14,7 @@
 #define RETRY_AFTER_FAILURE_MS 1000LL
 
 struct auth__oauth2 {
+    const struct cp_logger *log; /* told about each token, so logs redact it */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct cfg_secret header; /* "Bearer <token>" */
@@ -32,14 +33,24 @@ int auth__oauth2_new(struct auth_ds *a, struct cp_err *err)
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     pthread_mutex_init(&o->mu, NULL);
     pthread_cond_init(&o->cv, NULL);
+    o->log = a->env.log;
     a->oauth2 = o;
     return 0;
+}
+
+/* The token part of "<type> <token>". */
+static const char *token_of(const struct cfg_secret *header)
+{
+    const char *sp = header->v ? strchr(header->v, ' ') : NULL;
+    return sp ? sp + 1 : header->v;
 }
 
 void auth__oauth2_free(struct auth__oauth2 *o)
 {
     if (!o)
         return;
+    if (cfg_secret_isset(&o->header))
+        cp_log_secret_remove(o->log, token_of(&o->header));
     cfg_secret_wipe(&o->header);
     pthread_mutex_destroy(&o->mu);
     pthread_cond_destroy(&o->cv);
@@ -90,6 +101,7 @@ static int fetch(struct auth_ds *a, int use_basic, const struct auth_outgoing *o
     int64_t timeout = cfg->timeout_ms < 30000 ? cfg->timeout_ms : 30000;
     struct auth__post p = {cfg->oauth2_token_url, "application/x-www-form-urlencoded", form.p,
                            uid, usec, timeout, cfg->tls_skip_verify,
+                           cfg->tls_auth_ca ? &cfg->tls_ca_cert : NULL,
                            og ? og->cancelled : NULL, og ? og->cancel_ctx : NULL};
     *status = 0;
     rc = auth__http_post(&p, status, &resp, err);
@@ -198,6 +210,9 @@ int auth__oauth2_header(struct auth_ds *a, const struct auth_outgoing *og, char 
         o->fetches++;
         now = cp_now_ms();
         if (rc == 0) {
+            cp_log_secret_add(o->log, token_of(&fresh));
+            if (cfg_secret_isset(&o->header))
+                cp_log_secret_remove(o->log, token_of(&o->header));
             cfg_secret_wipe(&o->header);
             o->header = fresh;
             /* refresh a little early: 10% of the lifetime, at least 5 s, at most 60 s */

@@ -84,8 +84,8 @@ static int user_matches(const struct cfg_rule *r, const struct cp_user *u)
 {
     /* a call without a user (or role None) matches only rules naming neither roles nor users */
     int anonymous = !u || !u->present || u->role == CFG_ROLE_NONE;
-    if (anonymous)
-        return !r->has_roles && !r->has_users && (!r->has_orgs || (u && u->present));
+    if (anonymous) /* orgs still apply: the call belongs to an org (checked below) */
+        return !r->has_roles && !r->has_users;
     if (r->has_roles && !((int)u->role >= (int)r->min_role))
         return 0;
     if (r->has_users) {

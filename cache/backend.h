@@ -34,6 +34,8 @@ struct cache_backend {
     int (*ping)(struct cache_store *s, struct cp_err *err);
     int (*lock)(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms);
     void (*unlock)(struct cache_store *s, const struct cache_key *k);
+    /* 1 while someone holds k's lock, 0 when nobody does, negative on failure */
+    int (*lock_held)(struct cache_store *s, const struct cache_key *k);
     void (*close)(struct cache_store *s);
 };
 

@@ -73,3 +73,8 @@ void cache_unlock(struct cache_store *s, const struct cache_key *k)
     if ((s->be->caps & CACHE_CAP_LOCK) && s->be->unlock)
         s->be->unlock(s, k);
 }
+
+int cache_lock_held(struct cache_store *s, const struct cache_key *k)
+{
+    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock_held ? s->be->lock_held(s, k) : -1;
+}

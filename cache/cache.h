@@ -57,6 +57,11 @@ void cache_entry_unref(struct cache_entry *e); /* NULL-safe */
  * CACHE_STALE_SIE (only inside staleIfError), CACHE_EXPIRED. */
 enum cache_freshness { CACHE_FRESH, CACHE_STALE_SWR, CACHE_STALE_SIE, CACHE_EXPIRED };
 enum cache_freshness cache_entry_freshness(const struct cache_entry *e, int64_t now_ms);
+/* The same as seen by a reader whose own lifetime is max_ttl_ms (the shorter of the two
+ * counts; negative: the entry's own). A reader asking for a short lifetime is not served an
+ * old entry that another reader stored with a long one. */
+enum cache_freshness cache_entry_freshness_for(const struct cache_entry *e, int64_t now_ms,
+                                               int64_t max_ttl_ms);
 /* How long a backend should keep the entry: ttl + the longer stale window. */
 int64_t cache_entry_keep_ms(const struct cache_entry *e);
 
@@ -148,6 +153,8 @@ int cache_ping(struct cache_store *s, struct cp_err *err);
  * negative on failure or when the backend has no shared locks (memory). */
 int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms);
 void cache_unlock(struct cache_store *s, const struct cache_key *k);
+/* 1 while another process holds k's lock, 0 when nobody does, negative on failure. */
+int cache_lock_held(struct cache_store *s, const struct cache_key *k);
 
 /* ---- coalescing (in process) ------------------------------------------------------------- */
 

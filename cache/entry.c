@@ -84,16 +84,23 @@ void cache_entry_unref(struct cache_entry *e)
         free(e);
 }
 
-enum cache_freshness cache_entry_freshness(const struct cache_entry *e, int64_t now)
+enum cache_freshness cache_entry_freshness_for(const struct cache_entry *e, int64_t now,
+                                               int64_t max_ttl)
 {
+    int64_t ttl = max_ttl >= 0 && max_ttl < e->ttl_ms ? max_ttl : e->ttl_ms;
     int64_t age = now - e->stored_ms;
-    if (age < e->ttl_ms)
+    if (age < ttl)
         return CACHE_FRESH;
-    if (age < e->ttl_ms + e->swr_ms)
+    if (age < ttl + e->swr_ms)
         return CACHE_STALE_SWR;
-    if (age < e->ttl_ms + e->sie_ms)
+    if (age < ttl + e->sie_ms)
         return CACHE_STALE_SIE;
     return CACHE_EXPIRED;
+}
+
+enum cache_freshness cache_entry_freshness(const struct cache_entry *e, int64_t now)
+{
+    return cache_entry_freshness_for(e, now, -1);
 }
 
 int64_t cache_entry_keep_ms(const struct cache_entry *e)

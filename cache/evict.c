@@ -6,6 +6,8 @@
  * victims in turn. */
 #include "evict.h"
 
+#include <assert.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,7 +110,9 @@ void cache__evict_sketch_age(struct cache__evict_sketch *sk)
 
 static struct cache__evict_node *link_at(struct cache__evict *p, uint32_t id)
 {
-    return id < CACHE__EVICT_FIRST_ID ? &p->sent[id - 1]
+    /* ids 1..FIRST_ID-1 name the list heads (sentinels); 0 is never linked */
+    assert(id != 0);
+    return id < CACHE__EVICT_FIRST_ID ? &p->sent[id > 0 ? id - 1 : 0]
                                       : (struct cache__evict_node *)cache__evict_at(p, id);
 }
 

@@ -54,7 +54,22 @@ struct pool {
     int64_t open_until_ms; /* circuit breaker: skip Redis until then */
     int probing;           /* one call is trying Redis after the breaker closed */
     char last_error[160];  /* why the breaker opened, for health checks */
+    int down;              /* an outage is under way (logged once when it starts and ends) */
+    const struct cp_logger *log;
 };
+
+/* Records a failure; the first of an outage is logged. Caller holds p->mu. */
+static void went_down(struct pool *p, const char *why)
+{
+    p->open_until_ms = cp_now_ms() + BREAKER_OPEN_MS;
+    snprintf(p->last_error, sizeof p->last_error, "%s", why);
+    if (!p->down) {
+        p->down = 1;
+        cp_log(p->log, CP_LOG_WARN,
+               "redis cache unavailable: answering from the upstream until it is back",
+               (struct cp_kv[]){CP_KV_S("error", why)}, 1);
+    }
+}
 
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool *pools;
@@ -213,23 +228,25 @@ static redisContext *conn_get(struct pool *p, struct cp_err *err)
     if (probe)
         p->probing = 0;
     if (c) {
-        p->open_until_ms = 0;
+        p->open_until_ms = 0; /* back only once a command answers (conn_put) */
     } else {
-        p->open_until_ms = cp_now_ms() + BREAKER_OPEN_MS;
-        snprintf(p->last_error, sizeof p->last_error, "%s", cp_err_text(err));
+        went_down(p, cp_err_text(err));
     }
     pthread_mutex_unlock(&p->mu);
     return c;
 }
 
-/* Returns a connection; a broken one is closed and opens the breaker. */
+/* Returns a connection after a command: a broken one is closed and opens the breaker; a
+ * working one ends an outage. */
 static void conn_put(struct pool *p, redisContext *c, int broken)
 {
     pthread_mutex_lock(&p->mu);
+    if (!broken && p->down) {
+        p->down = 0;
+        cp_log(p->log, CP_LOG_INFO, "redis cache available again", NULL, 0);
+    }
     if (broken) {
-        p->open_until_ms = cp_now_ms() + BREAKER_OPEN_MS;
-        snprintf(p->last_error, sizeof p->last_error, "%s",
-                 c && c->errstr[0] ? c->errstr : "connection lost");
+        went_down(p, c && c->errstr[0] ? c->errstr : "connection lost");
         /* the other idle connections probably died with it */
         for (size_t i = 0; i < p->nidle; i++)
             redisFree(p->idle[i]);
@@ -243,7 +260,8 @@ static void conn_put(struct pool *p, redisContext *c, int broken)
         redisFree(c);
 }
 
-static struct pool *pool_acquire(const struct cfg_cache *cc, struct cp_err *err)
+static struct pool *pool_acquire(const struct cfg_cache *cc, const struct cp_logger *log,
+                                 struct cp_err *err)
 {
     struct target t;
     char *url_pw = NULL;
@@ -280,6 +298,7 @@ static struct pool *pool_acquire(const struct cfg_cache *cc, struct cp_err *err)
     } else if ((p = calloc(1, sizeof *p)) && (p->id = strdup(id))) {
         p->refs = 1;
         p->t = t;
+        p->log = log;
         if (pw->v)
             cfg_secret_set(&p->password, pw->v, pw->len);
         pthread_mutex_init(&p->mu, NULL);
@@ -649,6 +668,22 @@ static void rs_unlock(struct cache_store *base, const struct cache_key *k)
     }
 }
 
+static int rs_lock_held(struct cache_store *base, const struct cache_key *k)
+{
+    struct redis_store *s = (struct redis_store *)base;
+    struct cp_err err;
+    redisContext *c = conn_get(s->pool, &err);
+    if (!c)
+        return -1;
+    redisReply *r = command(s, &c, &err, "EXISTS %s%s:lock", s->prefix, k->hex);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
+    freeReplyObject(r);
+    conn_put(s->pool, c, 0);
+    return rc;
+}
+
 static void rs_close(struct cache_store *base)
 {
     struct redis_store *s = (struct redis_store *)base;
@@ -669,16 +704,16 @@ static int rs_open(const struct cfg_ds *cfg, const struct cache_env *env,
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     s->base.be = &cache__redis_backend;
     s->env = *env;
-    size_t n = strlen(cfg->cache.key_prefix) + strlen(cfg->uid) + 8;
+    size_t n = strlen(cfg->cache.key_prefix) + strlen(cfg->key_id) + 8;
     s->prefix = malloc(n);
     s->index = malloc(n + 8);
     if (!s->prefix || !s->index) {
         rs_close(&s->base);
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     }
-    snprintf(s->prefix, n, "%s%s:", cfg->cache.key_prefix, cfg->uid);
-    snprintf(s->index, n + 8, "%s%s::index", cfg->cache.key_prefix, cfg->uid);
-    if (!(s->pool = pool_acquire(&cfg->cache, err))) {
+    snprintf(s->prefix, n, "%s%s:", cfg->cache.key_prefix, cfg->key_id);
+    snprintf(s->index, n + 8, "%s%s::index", cfg->cache.key_prefix, cfg->key_id);
+    if (!(s->pool = pool_acquire(&cfg->cache, env->log, err))) {
         rs_close(&s->base);
         return err && err->code ? err->code : CP_ECONFIG;
     }
@@ -697,10 +732,17 @@ static int rs_open(const struct cfg_ds *cfg, const struct cache_env *env,
 }
 
 const struct cache_backend cache__redis_backend = {
-    "redis",  CACHE_CAP_SHARED | CACHE_CAP_LOCK,
-    rs_open,  rs_get,
-    rs_set,   rs_del,
-    rs_purge, rs_usage,
-    rs_ping,  rs_lock,
-    rs_unlock, rs_close,
+    .name = "redis",
+    .caps = CACHE_CAP_SHARED | CACHE_CAP_LOCK,
+    .open = rs_open,
+    .get = rs_get,
+    .set = rs_set,
+    .del = rs_del,
+    .purge_prefix = rs_purge,
+    .usage = rs_usage,
+    .ping = rs_ping,
+    .lock = rs_lock,
+    .unlock = rs_unlock,
+    .lock_held = rs_lock_held,
+    .close = rs_close,
 };

@@ -31,15 +31,30 @@ static inline struct cp_kv cp_kv_str(const char *k, const char *v)
 #define CP_KV_S(k, v) cp_kv_str((k), (v))
 #define CP_KV_I(k, v) ((struct cp_kv){(k), NULL, (long long)(v)})
 
-/* Where lower modules send log lines. fn may redact; it must be thread-safe. */
+/* Where lower modules send log lines. fn may redact; it must be thread-safe. secret_add and
+ * secret_remove (optional) tell the log about secret values learnt at run time (tokens), so
+ * that they are redacted like configured ones; calls come in pairs. */
 struct cp_logger {
     void (*fn)(void *ctx, int level, const char *msg, const struct cp_kv *kv, size_t n);
     void *ctx;
+    void (*secret_add)(void *ctx, const char *v);
+    void (*secret_remove)(void *ctx, const char *v);
+    /* copies in to out (size bytes, NUL-terminated) with every known secret replaced */
+    void (*redact)(void *ctx, const char *in, char *out, size_t size);
 };
 
 /* Logs through lg (NULL or a NULL fn: dropped). */
 void cp_log(const struct cp_logger *lg, int level, const char *msg, const struct cp_kv *kv,
             size_t n);
+void cp_log_secret_add(const struct cp_logger *lg, const char *v);
+void cp_log_secret_remove(const struct cp_logger *lg, const char *v);
+/* Text for users (error messages): in with every known secret replaced, into out. Without a
+ * redact hook it is copied as is. */
+void cp_redact(const struct cp_logger *lg, const char *in, char *out, size_t size);
+
+/* Replaces every byte that is not part of valid UTF-8 with '?', in place, so the text can go
+ * into JSON and protobuf string fields. Returns s. */
+char *cp_utf8_fix(char *s);
 
 /* ---- secrets and strings ------------------------------------------------------------------ */
 
@@ -187,12 +202,15 @@ struct cfg_cache {
     int64_t cache_404_ms;  /* lifetime of 404 answers; 0 = not cached */
     char *redis_url;
     struct cfg_secret redis_password;
+    struct cfg_secret redis_url_password; /* a password written into redisUrl (redacted) */
     char *key_prefix;
 };
 
 struct cfg_ds {
     int64_t id;
     char *uid; /* never empty: falls back to the numeric id */
+    int64_t org_id; /* uids are unique only within an org */
+    char *key_id;   /* "<org>:<uid>": names the data source in cache keys and Redis keys */
     char *name;
     char *url; /* no trailing slash */
     int64_t last_updated_ms;
@@ -212,14 +230,15 @@ struct cfg_ds {
     char *oauth2_token_url, *oauth2_client_id, *oauth2_audience;
     struct cfg_strlist oauth2_scopes;
     char *hmac_header, *hmac_algorithm;
-    char *auth_module, *auth_module_config; /* config: JSON text */
+    char *auth_module, *auth_module_config; /* config: JSON text, secure keys merged in */
+    struct cfg_secret *module_secrets;        /* string values of secure authModuleConfig */
+    size_t nmodule_secrets;
     struct cfg_header *headers;
     size_t nheaders;
     int oauth_pass_thru;
 
     /* TLS towards the upstream */
     int tls_skip_verify, tls_auth, tls_auth_ca;
-    char *tls_server_name;
     struct cfg_secret tls_ca_cert, tls_client_cert, tls_client_key;
 
     /* what may pass */
@@ -233,13 +252,15 @@ struct cfg_ds {
 
     struct cfg_cache cache;
 
-    /* SHA-256 over every setting that changes upstream answers (secrets included, hashed). */
+    /* SHA-256 over every setting that changes upstream answers or who may see them: url, every
+     * credential and TLS setting (secrets included, hashed). */
     unsigned char fingerprint[32];
 };
 
 /* What the host knows of a data source: the fields of DataSourceInstanceSettings. Borrowed. */
 struct cfg_ds_input {
     int64_t id;
+    int64_t org_id; /* PluginContext.orgId */
     const char *uid, *name, *url;
     int basic_auth_enabled;
     const char *basic_auth_user;

@@ -358,21 +358,61 @@ static int parse_auth(struct parser *p, json_t *jd)
 
     if ((rc = get_str(p, jd, "authModule", "jsonData.authModule", &ds->auth_module)))
         return rc;
+    /* the module's config: jsonData authModuleConfig, with secureJsonData authModuleConfig (a
+     * JSON object of secrets) merged over it */
     json_t *mc = json_object_get(jd, "authModuleConfig");
+    json_t *conf = NULL;
     if (mc && !json_is_null(mc)) {
         if (json_is_string(mc)) {
             json_error_t je;
-            json_t *parsed = json_loads(json_string_value(mc), 0, &je);
-            if (!parsed)
-                return bad(p, "jsonData.authModuleConfig", "is not valid JSON");
-            json_decref(parsed);
-            if (dup_str(p, &ds->auth_module_config, json_string_value(mc)))
-                return CP_ENOMEM;
+            conf = json_loads(json_string_value(mc), 0, &je);
+            if (!json_is_object(conf)) {
+                json_decref(conf);
+                return bad(p, "jsonData.authModuleConfig", "is not a JSON object");
+            }
+        } else if (json_is_object(mc)) {
+            conf = json_deep_copy(mc);
         } else {
-            ds->auth_module_config = json_dumps(mc, JSON_COMPACT | JSON_ENCODE_ANY);
-            if (!ds->auth_module_config)
-                return cp_err_set(p->err, CP_ENOMEM, "out of memory");
+            return bad(p, "jsonData.authModuleConfig", "must be a JSON object");
         }
+    }
+    const char *smc = secure(p, "authModuleConfig");
+    if (smc && *smc) {
+        json_error_t je;
+        json_t *sec = json_loads(smc, 0, &je);
+        if (!json_is_object(sec)) {
+            json_decref(sec);
+            json_decref(conf);
+            return bad(p, "secureJsonData.authModuleConfig", "is not a JSON object");
+        }
+        if (!conf)
+            conf = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(sec, k, v)
+        {
+            if (json_is_string(v)) {
+                struct cfg_secret *ns = realloc(ds->module_secrets,
+                                                (ds->nmodule_secrets + 1) * sizeof *ns);
+                if (!ns) {
+                    json_decref(sec);
+                    json_decref(conf);
+                    return CP_ENOMEM;
+                }
+                ds->module_secrets = ns;
+                memset(&ns[ds->nmodule_secrets], 0, sizeof *ns);
+                cfg_secret_set(&ns[ds->nmodule_secrets++], json_string_value(v),
+                               strlen(json_string_value(v)));
+            }
+            json_object_set(conf, k, v);
+        }
+        json_decref(sec);
+    }
+    if (conf) {
+        ds->auth_module_config = json_dumps(conf, JSON_COMPACT);
+        json_decref(conf);
+        if (!ds->auth_module_config)
+            return cp_err_set(p->err, CP_ENOMEM, "out of memory");
     }
     if (ds->auth_type == CFG_AUTH_MODULE && (!ds->auth_module || !*ds->auth_module))
         return bad(p, "jsonData.authModule", "is required when authType is module");
@@ -440,7 +480,6 @@ static int parse_tls(struct parser *p, json_t *jd)
         (rc = get_bool(p, jd, "tlsAuth", "jsonData.tlsAuth", &ds->tls_auth)) ||
         (rc = get_bool(p, jd, "tlsAuthWithCACert", "jsonData.tlsAuthWithCACert",
                        &ds->tls_auth_ca)) ||
-        (rc = get_str(p, jd, "serverName", "jsonData.serverName", &ds->tls_server_name)) ||
         (rc = take_secret(p, "tlsCACert", &ds->tls_ca_cert)) ||
         (rc = take_secret(p, "tlsClientCert", &ds->tls_client_cert)) ||
         (rc = take_secret(p, "tlsClientKey", &ds->tls_client_key)))
@@ -721,6 +760,17 @@ static int parse_cache(struct parser *p, json_t *jd)
     }
     if ((rc = take_secret(p, "redisPassword", &c->redis_password)))
         goto out;
+    {
+        /* a password written into the URL is a secret too: keep it for redaction */
+        const char *ui = strstr(c->redis_url, "://");
+        const char *at = ui ? strchr(ui + 3, '@') : NULL;
+        const char *colon = ui && at ? memchr(ui + 3, ':', (size_t)(at - ui - 3)) : NULL;
+        if (colon && at > colon + 1 &&
+            cfg_secret_set(&c->redis_url_password, colon + 1, (size_t)(at - colon - 1))) {
+            rc = CP_ENOMEM;
+            goto out;
+        }
+    }
     if ((rc = dup_str(p, &c->key_prefix, "cachingproxy:")) ||
         (rc = get_str(p, co, "keyPrefix", "jsonData.cache.keyPrefix", &c->key_prefix)))
         goto out;
@@ -770,8 +820,18 @@ static int fingerprint(struct cfg_ds *ds)
     fp_str(md, "o2aud", ds->oauth2_audience);
     for (size_t i = 0; i < ds->oauth2_scopes.n; i++)
         fp_str(md, "o2scope", ds->oauth2_scopes.v[i]);
+    fp_secret(md, "o2secret", &ds->oauth2_client_secret);
+    fp_secret(md, "hmacsecret", &ds->hmac_secret);
+    fp_str(md, "hmachdr", ds->hmac_header);
+    fp_str(md, "hmacalg", ds->hmac_algorithm);
     fp_str(md, "module", ds->auth_module);
     fp_str(md, "modcfg", ds->auth_module_config);
+    char tls[8] = {(char)('0' + ds->tls_skip_verify), (char)('0' + ds->tls_auth),
+                   (char)('0' + ds->tls_auth_ca), 0};
+    fp_str(md, "tls", tls);
+    fp_secret(md, "tlsca", &ds->tls_ca_cert);
+    fp_secret(md, "tlscert", &ds->tls_client_cert);
+    fp_secret(md, "tlskey", &ds->tls_client_key);
     for (size_t i = 0; i < ds->nheaders; i++) {
         fp_str(md, "hname", ds->headers[i].name);
         fp_secret(md, "hval", &ds->headers[i].value);
@@ -792,12 +852,19 @@ int cfg_ds_parse(const struct cfg_ds_input *in, struct cfg_ds **out, struct cp_e
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     struct parser p = {in, ds, err};
     ds->id = in->id;
+    ds->org_id = in->org_id;
     ds->last_updated_ms = in->last_updated_ms;
     char idbuf[32];
     snprintf(idbuf, sizeof idbuf, "%lld", (long long)in->id);
     if ((rc = dup_str(&p, &ds->uid, in->uid && *in->uid ? in->uid : idbuf)) ||
         (rc = dup_str(&p, &ds->name, in->name ? in->name : "")))
         goto fail;
+    size_t kl = strlen(ds->uid) + 24;
+    if (!(ds->key_id = malloc(kl))) {
+        rc = CP_ENOMEM;
+        goto fail;
+    }
+    snprintf(ds->key_id, kl, "%lld:%s", (long long)ds->org_id, ds->uid);
     if ((rc = parse_url(&p)))
         goto fail;
 
@@ -882,6 +949,7 @@ void cfg_ds_free(struct cfg_ds *ds)
     if (!ds)
         return;
     free(ds->uid);
+    free(ds->key_id);
     free(ds->name);
     free(ds->url);
     free(ds->health_path);
@@ -901,12 +969,14 @@ void cfg_ds_free(struct cfg_ds *ds)
     free(ds->hmac_algorithm);
     free(ds->auth_module);
     free(ds->auth_module_config);
+    for (size_t i = 0; i < ds->nmodule_secrets; i++)
+        cfg_secret_wipe(&ds->module_secrets[i]);
+    free(ds->module_secrets);
     for (size_t i = 0; i < ds->nheaders; i++) {
         free(ds->headers[i].name);
         cfg_secret_wipe(&ds->headers[i].value);
     }
     free(ds->headers);
-    free(ds->tls_server_name);
     cfg_secret_wipe(&ds->tls_ca_cert);
     cfg_secret_wipe(&ds->tls_client_cert);
     cfg_secret_wipe(&ds->tls_client_key);
@@ -922,6 +992,7 @@ void cfg_ds_free(struct cfg_ds *ds)
     cfg_strlist_free(&ds->cache.methods);
     free(ds->cache.redis_url);
     cfg_secret_wipe(&ds->cache.redis_password);
+    cfg_secret_wipe(&ds->cache.redis_url_password);
     free(ds->cache.key_prefix);
     free(ds);
 }
@@ -931,10 +1002,14 @@ void cfg_ds_each_secret(const struct cfg_ds *ds, void (*fn)(void *ctx, const cha
 {
     const struct cfg_secret *s[] = {&ds->basic_auth_password, &ds->bearer_token, &ds->api_key,
                                     &ds->oauth2_client_secret, &ds->hmac_secret,
-                                    &ds->tls_client_key, &ds->cache.redis_password};
+                                    &ds->tls_client_key, &ds->cache.redis_password,
+                                    &ds->cache.redis_url_password};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         if (cfg_secret_isset(s[i]))
             fn(ctx, s[i]->v);
+    for (size_t i = 0; i < ds->nmodule_secrets; i++)
+        if (cfg_secret_isset(&ds->module_secrets[i]))
+            fn(ctx, ds->module_secrets[i].v);
     for (size_t i = 0; i < ds->nheaders; i++)
         if (cfg_secret_isset(&ds->headers[i].value))
             fn(ctx, ds->headers[i].value.v);

@@ -16,6 +16,67 @@ void cp_log(const struct cp_logger *lg, int level, const char *msg, const struct
         lg->fn(lg->ctx, level, msg, kv, n);
 }
 
+void cp_log_secret_add(const struct cp_logger *lg, const char *v)
+{
+    if (lg && lg->secret_add && v)
+        lg->secret_add(lg->ctx, v);
+}
+
+void cp_log_secret_remove(const struct cp_logger *lg, const char *v)
+{
+    if (lg && lg->secret_remove && v)
+        lg->secret_remove(lg->ctx, v);
+}
+
+void cp_redact(const struct cp_logger *lg, const char *in, char *out, size_t size)
+{
+    if (!size)
+        return;
+    if (lg && lg->redact)
+        lg->redact(lg->ctx, in ? in : "", out, size);
+    else
+        snprintf(out, size, "%s", in ? in : "");
+}
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+            return 0;
+        if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F))
+            return 0;
+        return 3;
+    }
+    if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+char *cp_utf8_fix(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (p && *p) {
+        size_t n = utf8_len(p);
+        if (!n) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+    return s;
+}
+
 int cfg_secret_set(struct cfg_secret *s, const char *v, size_t len)
 {
     cfg_secret_wipe(s);

@@ -20,6 +20,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,32 @@ static void wait_idle(struct rpc_call *c)
         pthread_cond_wait(&c->cv, &c->mu);
 }
 
+/* Waits for the previous send for at most timeout_ms; a client that does not read for that
+ * long is cancelled (the pending op then completes at once). Caller holds c->mu. */
+static void wait_idle_within(struct rpc_call *c, int64_t timeout_ms)
+{
+    if (timeout_ms <= 0) {
+        wait_idle(c);
+        return;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    while (c->op_pending)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT && c->op_pending) {
+            atomic_store(&c->cancelled, 1);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                         "client stopped reading", NULL);
+            wait_idle(c);
+            return;
+        }
+}
+
 /* Sends the final status (with an optional last message). Caller holds c->mu, no op pending. */
 static void send_final(struct rpc_call *c, grpc_byte_buffer *bb, int status, const char *details)
 {
@@ -233,9 +260,14 @@ int rpc_fail(struct rpc_call *c, int grpc_status, const char *details)
 
 int rpc_send(struct rpc_call *c, const ProtobufCMessage *msg)
 {
+    return rpc_send_within(c, msg, 0);
+}
+
+int rpc_send_within(struct rpc_call *c, const ProtobufCMessage *msg, int64_t timeout_ms)
+{
     grpc_byte_buffer *bb = pack(msg);
     pthread_mutex_lock(&c->mu);
-    wait_idle(c);
+    wait_idle_within(c, timeout_ms);
     if (c->op_failed || c->final_sent || atomic_load(&c->cancelled)) {
         pthread_mutex_unlock(&c->mu);
         grpc_byte_buffer_destroy(bb);

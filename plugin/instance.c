@@ -80,12 +80,15 @@ static struct plugin_instance *find(const char *uid)
     return NULL;
 }
 
-/* The data source's uid, or its numeric id for Grafana versions without uids. */
-static const char *uid_of(const Pluginv2__DataSourceInstanceSettings *s, char *buf, size_t size)
+/* What tells instances apart: the org (uids are unique only within one) and the uid, or the
+ * numeric id for Grafana versions without uids. */
+static const char *uid_of(const Pluginv2__PluginContext *pc, char *buf, size_t size)
 {
+    const Pluginv2__DataSourceInstanceSettings *s = pc->datasourceinstancesettings;
     if (s->uid && *s->uid)
-        return s->uid;
-    snprintf(buf, size, "%lld", (long long)s->id);
+        snprintf(buf, size, "%lld:%s", (long long)pc->orgid, s->uid);
+    else
+        snprintf(buf, size, "%lld:#%lld", (long long)pc->orgid, (long long)s->id);
     return buf;
 }
 
@@ -111,12 +114,13 @@ static void unlink_locked(struct plugin_instance *in)
         }
 }
 
-struct plugin_instance *plugin_instance_peek(const Pluginv2__DataSourceInstanceSettings *s)
+struct plugin_instance *plugin_instance_peek(const Pluginv2__PluginContext *pc)
 {
+    const Pluginv2__DataSourceInstanceSettings *s = pc ? pc->datasourceinstancesettings : NULL;
     if (!s)
         return NULL;
-    char idbuf[32];
-    const char *uid = uid_of(s, idbuf, sizeof idbuf);
+    char idbuf[64];
+    const char *uid = uid_of(pc, idbuf, sizeof idbuf);
     uint64_t h = settings_hash(s);
     pthread_mutex_lock(&mu);
     struct plugin_instance *in = current(uid, s, h);
@@ -124,14 +128,15 @@ struct plugin_instance *plugin_instance_peek(const Pluginv2__DataSourceInstanceS
     return in;
 }
 
-int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
-                        struct plugin_instance **out, struct cp_err *err)
+int plugin_instance_get(const Pluginv2__PluginContext *pc, struct plugin_instance **out,
+                        struct cp_err *err)
 {
+    const Pluginv2__DataSourceInstanceSettings *s = pc ? pc->datasourceinstancesettings : NULL;
     *out = NULL;
     if (!s)
         return cp_err_set(err, CP_ECONFIG, "this call carries no data source settings");
-    char idbuf[32];
-    const char *uid = uid_of(s, idbuf, sizeof idbuf);
+    char idbuf[64];
+    const char *uid = uid_of(pc, idbuf, sizeof idbuf);
     uint64_t h = settings_hash(s);
 
     pthread_mutex_lock(&mu);
@@ -154,8 +159,11 @@ int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
         keys[i] = s->decryptedsecurejsondata[i]->key;
         vals[i] = s->decryptedsecurejsondata[i]->value;
     }
+    char plain_uid[32];
+    snprintf(plain_uid, sizeof plain_uid, "%lld", (long long)s->id);
     struct cfg_ds_input ci = {s->id,
-                              uid,
+                              pc->orgid,
+                              s->uid && *s->uid ? s->uid : plain_uid,
                               s->name,
                               s->url,
                               s->basicauthenabled,
@@ -178,13 +186,12 @@ int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
         cfg_ds_free(cfg);
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     }
-    cfg_ds_each_secret(cfg, secret_add, NULL);
     if ((rc = proxy_ds_new(cfg, &plugin_g.env, &fresh->px, err)) != 0) {
-        /* proxy_ds_new freed cfg; its secrets stay registered only while referenced */
-        free(fresh->uid);
+        free(fresh->uid); /* proxy_ds_new freed cfg */
         free(fresh);
         return rc;
     }
+    cfg_ds_each_secret(proxy_ds_cfg(fresh->px), secret_add, NULL);
     fresh->last_updated_ms = s->lastupdatedms;
     fresh->settings_hash = h;
     atomic_init(&fresh->refs, 2); /* the table's and the caller's */

@@ -295,4 +295,56 @@ static void logger_fn(void *ctx, int level, const char *msg, const struct cp_kv 
     plugin_log(level, msg, kv, n);
 }
 
-const struct cp_logger plugin_logger = {logger_fn, NULL};
+static void secret_add_fn(void *ctx, const char *v)
+{
+    (void)ctx;
+    plugin_log_secret_add(v);
+}
+
+static void secret_remove_fn(void *ctx, const char *v)
+{
+    (void)ctx;
+    plugin_log_secret_remove(v);
+}
+
+void plugin_log_redact(const char *in, char *out, size_t size)
+{
+    struct out o = {out, 0, size > 3 ? size : 0, 0};
+    if (size <= 3) {
+        if (size)
+            out[0] = 0;
+        return;
+    }
+    /* the same replacement as for log lines, without the JSON escaping */
+    pthread_mutex_lock(&secrets_mu);
+    size_t n = strlen(in), start = 0;
+    for (size_t i = 0; i < n;) {
+        size_t hit = 0;
+        for (size_t k = 0; k < nsecrets; k++)
+            if (secrets[k].len <= n - i && in[i] == secrets[k].v[0] &&
+                !memcmp(in + i, secrets[k].v, secrets[k].len)) {
+                hit = secrets[k].len;
+                break;
+            }
+        if (hit) {
+            put(&o, in + start, i - start);
+            put(&o, REDACTED, sizeof REDACTED - 1);
+            i += hit;
+            start = i;
+        } else {
+            i++;
+        }
+    }
+    put(&o, in + start, n - start);
+    pthread_mutex_unlock(&secrets_mu);
+    out[o.len] = 0;
+}
+
+static void redact_fn(void *ctx, const char *in, char *out, size_t size)
+{
+    (void)ctx;
+    plugin_log_redact(in, out, size);
+}
+
+const struct cp_logger plugin_logger = {logger_fn, NULL, secret_add_fn, secret_remove_fn,
+                                        redact_fn};

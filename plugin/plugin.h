@@ -48,6 +48,9 @@ size_t plugin_log_format(char *buf, size_t size, int level, const char *msg,
  * line. Reference counted: add and remove in pairs. Values shorter than 4 bytes are ignored. */
 void plugin_log_secret_add(const char *v);
 void plugin_log_secret_remove(const char *v);
+/* Copies in to out with every registered secret replaced by "[redacted]" (for error texts
+ * that reach users). */
+void plugin_log_redact(const char *in, char *out, size_t size);
 /* The logger handed to lower modules. */
 extern const struct cp_logger plugin_logger;
 

@@ -49,6 +49,10 @@ int rpc_fail(struct rpc_call *c, int grpc_status, const char *details);
 /* Streams one message; waits only for the previous message to be written. Returns 0 or
  * CP_ECANCELED when the client is gone. */
 int rpc_send(struct rpc_call *c, const ProtobufCMessage *msg);
+/* The same, but a client that has not taken the previous message within timeout_ms is cut
+ * off (its call cancelled) and CP_ECANCELED returned: a stalled reader must not hold a worker
+ * and an upstream transfer forever. */
+int rpc_send_within(struct rpc_call *c, const ProtobufCMessage *msg, int64_t timeout_ms);
 /* Ends a stream with a status. */
 int rpc_finish(struct rpc_call *c, int grpc_status, const char *details);
 /* Holds a stream open without further messages until the client leaves or the server stops
@@ -92,14 +96,15 @@ struct plugin_instance {
     struct proxy_ds *px;
 };
 
-/* Finds or builds the instance for these settings (rebuilt when they changed). The returned
+/* Finds or builds the instance for the call's data source (org and uid; rebuilt when its
+ * settings changed). The returned
  * reference must be released with plugin_instance_put. CP_ECONFIG with err naming the key. */
-int plugin_instance_get(const Pluginv2__DataSourceInstanceSettings *s,
-                        struct plugin_instance **out, struct cp_err *err);
+int plugin_instance_get(const Pluginv2__PluginContext *pc, struct plugin_instance **out,
+                        struct cp_err *err);
 void plugin_instance_put(struct plugin_instance *in);
 /* The live instance for these settings if there is one and it is current, else NULL. Never
  * builds one (so it never blocks). */
-struct plugin_instance *plugin_instance_peek(const Pluginv2__DataSourceInstanceSettings *s);
+struct plugin_instance *plugin_instance_peek(const Pluginv2__PluginContext *pc);
 /* Calls fn for every live instance (each held by a reference during the call). */
 void plugin_instance_each(void (*fn)(void *ctx, struct plugin_instance *in), void *ctx);
 /* Number of live instances. */

@@ -47,10 +47,10 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
     const Pluginv2__PluginContext *pc = rq->plugincontext;
     struct plugin_instance *in = NULL;
     struct cp_err err = {0};
-    if (plugin_instance_get(pc ? pc->datasourceinstancesettings : NULL, &in, &err) != 0) {
+    if (plugin_instance_get(pc, &in, &err) != 0) {
         for (size_t i = 0; i < n; i++) {
             res[i].status = cp_http_status(err.code);
-            res[i].error = strdup(cp_err_text(&err));
+            res[i].error = cp_utf8_fix(strdup(cp_err_text(&err)));
         }
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -102,7 +102,7 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
         if (res[i].error) {
             struct cp_kv kv[] = {CP_KV_S("refId", entries[i].key), CP_KV_S("error", res[i].error),
                                  CP_KV_I("status", drs[i].status)};
-            plugin_log(CP_LOG_INFO, "query failed", kv, 3);
+            plugin_log(res[i].downstream ? CP_LOG_WARN : CP_LOG_INFO, "query failed", kv, 3);
         }
     }
     Pluginv2__QueryDataResponse resp = PLUGINV2__QUERY_DATA_RESPONSE__INIT;

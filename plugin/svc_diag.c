@@ -34,7 +34,7 @@ void svc_check_health(struct rpc_call *c, const uint8_t *req, size_t len)
     struct plugin_instance *in = NULL;
     const Pluginv2__PluginContext *pc = rq->plugincontext;
     int ok = 0;
-    if (plugin_instance_get(pc ? pc->datasourceinstancesettings : NULL, &in, &err) != 0) {
+    if (plugin_instance_get(pc, &in, &err) != 0) {
         cp_buf_addf(&msg, "Settings: %s", cp_err_text(&err));
     } else {
         proxy_check_health(in->px, &ok, &msg, &details);
@@ -42,13 +42,13 @@ void svc_check_health(struct rpc_call *c, const uint8_t *req, size_t len)
     }
     resp.status = ok ? PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__OK
                      : PLUGINV2__CHECK_HEALTH_RESPONSE__HEALTH_STATUS__ERROR;
-    resp.message = msg.p ? msg.p : (char *)"";
+    resp.message = msg.p ? cp_utf8_fix(msg.p) : (char *)"";
     if (details.len) {
         resp.jsondetails.data = (uint8_t *)details.p;
         resp.jsondetails.len = details.len;
     }
     struct cp_kv kv[] = {CP_KV_S("status", ok ? "OK" : "ERROR"), CP_KV_S("message", resp.message)};
-    plugin_log(ok ? CP_LOG_DEBUG : CP_LOG_INFO, "health check", kv, 2);
+    plugin_log(ok ? CP_LOG_DEBUG : CP_LOG_WARN, ok ? "health check" : "health check failed", kv, 2);
     rpc_reply(c, &resp.base);
     cp_buf_free(&msg);
     cp_buf_free(&details);

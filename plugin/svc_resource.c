@@ -16,6 +16,7 @@
 
 struct res_sink {
     struct rpc_call *c;
+    int64_t send_timeout_ms; /* a client that stops reading for this long is dropped */
     int started, sent_any, failed;
     int code;
     Pluginv2__CallResourceResponse__HeadersEntry *entries;
@@ -75,6 +76,7 @@ static int res_start(void *ctx, int status, const struct proxy_header *h, size_t
             pluginv2__string_list__init(&s->lists[k]);
             if (!(s->entries[k].key = strdup(h[i].name)))
                 return CP_ENOMEM;
+            cp_utf8_fix(s->entries[k].key); /* protobuf strings must be UTF-8 */
             s->entries[k].value = &s->lists[k];
             s->entry_ptrs[k] = &s->entries[k];
             s->nentries++;
@@ -86,6 +88,7 @@ static int res_start(void *ctx, int status, const struct proxy_header *h, size_t
         l->values = nv;
         if (!(l->values[l->n_values] = strdup(h[i].value)))
             return CP_ENOMEM;
+        cp_utf8_fix(l->values[l->n_values]);
         l->n_values++;
     }
     return 0;
@@ -103,7 +106,7 @@ static int flush(struct res_sink *s, int last)
     }
     m.body.data = (uint8_t *)s->buf.p;
     m.body.len = s->buf.len;
-    int rc = last ? rpc_reply(s->c, &m.base) : rpc_send(s->c, &m.base);
+    int rc = last ? rpc_reply(s->c, &m.base) : rpc_send_within(s->c, &m.base, s->send_timeout_ms);
     s->sent_any = 1;
     s->buf.len = 0;
     if (rc)
@@ -207,7 +210,7 @@ int svc_call_resource_fast(struct rpc_call *c, const uint8_t *req, size_t len)
     if (!rq)
         return 0; /* the usual way answers INVALID_ARGUMENT */
     const Pluginv2__PluginContext *pc = rq->plugincontext;
-    struct plugin_instance *in = plugin_instance_peek(pc ? pc->datasourceinstancesettings : NULL);
+    struct plugin_instance *in = plugin_instance_peek(pc);
     int done = 0;
     if (in) {
         struct res_sink s = {0};
@@ -246,12 +249,13 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
     int rc;
     if (has_nul_in_strings(req, len)) {
         rc = proxy_send_error(&sink, 400, "bad request: NUL byte in method, path or url");
-    } else if (plugin_instance_get(pc ? pc->datasourceinstancesettings : NULL, &in, &err) != 0) {
+    } else if (plugin_instance_get(pc, &in, &err) != 0) {
         rc = proxy_send_error(&sink, cp_http_status(err.code), cp_err_text(&err));
     } else {
         struct proxy_header hs[MAX_REQ_HEADERS];
         struct proxy_request pr;
         to_request(c, rq, hs, &pr);
+        s.send_timeout_ms = proxy_ds_cfg(in->px)->timeout_ms;
         rc = proxy_resource(in->px, &pr, &sink);
         plugin_instance_put(in);
     }

@@ -144,7 +144,7 @@ static int finish_head(struct xfer *x)
     if (x->head_done)
         return 0;
     x->head_done = 1;
-    for (size_t i = 0; i < x->nh; i++)
+    for (size_t i = 0; i < x->nh && strcmp(x->rq->method, "HEAD"); i++)
         if (!strcasecmp(x->h[i].name, "Content-Length")) {
             long long cl = atoll(x->h[i].value);
             if (x->max > 0 && cl > x->max) {
@@ -263,19 +263,26 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
     return 0;
 }
 
-static int valid_header_value(const char *v)
+/* A header line curl would send as written: the name an RFC 9110 token, the value free of
+ * line breaks (anything else could smuggle a second request to the upstream). */
+int proxy__header_ok(const char *name, const char *value)
 {
-    for (; *v; v++)
-        if (*v == '\r' || *v == '\n' || *v == 0)
+    if (!name || !*name || !value)
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!isalnum((unsigned char)*c) && !strchr("!#$%&'*+-.^_`|~", *c))
+            return 0;
+    for (const char *c = value; *c; c++)
+        if (*c == '\r' || *c == '\n')
             return 0;
     return 1;
 }
 
-/* "Name: value" into a curl list; names and values were validated by the caller. */
+/* "Name: value" into a curl list; a header that is not well formed is left out. */
 static struct curl_slist *add_header(struct curl_slist *l, const char *name, const char *value,
                                      int *fail)
 {
-    if (*fail)
+    if (*fail || !proxy__header_ok(name, value))
         return l;
     size_t n = strlen(name) + strlen(value) + 3;
     char *line = malloc(n);
@@ -335,8 +342,7 @@ int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
     struct curl_slist *hl = NULL;
     int fail = rc != 0;
     for (size_t i = 0; i < rq->nheaders; i++)
-        if (valid_header_value(rq->headers[i].value))
-            hl = add_header(hl, rq->headers[i].name, rq->headers[i].value, &fail);
+        hl = add_header(hl, rq->headers[i].name, rq->headers[i].value, &fail);
     if (rq->creds)
         for (size_t i = 0; i < rq->creds->n; i++)
             hl = add_header(hl, rq->creds->h[i].name, rq->creds->h[i].value, &fail);

@@ -111,6 +111,8 @@ int proxy__parse_rfc3339(const char *s, int64_t *ns)
     }
     if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
         return -1;
+    if (y < 1678 || y > 2261) /* int64 nanoseconds span 1677..2262 */
+        return -1;
     struct tm tm = {0};
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;

@@ -195,7 +195,10 @@ static int check_decoded(const char *d, size_t len, struct cp_err *err)
         size_t sl = e - s;
         if (sl == 0 && slash)
             return reject(err, "path", d, "empty segment");
-        if ((sl == 1 && d[s] == '.') || (sl == 2 && d[s] == '.' && d[s + 1] == '.'))
+        /* servlet containers drop ";params" before resolving, so "..;x" is ".." to them */
+        const char *semi = memchr(d + s, ';', sl);
+        size_t bl = semi ? (size_t)(semi - (d + s)) : sl;
+        if ((bl == 1 && d[s] == '.') || (bl == 2 && d[s] == '.' && d[s + 1] == '.'))
             return reject(err, "path", d, "dot segment");
         if (nseg == 0 && is_scheme(d + s, sl))
             return reject(err, "path", d, "absolute URL");

@@ -30,23 +30,12 @@ static void count(struct proxy_ds *ds, enum cache_kind kind, int result)
         atomic_fetch_add_explicit(&ds->env.ctr->cache[kind][result], 1, memory_order_relaxed);
 }
 
-/* Logs a cache backend failure once per outage (the first failure after a success). */
+/* A cache backend failure: the call goes on to the upstream (fail open). The backend logs
+ * the start and end of an outage and counts every failure. */
 static void backend_failed(struct proxy_ds *ds, const struct cp_err *err)
 {
-    if (!atomic_exchange(&ds->redis_down, 1))
-        cp_log(ds->env.log, CP_LOG_WARN,
-               "redis cache unavailable: answering from the upstream until it is back",
-               (struct cp_kv[]){CP_KV_S("error", cp_err_text(err)),
-                                CP_KV_S("dsUid", ds->cfg->uid)},
-               2);
-}
-
-static void backend_ok(struct proxy_ds *ds)
-{
-    if (atomic_load_explicit(&ds->redis_down, memory_order_relaxed) &&
-        atomic_exchange(&ds->redis_down, 0))
-        cp_log(ds->env.log, CP_LOG_INFO, "redis cache available again",
-               (struct cp_kv[]){CP_KV_S("dsUid", ds->cfg->uid)}, 1);
+    struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(err)), CP_KV_S("dsUid", ds->cfg->uid)};
+    cp_log(ds->env.log, CP_LOG_DEBUG, "cache backend failed; going to the upstream", kv, 2);
 }
 
 int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const char *path,
@@ -398,6 +387,10 @@ static void refresh_start(struct proxy_ds *ds, const struct cache_key *k,
                           const struct proxy__call *c)
 {
     struct cache_entry *none = NULL;
+    /* forwardOAuth: the user's token cannot be kept for a later call: no background refresh,
+     * the next request after expiry fetches */
+    if (ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH)
+        return;
     if (!ds->env.pool || cache_flight_join(ds->flights, k, 0, &none) != 1) {
         cache_entry_unref(none);
         return; /* someone is already fetching it */
@@ -510,6 +503,16 @@ static struct cache_entry *wait_other_process(struct proxy_ds *ds, const struct 
         if (e && cache_entry_freshness(e, cp_now_ms()) == CACHE_FRESH)
             return e;
         cache_entry_unref(e);
+        /* the other process is done: take what it stored (it stores before it unlocks), or
+         * nothing when its answer was not to be cached */
+        if (cache_lock_held(ds->store, k) == 0) {
+            e = NULL;
+            if (cache_get(ds->store, k, &e, &err) == 0 && e &&
+                cache_entry_freshness(e, cp_now_ms()) == CACHE_FRESH)
+                return e;
+            cache_entry_unref(e);
+            return NULL;
+        }
     }
     return NULL;
 }
@@ -527,7 +530,7 @@ static int cacheable_key(struct proxy_ds *ds, const struct proxy__call *c, int64
     if (!ds->store || *ttl <= 0 || !cfg_strlist_has_ci(&cc->methods, c->method) ||
         (scope == CFG_SCOPE_USER && !has_user))
         return 0;
-    struct cache_key_input ki = {ds->cfg->uid, ds->cfg->fingerprint, c->kind, c->method,
+    struct cache_key_input ki = {ds->cfg->key_id, ds->cfg->fingerprint, c->kind, c->method,
                                  c->path,      c->query,            c->body, c->body_len,
                                  NULL,         0,                   scope,
                                  has_user ? c->user->login : NULL, c->user ? c->user->org_id : 0};
@@ -583,11 +586,11 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
         if (cache_get(ds->store, &key, &e, &berr) != 0) {
             backend_failed(ds, &berr);
             e = NULL;
-        } else {
-            backend_ok(ds);
         }
         if (e) {
-            enum cache_freshness f = cache_entry_freshness(e, now);
+            /* a query reader's own lifetime bounds what it accepts (cacheTtl is per query) */
+            enum cache_freshness f =
+                cache_entry_freshness_for(e, now, c->kind == CACHE_KIND_QUERY ? ttl : -1);
             if (f == CACHE_FRESH || f == CACHE_STALE_SWR) {
                 int r = f == CACHE_FRESH ? PROXY_HIT : PROXY_STALE;
                 *result = r;

@@ -81,7 +81,6 @@ struct proxy_ds {
     char *base_path; /* path part of cfg->url, "" or "/v2" */
     struct curl_blob ca_blob, cert_blob, key_blob;
     _Atomic uint64_t hits, misses, stale, bypass, coalesced, upstream_requests, errors;
-    _Atomic int redis_down; /* for logging once per outage */
 };
 
 /* An upstream request as forward.c sends it. */
@@ -172,6 +171,10 @@ int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp
 /* First value of a header (case-insensitive name), or NULL. */
 const char *proxy__header(const struct proxy_header *h, size_t n, const char *name);
 
+/* forwardOAuth: the user's token is a secret while the call runs (add 1, then 0). */
+void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add);
+/* 1 when name is an RFC 9110 token and value holds no line break. */
+int proxy__header_ok(const char *name, const char *value);
 /* 0 for headers no query may set (credentials, cookies, framing). */
 int proxy__header_allowed_in_query(const char *name);
 

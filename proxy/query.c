@@ -17,6 +17,7 @@
 
 #define MAX_PATH 8192
 #define MAX_QUERY_HEADERS 32
+#define MAX_CACHE_TTL_S (10LL * 365 * 86400)
 
 void proxy_query_result_dispose(struct proxy_query_result *r)
 {
@@ -289,11 +290,13 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     }
     int64_t ttl_override = -1;
     if (jttl && !json_is_null(jttl)) {
-        if (json_is_number(jttl) && json_number_value(jttl) >= 0)
+        if (json_is_number(jttl) && json_number_value(jttl) >= 0 &&
+            json_number_value(jttl) <= MAX_CACHE_TTL_S)
             ttl_override = (int64_t)(json_number_value(jttl) * 1000);
         else if (!json_is_string(jttl) || cfg_duration_parse(json_string_value(jttl),
                                                               &ttl_override) != 0) {
-            set_error(r, 400, 0, "cacheTtl must be a duration such as \"5m\" or seconds");
+            set_error(r, 400, 0, "cacheTtl must be a duration such as \"5m\" or seconds, at "
+                                 "most 10 years");
             goto out;
         }
     }
@@ -363,9 +366,13 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
         size_t nt = 0;
         json_object_foreach(jh, k, v)
         {
-            if (!json_is_string(v) || nt >= MAX_QUERY_HEADERS)
-                continue;
-            tmp[nt++] = (struct proxy_header){k, json_string_value(v)};
+            if (!json_is_string(v) || !proxy__header_ok(k, json_string_value(v))) {
+                set_error(r, 400, 0, "headers: \"%.60s\" is not a valid header name and value",
+                          k);
+                goto out;
+            }
+            if (nt < MAX_QUERY_HEADERS)
+                tmp[nt++] = (struct proxy_header){k, json_string_value(v)};
         }
         for (size_t i = 0; i < nt; i++) {
             int clash = 0;
@@ -410,7 +417,9 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     }
     c.transform_arg = recipe_text;
     int result = PROXY_BYPASS, transformed = 0;
+    proxy__user_token(ds, c.fwd_authorization, 1);
     int rc = proxy__run(ds, &c, &ps, &result, &transformed, &err);
+    proxy__user_token(ds, c.fwd_authorization, 0);
     if (rc) {
         int st = rc == CP_ERESPBIG || sink.body.len >= sink.body.max
                      ? 502
@@ -463,6 +472,12 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     r->nframes = 1;
     r->status = 200;
 out:
+    if (r->error) { /* an upstream may echo credentials: no secret reaches the user */
+        char clean[700];
+        cp_redact(ds->env.log, r->error, clean, sizeof clean);
+        free(r->error);
+        r->error = strdup(cp_utf8_fix(clean));
+    }
     free(recipe_text);
     proxy__frame_dispose(&fr);
     json_decref(doc);

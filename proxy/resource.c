@@ -31,7 +31,9 @@ const char *proxy__header(const struct proxy_header *h, size_t n, const char *na
 
 int proxy_send_error(const struct proxy_sink *sink, int status, const char *msg)
 {
-    json_t *j = json_pack("{s:s,s:i}", "error", msg ? msg : "", "status", status);
+    char text[512];
+    snprintf(text, sizeof text, "%s", msg ? msg : "");
+    json_t *j = json_pack("{s:s,s:i}", "error", cp_utf8_fix(text), "status", status);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     struct proxy_header h[] = {{"Content-Type", "application/json"},
@@ -63,7 +65,9 @@ static int fail(struct proxy_ds *ds, const struct proxy_sink *sink, const struct
     atomic_fetch_add(&ds->errors, 1);
     if (ds->env.ctr)
         atomic_fetch_add(&ds->env.ctr->errors, 1);
-    return proxy_send_error(sink, cp_http_status(err->code), cp_err_text(err));
+    char text[sizeof err->msg + 64];
+    cp_redact(ds->env.log, cp_err_text(err), text, sizeof text); /* no secret reaches users */
+    return proxy_send_error(sink, cp_http_status(err->code), text);
 }
 
 /* An HTTP method must be a token (RFC 9110 section 5.6.2). */
@@ -86,6 +90,18 @@ static int is_never_forwarded(const char *name)
 }
 
 int proxy__header_allowed_in_query(const char *name) { return !is_never_forwarded(name); }
+
+void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add)
+{
+    if (ds->cfg->auth_type != CFG_AUTH_FORWARD_OAUTH || !authorization || !*authorization)
+        return;
+    const char *sp = strchr(authorization, ' ');
+    const char *token = sp ? sp + 1 : authorization;
+    if (add)
+        cp_log_secret_add(ds->env.log, token);
+    else
+        cp_log_secret_remove(ds->env.log, token);
+}
 
 /* Client headers allowed upstream by forwardHeaders. */
 size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header *in, size_t n,
@@ -126,10 +142,16 @@ static int split_raw(const char *raw_url, char *sub, size_t size, const char **q
     if (!raw_url)
         return 1; /* no raw form: the decoded path alone is checked */
     const char *u = raw_url;
-    /* some hosts send the whole request path: keep what follows ".../resources/" */
-    const char *qs = strchr(u, '?');
-    for (const char *r = u; (r = strstr(r, "/resources/")) && (!qs || r < qs); r++)
-        u = r + 11;
+    while (*u == '/')
+        u++;
+    /* the sub-path form ("proxy/..."), or a whole request path some hosts send: then what
+     * follows its first ".../resources/" */
+    if (strncmp(u, "proxy", 5) || (u[5] && u[5] != '/' && u[5] != '?')) {
+        const char *qs = strchr(u, '?');
+        const char *r = strstr(u, "/resources/");
+        if (r && (!qs || r < qs))
+            u = r + 11;
+    }
     while (*u == '/')
         u++;
     const char *q = strchr(u, '?');
@@ -227,7 +249,9 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
             auth_count(ds->auth, 1);
         return rc < 0 ? rc : 0;
     }
+    proxy__user_token(ds, c.fwd_authorization, 1);
     int rc = proxy__run(ds, &c, sink, &result, NULL, &err);
+    proxy__user_token(ds, c.fwd_authorization, 0);
     if (rc == 0 || rc == CP_ECANCELED)
         return rc;
     struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&err)), CP_KV_S("method", rq->method),
@@ -294,11 +318,27 @@ static int handle_purge(struct proxy_ds *ds, const struct proxy_request *rq,
     return send_json(sink, 200, json_pack("{s:I}", "purged", (json_int_t)purged));
 }
 
-int proxy_resource(struct proxy_ds *ds, const struct proxy_request *rq,
+/* Methods are compared and sent upper-case ("get" would otherwise reach curl as a custom
+ * method with a form body). Returns a copy in buf, or NULL when not a method token. */
+static const char *upper_method(const char *m, char *buf, size_t size)
+{
+    if (!valid_method(m) || strlen(m) >= size)
+        return NULL;
+    size_t i = 0;
+    for (; m[i]; i++)
+        buf[i] = (char)toupper((unsigned char)m[i]);
+    buf[i] = 0;
+    return buf;
+}
+
+int proxy_resource(struct proxy_ds *ds, const struct proxy_request *in,
                    const struct proxy_sink *sink)
 {
     struct cp_err err = {0};
-    if (!valid_method(rq->method)) {
+    char mbuf[40];
+    struct proxy_request copy = *in;
+    const struct proxy_request *rq = &copy;
+    if (!(copy.method = upper_method(in->method, mbuf, sizeof mbuf))) {
         cp_err_set(&err, CP_EBADREQ, "missing or invalid HTTP method");
         return fail(ds, sink, &err);
     }
@@ -327,15 +367,19 @@ int proxy_resource(struct proxy_ds *ds, const struct proxy_request *rq,
     return fail(ds, sink, &err);
 }
 
-int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
+int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *in,
                         const struct proxy_sink *sink, size_t max_body)
 {
     if (!ds->store || !(ds->store_is_local && auth_is_local(ds->auth)) || !max_body)
         return 0;
+    char mbuf[40];
+    struct proxy_request copy = *in;
+    const struct proxy_request *rq = &copy;
     const char *p = rq->path ? rq->path : "";
     while (*p == '/')
         p++;
-    if (!valid_method(rq->method) || (strncmp(p, "proxy/", 6) && strcmp(p, "proxy")))
+    if (!(copy.method = upper_method(in->method, mbuf, sizeof mbuf)) ||
+        (strncmp(p, "proxy/", 6) && strcmp(p, "proxy")))
         return 0; /* errors and the other resources take the usual way */
     int answered = 0;
     handle_proxy(ds, rq, p[5] ? p + 6 : "", sink, max_body, &answered);

@@ -276,7 +276,7 @@ class MemoryCacheTest(MemoryBase):
         ds = self.ds()
         x, body1, h = self.get(ds, "proxy/items/1", login="alice")
         self.assertEqual(x, "MISS")
-        x, body2, h = self.get(ds, "proxy/items/1", login="bob", role="Editor", org=2)
+        x, body2, h = self.get(ds, "proxy/items/1", login="bob", role="Editor")
         self.assertEqual(x, "HIT")
         self.assertEqual(body2, body1)
         self.assertRegex(hval(h, "Age") or "", r"^\d+$")
@@ -335,11 +335,15 @@ class MemoryCacheTest(MemoryBase):
         self.assertEqual(self.xc(ds, "proxy/o", login="dave", org=2), "HIT")
         self.assertEqual(self.up.count(), 2)
 
-    def test_shared_scope_across_orgs(self):
+    def test_shared_scope_is_one_data_source(self):
         ds = self.ds()
         self.assertEqual(self.xc(ds, "proxy/s", login="alice", org=1), "MISS")
-        self.assertEqual(self.xc(ds, "proxy/s", login="bob", org=2), "HIT")
+        self.assertEqual(self.xc(ds, "proxy/s", login="bob", org=1), "HIT")
         self.assertEqual(self.xc(ds, "proxy/s", login=None), "HIT")
+        # uids are unique only within an org: the same uid in another org is another data
+        # source (other credentials, other users) and shares nothing
+        self.assertEqual(self.xc(ds, "proxy/s", login="mallory", org=2), "MISS")
+        self.assertEqual(self.up.count(), 2)
 
     def cc_route(self, value):
         return lambda r: (200, {"Cache-Control": value, "Content-Type": "text/plain"},
@@ -575,10 +579,10 @@ class RedisSharedTest(Base):
         self.assertRegex(hval(h, "Age") or "", r"^\d+$")
         self.assertEqual(self.up.count(), 1)
         self.assertEqual(self.stats(ds, self.p2)["backend"], "redis")
-        keys = self.redis.scan("cachingproxy:%s:*" % ds.uid)
+        keys = self.redis.scan("cachingproxy:1:%s:*" % ds.uid)
         entries = [k for k in keys if not k.endswith(b"::index") and not k.endswith(b":lock")]
         self.assertEqual(len(entries), 1, keys)
-        self.assertRegex(entries[0].decode(), r"^cachingproxy:%s:[0-9a-f]{64}$" % ds.uid)
+        self.assertRegex(entries[0].decode(), r"^cachingproxy:1:%s:[0-9a-f]{64}$" % ds.uid)
         ttl = self.redis.command("PTTL", entries[0])
         self.assertTrue(0 < ttl <= 30000, ttl)
         self.assertEqual(self.redis.command("EXISTS", entries[0] + b":lock"), 0, "lock released")
@@ -645,7 +649,7 @@ class RedisSharedTest(Base):
         ds = self.rds()
         x, body, _ = self.get(ds, "proxy/c", self.p1)
         self.assertEqual(x, "MISS")
-        keys = [k for k in self.redis.scan("cachingproxy:%s:*" % ds.uid)
+        keys = [k for k in self.redis.scan("cachingproxy:1:%s:*" % ds.uid)
                 if not k.endswith(b"::index") and not k.endswith(b":lock")]
         self.assertEqual(len(keys), 1, keys)
         key = keys[0]

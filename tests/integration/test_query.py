@@ -10,7 +10,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import ROOT, Plugin, Upstream, context, pb, settings
+from harness import ROOT, Plugin, Upstream, context, pb, settings, wait_for
 
 NODE = shutil.which("node")
 DUMP = os.path.join(ROOT, "tests", "node", "dump_frame.mjs")
@@ -244,6 +244,56 @@ class QueryTest(unittest.TestCase):
             self.assertEqual(res[r].status, 400)
             self.assertIn("jsonData.timeout", res[r].error)
         self.assertEqual(self.up.count(), 0)
+
+    def test_query_headers_cannot_smuggle_a_request(self):
+        self.json_route("/public", [{"v": 1}])
+        ds = settings(self.up.url, {"authType": "bearer", "allowedPaths": ["/public"]},
+                      {"bearerToken": "tok-smuggle-123"})
+        evil = "X-A: 1\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\nX-Z"
+        res = self.run_queries(ds, [query("A", {"path": "/public", "headers": {evil: "v"}}),
+                                    query("B", {"path": "/public", "headers": {"X-Ok": "a\r\nb"}})])
+        for r in ("A", "B"):
+            self.assertEqual(res[r].status, 400, res[r].error)
+            self.assertIn("header", res[r].error)
+        self.assertEqual(self.up.count(), 0)
+
+    def test_one_readers_long_cache_ttl_does_not_hold_for_others(self):
+        self.json_route("/ttl", [{"v": 1}])
+        ds = settings(self.up.url, {"cache": {"queryTtl": "1s"}})
+        long = self.run_queries(ds, [query("A", {"path": "/ttl", "cacheTtl": 3600})],
+                                login="mallory")["A"]
+        self.assertEqual(long.status, 200, long.error)
+
+        def cache_state():
+            r = self.run_queries(ds, [query("A", {"path": "/ttl"})], login="alice")["A"]
+            return json.loads(decode(r.frames[0])["metadata"]["meta"])["custom"]["cache"]
+        seen = []
+        self.assertTrue(wait_for(lambda: seen.append(cache_state()) or seen[-1] == "miss",
+                                 timeout=6, interval=0.2), seen)
+        self.assertEqual(self.up.count("/ttl"), 2)
+
+    def test_times_beyond_2262_do_not_break_the_plugin(self):
+        self.json_route("/far", [{"time": "2300-01-01T00:00:00Z", "v": 1},
+                                 {"time": "2023-11-14T22:13:20Z", "v": 2}])
+        ds = settings(self.up.url)
+        r = self.run_queries(ds, [query("A", {"path": "/far"})])["A"]
+        self.assertEqual(r.status, 200, r.error)
+        f = decode(r.frames[0])
+        self.assertEqual(f["fields"][0]["type"], "utf8")  # not every value is a time
+        r = self.run_queries(ds, [query("T", {"path": "/far", "format": "timeseries",
+                                              "columns": [{"selector": "time", "type": "time"},
+                                                          {"selector": "v"}]})])["T"]
+        self.assertEqual(r.status, 400)
+        self.assertIn("no valid time", r.error)
+        self.assertIsNone(self.plugin.proc.poll())
+
+    def test_upstream_echoing_credentials_is_redacted(self):
+        self.up.routes["/echo"] = lambda rq: (500, {}, ("denied: " + (rq.header("Authorization") or "")).encode())
+        ds = settings(self.up.url, {"authType": "bearer"}, {"bearerToken": "tok-echo-98765"})
+        r = self.run_queries(ds, [query("A", {"path": "/echo"})])["A"]
+        self.assertEqual(r.status, 500)
+        self.assertIn("[redacted]", r.error)
+        self.assertNotIn("tok-echo-98765", r.error)
 
     def test_malformed_query_json(self):
         ds = settings(self.up.url)

@@ -1044,5 +1044,50 @@ class CacheResourcesTest(Base):
         self.assertNotEqual(code, 200)
 
 
+class ReviewRegressionTest(Base):
+    """Cases a review of the code against SPEC found; each failed before its fix."""
+
+    def test_org_rules_apply_to_calls_without_a_user(self):
+        ds = self.ds({"rules": [{"effect": "deny", "orgs": [2]}]})
+        self.assert_error(self.call(ds, "proxy/x", login=None, org=2), 403)
+        self.assertEqual(self.call(ds, "proxy/x", login=None, org=1)[0], 200)
+        self.assertEqual(self.up.count(), 1)
+
+    def test_dot_dot_with_parameters_is_a_dot_segment(self):
+        ds = self.ds({"allowedPaths": ["/api/public/**"]})
+        for path in ("proxy/api/public/..;/admin", "proxy/api/public/.;x/a"):
+            self.assert_error(self.call(ds, path), 400)
+        self.assertEqual(self.up.count(), 0)
+
+    def test_resources_inside_the_upstream_path(self):
+        ds = self.ds()
+        code, _, out, _ = self.call(ds, "proxy/k8s/resources/pods",
+                                    url="proxy/k8s/resources/pods?x=1")
+        self.assertEqual(code, 200, out)
+        self.assertEqual(self.up.last().path, "/k8s/resources/pods?x=1")
+
+    def test_head_of_a_large_body(self):
+        self.up.routes["/huge"] = lambda r: (200, {"Content-Length-Hint": "x"}, b"y" * 4096)
+        ds = self.ds({"maxResponseBytes": 1024})
+        code, _, out, _ = self.call(ds, "proxy/huge", method="HEAD")
+        self.assertEqual(code, 200, out)
+        self.assertEqual(out, b"")
+
+    def test_lower_case_method_goes_upstream_upper_case(self):
+        ds = self.ds()
+        self.assertEqual(self.call(ds, "proxy/m", method="get")[0], 200)
+        self.assertEqual(self.up.last().method, "GET")
+        self.assertEqual(self.up.last().body, b"")
+
+    def test_header_values_that_are_not_utf8(self):
+        raw = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Disposition: attachment; "
+               b"filename=caf\xe9.txt\r\nConnection: close\r\n\r\nok")
+        srv = RawServer(raw)
+        self.addCleanup(srv.close)
+        code, hdrs, out, _ = self.call(self.ds(url=srv.url), "proxy/f")
+        self.assertEqual((code, out), (200, b"ok"))
+        self.assertEqual(hval(hdrs, "Content-Disposition"), "attachment; filename=caf?.txt")
+
+
 if __name__ == "__main__":
     unittest.main()

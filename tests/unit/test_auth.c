@@ -375,6 +375,14 @@ static void test_rules__no_user_matches_only_open_rules(void **state)
     expect(ds, &none, "POST", "/x", 0, 0);
     expect(ds, &none, "GET", "/x", 1, -1);
     cfg_ds_free(ds);
+
+    /* orgs apply to them too: Grafana's own calls belong to an org */
+    ds = rules_cfg("{\"rules\":[{\"effect\":\"deny\",\"orgs\":[2]}]}");
+    struct cp_user none_org2 = {.present = 0, .org_id = 2};
+    struct cp_user none_org1 = {.present = 0, .org_id = 1};
+    expect(ds, &none_org2, "GET", "/x", 0, 0);
+    expect(ds, &none_org1, "GET", "/x", 1, -1);
+    cfg_ds_free(ds);
 }
 
 static void test_rules__authorize_counts_and_explains(void **state)

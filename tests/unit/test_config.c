@@ -289,7 +289,6 @@ static void test_settings__every_key_read(void **state)
     assert_string_equal(ds->headers[1].name, "X-Empty");
     assert_false(cfg_secret_isset(&ds->headers[1].value));
     assert_int_equal(ds->tls_skip_verify, 1);
-    assert_string_equal(ds->tls_server_name, "api.internal");
     static const char *const paths[] = {"/api/**", "/health"};
     assert_list(&ds->allowed_paths, paths, 2);
     static const char *const fwd[] = {"Accept", "X-Request-Id"};
@@ -862,6 +861,14 @@ static void test_settings__fingerprint(void **state)
         {.json = "{\"authType\":\"bearer\",\"httpHeaderName1\":\"X-Tenant\","
                  "\"httpHeaderName2\":\"X-More\"}",
          .sk = {"bearerToken", "httpHeaderValue1"}, .sv = {"S3cret-token-a", "tenant-a"}},
+        /* every credential counts, not only the bearer token: HMAC secrets, TLS settings */
+        {.json = base_json, .sk = {"bearerToken", "httpHeaderValue1", "hmacSecret"},
+         .sv = {"S3cret-token-a", "tenant-a", "another-hmac-secret"}},
+        {.json = "{\"authType\":\"bearer\",\"httpHeaderName1\":\"X-Tenant\","
+                 "\"tlsSkipVerify\":true}",
+         .sk = {"bearerToken", "httpHeaderValue1"}, .sv = {"S3cret-token-a", "tenant-a"}},
+        {.json = base_json, .sk = {"bearerToken", "httpHeaderValue1", "tlsClientCert"},
+         .sv = {"S3cret-token-a", "tenant-a", "-----BEGIN CERTIFICATE-----"}},
     };
     unsigned char seen[sizeof diff / sizeof diff[0]][32];
     for (size_t i = 0; i < sizeof diff / sizeof diff[0]; i++) {

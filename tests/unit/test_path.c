@@ -221,6 +221,23 @@ static void test_path__benign(void **state)
     free(enc);
 }
 
+static void test_path__dot_segments_with_parameters(void **state)
+{
+    (void)state;
+    /* servlet containers strip ";params" before resolving dot segments */
+    static const char *const with_params[] = {"a/..;/b", "..;", "a/.;x/b", "a/..;jsessionid=1/b"};
+    for (size_t i = 0; i < sizeof with_params / sizeof with_params[0]; i++) {
+        char out[256];
+        struct cp_err err = {0};
+        assert_int_equal(proxy__path_normalize(with_params[i], NULL, out, sizeof out, &err),
+                         CP_EBADREQ);
+    }
+    char out[256];
+    struct cp_err err = {0};
+    assert_int_equal(proxy__path_normalize("a/...;/b;c", NULL, out, sizeof out, &err), 0);
+    assert_string_equal(out, "/a/...;/b;c");
+}
+
 static void test_path__too_long(void **state)
 {
     char dec[9000], out[20000];
@@ -353,6 +370,7 @@ static struct CMUnitTest table_test(void (*fn)(void **), const char *prefix,
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_path__dot_segments_with_parameters),
         cmocka_unit_test(test_path__too_long),
         cmocka_unit_test(test_path__message_is_bounded),
         cmocka_unit_test(test_path__bad_arguments),
