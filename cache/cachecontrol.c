@@ -23,6 +23,9 @@ static int64_t seconds(const char *v, size_t n)
         if (s < 1000000000000LL)
             s = s * 10 + (v[i] - '0');
     }
+    /* RFC 9111 section 1.2.2: a delta-seconds beyond 2^31 is taken as 2^31 */
+    if (s > 2147483648LL)
+        s = 2147483648LL;
     return s * 1000;
 }
 

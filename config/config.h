@@ -52,6 +52,9 @@ void cp_log_secret_remove(const struct cp_logger *lg, const char *v);
  * redact hook it is copied as is. */
 void cp_redact(const struct cp_logger *lg, const char *in, char *out, size_t size);
 
+/* Length (1..4) of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0; stops at a terminating NUL. */
+size_t cp_utf8_len(const unsigned char *s);
 /* Replaces every byte that is not part of valid UTF-8 with '?', in place, so the text can go
  * into JSON and protobuf string fields. Returns s. */
 char *cp_utf8_fix(char *s);

@@ -38,9 +38,7 @@ void cp_redact(const struct cp_logger *lg, const char *in, char *out, size_t siz
         snprintf(out, size, "%s", in ? in : "");
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s)
+size_t cp_utf8_len(const unsigned char *s)
 {
     if (s[0] < 0x80)
         return 1;
@@ -67,7 +65,7 @@ char *cp_utf8_fix(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (p && *p) {
-        size_t n = utf8_len(p);
+        size_t n = cp_utf8_len(p);
         if (!n) {
             *p++ = '?';
             continue;

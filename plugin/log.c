@@ -159,11 +159,23 @@ static void put(struct out *o, const char *s, size_t n)
     o->len += n;
 }
 
+/* JSON string body: escapes, and U+FFFD for bytes that are not UTF-8 (the line must parse). */
 static void put_escaped(struct out *o, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
         char esc[8];
+        if (c >= 0x80) {
+            size_t l = cp_utf8_len((const unsigned char *)s + i);
+            if (l && l <= n - i) {
+                put(o, s + i, l);
+                i += l;
+            } else {
+                put(o, "\\ufffd", 6);
+                i++;
+            }
+            continue;
+        }
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
@@ -180,6 +192,7 @@ static void put_escaped(struct out *o, const char *s, size_t n)
         } else {
             put(o, (const char *)&s[i], 1);
         }
+        i++;
     }
 }
 

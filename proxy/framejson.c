@@ -11,33 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when the bytes there are not one. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned min;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    unsigned cp = c & (0x3F >> (n - 1));
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0; /* also stops at the terminating NUL */
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 static int put_str(struct cp_buf *b, const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -45,7 +18,7 @@ static int put_str(struct cp_buf *b, const char *str)
     while (!rc && *s) {
         size_t run = 0, n;
         /* copy runs that need no escaping in one call */
-        while (s[run] >= 0x20 && s[run] != '"' && s[run] != '\\' && (n = utf8_seq(s + run)) &&
+        while (s[run] >= 0x20 && s[run] != '"' && s[run] != '\\' && (n = cp_utf8_len(s + run)) &&
                !(n == 3 && s[run] == 0xE2 && s[run + 1] == 0x80 && (s[run + 2] & 0xFE) == 0xA8))
             run += n;
         if (run) {
@@ -68,7 +41,7 @@ static int put_str(struct cp_buf *b, const char *str)
             else
                 rc = cp_buf_addf(b, "\\u%04x", c);
             s++;
-        } else if (utf8_seq(s) == 3) { /* U+2028 / U+2029: valid JSON, not valid JavaScript */
+        } else if (cp_utf8_len(s) == 3) { /* U+2028 / U+2029: valid JSON, not valid JavaScript */
             rc = cp_buf_addf(b, "\\u%04x", 0x2028u + (s[2] & 1u));
             s += 3;
         } else {

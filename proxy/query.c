@@ -49,7 +49,7 @@ static void set_error(struct proxy_query_result *r, int status, int downstream, 
 
 static void iso(int64_t ms, char *out, size_t n)
 {
-    time_t s = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    time_t s = (time_t)(ms / 1000 - (ms % 1000 < 0)); /* floor, without overflow */
     struct tm tm;
     gmtime_r(&s, &tm);
     size_t l = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
