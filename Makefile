@@ -34,7 +34,10 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	  ctest -j $(JOBS) --output-on-failure --timeout 600
 
 bench: build
-	/usr/bin/python3 bench/run_all.py --build $(BUILD)
+	$(BUILD)/cachingproxy-bench-startup --runs 20 $(BUILD)/gpx_cachingproxy
+	$(BUILD)/cachingproxy-bench all --plugin $(BUILD)/gpx_cachingproxy
+	$(BUILD)/cachingproxy-bench-policy
+	$(BUILD)/cachingproxy-bench-frames --rows 10000
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
