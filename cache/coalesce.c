@@ -80,14 +80,7 @@ int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_
     }
     struct cache_flight *fl = *pp;
     fl->waiters++;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += wait_ms / 1000;
-    dl.tv_nsec += (wait_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = cp_deadline(CLOCK_MONOTONIC, wait_ms);
     int rc = 0;
     while (!fl->done && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&fl->cv, &f->mu, &dl);

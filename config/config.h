@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "errors.h"
 
@@ -103,6 +104,8 @@ int cfg_size_parse(const char *s, int64_t *bytes);
 /* Monotonic and wall clocks. */
 int64_t cp_now_ms(void);
 int64_t cp_mono_ns(void);
+/* The time ms milliseconds from now on clock clk, for pthread timed waits. */
+struct timespec cp_deadline(int clk, int64_t ms);
 
 /* ---- counters and histograms ------------------------------------------------------------- */
 

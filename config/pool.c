@@ -45,14 +45,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stopping) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += p->idle_ms / 1000;
-            dl.tv_nsec += (long)(p->idle_ms % 1000) * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            struct timespec dl = cp_deadline(CLOCK_REALTIME, p->idle_ms);
             p->idle++;
             int rc = pthread_cond_timedwait(&p->work, &p->mu, &dl);
             p->idle--;

@@ -287,6 +287,19 @@ int64_t cp_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec cp_deadline(int clk, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime((clockid_t)clk, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 const double cp_hist_bounds[CP_HIST_NBOUNDS] = CP_HIST_BOUNDS;
 
 void cp_hist_observe_ns(struct cp_hist *h, uint64_t ns)

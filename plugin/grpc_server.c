@@ -178,14 +178,7 @@ static void wait_idle_within(struct rpc_call *c, int64_t timeout_ms)
         wait_idle(c);
         return;
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = cp_deadline(CLOCK_REALTIME, timeout_ms);
     while (c->op_pending)
         if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT && c->op_pending) {
             atomic_store(&c->cancelled, 1);
@@ -539,14 +532,9 @@ static int wait_until(struct rpc_server *s, int (*pred)(struct rpc_server *), in
         int64_t left = deadline_ns - cp_mono_ns();
         if (left <= 0)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t step = left < 20000000 ? left : 20000000;
-        ts.tv_nsec += step;
-        while (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        /* wake at least every 20 ms: the predicate may change without a signal */
+        int64_t step_ms = left < 20000000 ? 1 + left / 1000000 : 20;
+        struct timespec ts = cp_deadline(CLOCK_REALTIME, step_ms);
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     int v = pred(s);

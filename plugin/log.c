@@ -196,25 +196,28 @@ static void put_escaped(struct out *o, const char *s, size_t n)
     }
 }
 
-/* Writes s as a JSON string body, with registered secrets replaced. Caller holds secrets_mu. */
-static void put_redacted(struct out *o, const char *s)
+/* Length of the registered secret that starts at s (avail bytes there), or 0. Caller holds
+ * secrets_mu. Secrets are sorted longest first, so a secret containing another wins. */
+static size_t secret_at(const char *s, size_t avail)
 {
-    size_t full = strlen(s), n = full < MAX_VALUE ? full : MAX_VALUE, start = 0;
-    /* cut on a character boundary, never inside a UTF-8 sequence */
-    if (n < full)
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
+    for (size_t k = 0; k < nsecrets; k++)
+        if (secrets[k].len <= avail && s[0] == secrets[k].v[0] &&
+            !memcmp(s, secrets[k].v, secrets[k].len))
+            return secrets[k].len;
+    return 0;
+}
+
+/* Writes s[0..n) through write() with every registered secret replaced; secrets are looked
+ * for in all `full` bytes, so one straddling a cut at n is still found. Caller holds
+ * secrets_mu. */
+static void redact_to(struct out *o, const char *s, size_t n, size_t full,
+                      void (*write)(struct out *, const char *, size_t))
+{
+    size_t start = 0;
     for (size_t i = 0; i < n;) {
-        size_t hit = 0;
-        /* match against the whole value, so a secret straddling the cut is still found */
-        for (size_t k = 0; k < nsecrets; k++)
-            if (secrets[k].len <= full - i && s[i] == secrets[k].v[0] &&
-                !memcmp(s + i, secrets[k].v, secrets[k].len)) {
-                hit = secrets[k].len;
-                break;
-            }
+        size_t hit = secret_at(s + i, full - i);
         if (hit) {
-            put_escaped(o, s + start, i - start);
+            write(o, s + start, i - start);
             put(o, REDACTED, sizeof REDACTED - 1);
             i += hit;
             start = i;
@@ -223,7 +226,18 @@ static void put_redacted(struct out *o, const char *s)
         }
     }
     if (start < n)
-        put_escaped(o, s + start, n - start);
+        write(o, s + start, n - start);
+}
+
+/* Writes s as a JSON string body, with registered secrets replaced. Caller holds secrets_mu. */
+static void put_redacted(struct out *o, const char *s)
+{
+    size_t full = strlen(s), n = full < MAX_VALUE ? full : MAX_VALUE;
+    /* cut on a character boundary, never inside a UTF-8 sequence */
+    if (n < full)
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    redact_to(o, s, n, full, put_escaped);
 }
 
 size_t plugin_log_format(char *buf, size_t size, int level, const char *msg,
@@ -329,26 +343,9 @@ void plugin_log_redact(const char *in, char *out, size_t size)
         return;
     }
     /* the same replacement as for log lines, without the JSON escaping */
+    size_t n = strlen(in);
     pthread_mutex_lock(&secrets_mu);
-    size_t n = strlen(in), start = 0;
-    for (size_t i = 0; i < n;) {
-        size_t hit = 0;
-        for (size_t k = 0; k < nsecrets; k++)
-            if (secrets[k].len <= n - i && in[i] == secrets[k].v[0] &&
-                !memcmp(in + i, secrets[k].v, secrets[k].len)) {
-                hit = secrets[k].len;
-                break;
-            }
-        if (hit) {
-            put(&o, in + start, i - start);
-            put(&o, REDACTED, sizeof REDACTED - 1);
-            i += hit;
-            start = i;
-        } else {
-            i++;
-        }
-    }
-    put(&o, in + start, n - start);
+    redact_to(&o, in, n, n, put);
     pthread_mutex_unlock(&secrets_mu);
     out[o.len] = 0;
 }
