@@ -201,21 +201,7 @@ void bench_bare_stop(struct bench_bare *b)
     if (b->worker_started) {
         pthread_join(b->worker, NULL);
     } else {
-        /* nobody drains: do it here */
-        int stopping = 0;
-        for (;;) {
-            grpc_event ev =
-                grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-            if (ev.type == GRPC_QUEUE_SHUTDOWN)
-                break;
-            struct bare_tag *t = ev.tag;
-            if (t->kind == BARE_SHUTDOWN && !stopping) {
-                stopping = 1;
-                grpc_completion_queue_shutdown(b->cq);
-            } else if (t->kind != BARE_SHUTDOWN) {
-                call_free(t->c);
-            }
-        }
+        worker_main(b); /* nobody drains the queue yet: do it on this thread */
     }
     grpc_server_destroy(b->srv);
     grpc_completion_queue_destroy(b->cq);

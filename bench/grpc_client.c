@@ -264,25 +264,60 @@ void bench_plugin_stderr(struct bench_plugin *p, char *out, size_t size)
 }
 
 /* go-plugin's graceful stop: the controller's Shutdown, answered with an Empty. */
-/* The six ops of a unary call: send the request and close, receive metadata, the answer
- * and the status. */
-static void unary_ops(grpc_op ops[6], grpc_byte_buffer *bb, grpc_metadata_array *imd,
-                      grpc_byte_buffer **rbb, grpc_metadata_array *tmd, grpc_status_code *status,
-                      grpc_slice *details)
+/* Everything one call owns: the request, the answer being read, metadata and status. */
+struct call_io {
+    grpc_call *call;
+    grpc_byte_buffer *bb, *rbb;
+    grpc_metadata_array imd, tmd;
+    grpc_status_code status;
+    grpc_slice details;
+};
+
+static void call_open(struct call_io *io, grpc_channel *ch, grpc_completion_queue *cq,
+                      void *method, int64_t timeout_ms, const void *req, size_t len)
+{
+    memset(io, 0, sizeof *io);
+    io->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
+                                                   after_ms(timeout_ms), NULL);
+    grpc_slice s = len ? grpc_slice_from_static_buffer(req, len) : grpc_empty_slice();
+    io->bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_metadata_array_init(&io->imd);
+    grpc_metadata_array_init(&io->tmd);
+    io->status = GRPC_STATUS_UNKNOWN;
+    io->details = grpc_empty_slice();
+}
+
+static void call_close(struct call_io *io)
+{
+    if (io->rbb)
+        grpc_byte_buffer_destroy(io->rbb);
+    grpc_byte_buffer_destroy(io->bb);
+    grpc_slice_unref(io->details);
+    grpc_metadata_array_destroy(&io->imd);
+    grpc_metadata_array_destroy(&io->tmd);
+    grpc_call_unref(io->call);
+}
+
+/* The ops that send the request and read the first answer: the four common ones, then the
+ * status for a unary call (n = 6) or nothing more for a stream read message by message
+ * (n = 5). */
+static void call_ops(grpc_op ops[6], struct call_io *io, int n)
 {
     memset(ops, 0, 6 * sizeof *ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = bb;
+    ops[1].data.send_message.send_message = io->bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = imd;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &io->imd;
     ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = rbb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = tmd;
-    ops[5].data.recv_status_on_client.status = status;
-    ops[5].data.recv_status_on_client.status_details = details;
+    ops[4].data.recv_message.recv_message = &io->rbb;
+    if (n == 6) {
+        ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+        ops[5].data.recv_status_on_client.trailing_metadata = &io->tmd;
+        ops[5].data.recv_status_on_client.status = &io->status;
+        ops[5].data.recv_status_on_client.status_details = &io->details;
+    }
 }
 
 static int controller_shutdown(struct bench_chan *c)
@@ -290,35 +325,21 @@ static int controller_shutdown(struct bench_chan *c)
     struct bench_caller k;
     if (!c->ch || bench_caller_init(&k, c) != 0)
         return -1;
-    grpc_call *call = grpc_channel_create_registered_call(
-        c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k.cq, c->h_shutdown, after_ms(2000), NULL);
-    grpc_slice s = grpc_empty_slice();
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_byte_buffer *rbb = NULL;
-    grpc_metadata_array imd, tmd;
-    grpc_metadata_array_init(&imd);
-    grpc_metadata_array_init(&tmd);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    struct call_io io;
+    call_open(&io, c->ch, k.cq, c->h_shutdown, 2000, NULL, 0);
     grpc_op ops[6];
-    unary_ops(ops, bb, &imd, &rbb, &tmd, &status, &details);
+    call_ops(ops, &io, 6);
     int ok = -1;
-    if (grpc_call_start_batch(call, ops, 6, ops, NULL) == GRPC_CALL_OK) {
+    if (grpc_call_start_batch(io.call, ops, 6, ops, NULL) == GRPC_CALL_OK) {
         grpc_event ev = grpc_completion_queue_pluck(k.cq, ops, after_ms(4000), NULL);
         if (ev.type != GRPC_OP_COMPLETE) {
-            grpc_call_cancel(call, NULL);
+            grpc_call_cancel(io.call, NULL);
             grpc_completion_queue_pluck(k.cq, ops, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-        } else if (status == GRPC_STATUS_OK) {
+        } else if (io.status == GRPC_STATUS_OK) {
             ok = 0;
         }
     }
-    grpc_byte_buffer_destroy(bb);
-    if (rbb)
-        grpc_byte_buffer_destroy(rbb);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&imd);
-    grpc_metadata_array_destroy(&tmd);
-    grpc_call_unref(call);
+    call_close(&io);
     bench_caller_dispose(&k);
     return ok;
 }
@@ -458,37 +479,21 @@ int bench_call_resource(struct bench_caller *k, const void *req, size_t len, int
                         struct bench_res *r, struct cp_err *err)
 {
     memset(r, 0, sizeof *r);
-    grpc_call *call = grpc_channel_create_registered_call(
-        k->chan->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq, k->chan->h_resource,
-        after_ms(BENCH_CALL_TIMEOUT_MS), NULL);
-    grpc_slice s = grpc_slice_from_static_buffer(req, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_byte_buffer *rbb = NULL;
-    grpc_metadata_array imd, tmd;
-    grpc_metadata_array_init(&imd);
-    grpc_metadata_array_init(&tmd);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    struct call_io io;
+    call_open(&io, k->chan->ch, k->cq, k->chan->h_resource, BENCH_CALL_TIMEOUT_MS, req, len);
+    grpc_call *call = io.call;
     int rc = 0, failed = 0;
-    grpc_op ops[5];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &imd;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &rbb;
+    grpc_op ops[6];
+    call_ops(ops, &io, 5);
     if (grpc_call_start_batch(call, ops, 5, ops, NULL) != GRPC_CALL_OK) {
         rc = cp_err_set(err, CP_EINTERNAL, "CallResource: start_batch refused");
         goto out;
     }
     failed = wait_tag(k, call, ops) != 0;
     /* messages until RECV_MESSAGE gives NULL (end of stream) */
-    while (!failed && rbb) {
-        grpc_slice m = take_bb(rbb);
-        rbb = NULL;
+    while (!failed && io.rbb) {
+        grpc_slice m = take_bb(io.rbb);
+        io.rbb = NULL;
         Pluginv2__CallResourceResponse *msg = pluginv2__call_resource_response__unpack(
             NULL, GRPC_SLICE_LENGTH(m), GRPC_SLICE_START_PTR(m));
         grpc_slice_unref(m);
@@ -508,7 +513,7 @@ int bench_call_resource(struct bench_caller *k, const void *req, size_t len, int
         grpc_op op;
         memset(&op, 0, sizeof op);
         op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &rbb;
+        op.data.recv_message.recv_message = &io.rbb;
         if (grpc_call_start_batch(call, &op, 1, &op, NULL) != GRPC_CALL_OK ||
             wait_tag(k, call, &op) != 0)
             failed = 1;
@@ -516,26 +521,20 @@ int bench_call_resource(struct bench_caller *k, const void *req, size_t len, int
     grpc_op st;
     memset(&st, 0, sizeof st);
     st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    st.data.recv_status_on_client.trailing_metadata = &tmd;
-    st.data.recv_status_on_client.status = &status;
-    st.data.recv_status_on_client.status_details = &details;
+    st.data.recv_status_on_client.trailing_metadata = &io.tmd;
+    st.data.recv_status_on_client.status = &io.status;
+    st.data.recv_status_on_client.status_details = &io.details;
     if (grpc_call_start_batch(call, &st, 1, &st, NULL) != GRPC_CALL_OK ||
         wait_tag(k, call, &st) != 0) {
         if (!rc)
             rc = cp_err_set(err, CP_EUPSTREAM, "CallResource: no status");
-    } else if (!rc && status != GRPC_STATUS_OK) {
-        rc = status_error(err, "CallResource", status, details);
+    } else if (!rc && io.status != GRPC_STATUS_OK) {
+        rc = status_error(err, "CallResource", io.status, io.details);
     } else if (!rc && r->nmsg == 0) {
         rc = cp_err_set(err, CP_EUPSTREAM, "CallResource: no response message");
     }
 out:
-    if (rbb)
-        grpc_byte_buffer_destroy(rbb);
-    grpc_byte_buffer_destroy(bb);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&imd);
-    grpc_metadata_array_destroy(&tmd);
-    grpc_call_unref(call);
+    call_close(&io);
     if (rc && r->first) {
         pluginv2__call_resource_response__free_unpacked(r->first, NULL);
         r->first = NULL;
@@ -547,31 +546,23 @@ int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct
                      struct cp_err *err)
 {
     memset(r, 0, sizeof *r);
-    grpc_call *call = grpc_channel_create_registered_call(
-        k->chan->ch, NULL, GRPC_PROPAGATE_DEFAULTS, k->cq, k->chan->h_query,
-        after_ms(BENCH_CALL_TIMEOUT_MS), NULL);
-    grpc_slice s = grpc_slice_from_static_buffer(req, len);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_byte_buffer *rbb = NULL;
-    grpc_metadata_array imd, tmd;
-    grpc_metadata_array_init(&imd);
-    grpc_metadata_array_init(&tmd);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    struct call_io io;
+    call_open(&io, k->chan->ch, k->cq, k->chan->h_query, BENCH_CALL_TIMEOUT_MS, req, len);
+    grpc_call *call = io.call;
     int rc = 0;
     grpc_op ops[6];
-    unary_ops(ops, bb, &imd, &rbb, &tmd, &status, &details);
+    call_ops(ops, &io, 6);
     if (grpc_call_start_batch(call, ops, 6, ops, NULL) != GRPC_CALL_OK) {
         rc = cp_err_set(err, CP_EINTERNAL, "QueryData: start_batch refused");
     } else if (wait_tag(k, call, ops) != 0) {
         rc = cp_err_set(err, CP_EUPSTREAM, "QueryData: batch failed");
-    } else if (status != GRPC_STATUS_OK) {
-        rc = status_error(err, "QueryData", status, details);
-    } else if (!rbb) {
+    } else if (io.status != GRPC_STATUS_OK) {
+        rc = status_error(err, "QueryData", io.status, io.details);
+    } else if (!io.rbb) {
         rc = cp_err_set(err, CP_EUPSTREAM, "QueryData: no response message");
     } else {
-        grpc_slice m = take_bb(rbb);
-        rbb = NULL;
+        grpc_slice m = take_bb(io.rbb);
+        io.rbb = NULL;
         Pluginv2__QueryDataResponse *msg = pluginv2__query_data_response__unpack(
             NULL, GRPC_SLICE_LENGTH(m), GRPC_SLICE_START_PTR(m));
         grpc_slice_unref(m);
@@ -588,13 +579,7 @@ int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct
         if (msg)
             pluginv2__query_data_response__free_unpacked(msg, NULL);
     }
-    if (rbb)
-        grpc_byte_buffer_destroy(rbb);
-    grpc_byte_buffer_destroy(bb);
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&imd);
-    grpc_metadata_array_destroy(&tmd);
-    grpc_call_unref(call);
+    call_close(&io);
     return rc;
 }
 
