@@ -70,12 +70,20 @@ int auth_rules_eval(const struct cfg_ds *cfg, const struct cp_user *u, const cha
 int auth_glob_match(const char *glob, const char *path);
 /* True when any glob of the list matches. */
 int auth_glob_any(const struct cfg_strlist *globs, const char *path);
+/* The form of a normalised path that common upstreams treat as the same resource: letters in
+ * lower case, ";params" removed from every segment, trailing dots and spaces removed from
+ * every segment ("/Secret-Area;x/a." -> "/secret-area/a"). Deny rules match the path as
+ * written and this form (case-insensitively). CP_ETOOBIG when it does not fit in size. */
+int auth_path_canonical(const char *path, char *out, size_t size);
 
 /* ---- credentials ------------------------------------------------------------------------- */
 
 #define AUTH_MAX_HEADERS 40
 
-/* Credentials to add to one upstream request. All values are secret. */
+/* Credentials to add to one upstream request. All values are secret: from auth_inject until
+ * auth_creds_wipe every value (and the token after a "Basic "/"Bearer " scheme) is registered
+ * with the logger, so an upstream echoing one into an error text or a log line is redacted.
+ * Keep them until the call's last error text and log line are written. */
 struct auth_creds {
     struct {
         char *name;
@@ -83,7 +91,9 @@ struct auth_creds {
     } h[AUTH_MAX_HEADERS];
     size_t n;
     char *query_name, *query_value; /* API key as query parameter (value raw, not encoded) */
+    const struct cp_logger *registered; /* the logger told about the values, or NULL */
 };
+/* Unregisters, wipes and frees the values; c can be filled again. */
 void auth_creds_wipe(struct auth_creds *c);
 
 /* The outgoing request as the upstream will see it, for signing and modules. */
@@ -100,7 +110,8 @@ struct auth_outgoing {
     void *cancel_ctx;
 };
 
-/* Fills c with the credentials of the configured authType and the custom headers. May fetch
+/* Fills c (empty, or wiped) with the credentials of the configured authType and the custom
+ * headers, and registers them with the logger. May fetch
  * an OAuth2 token (shared by all callers, one refresh at a time). CP_EUPSTREAM when a token
  * cannot be had, CP_EBADREQ when forwardOAuth finds no user token. */
 int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int auth_ds_new(const struct cfg_ds *cfg, const struct auth_env *env, struct auth_ds **out,
                 struct cp_err *err)
@@ -100,8 +101,26 @@ static void wipe_str(char **s)
     }
 }
 
+/* The value itself and, for "<scheme> <token>", the token alone. */
+static void each_secret_of(const struct auth_creds *c, const struct cp_logger *lg,
+                           void (*fn)(const struct cp_logger *lg, const char *v))
+{
+    for (size_t i = 0; i < c->n; i++) {
+        const char *v = c->h[i].value;
+        fn(lg, v);
+        const char *sp = strchr(v, ' ');
+        if (sp && !strcasecmp(c->h[i].name, "Authorization"))
+            fn(lg, sp + 1);
+    }
+    if (c->query_value)
+        fn(lg, c->query_value);
+}
+
 void auth_creds_wipe(struct auth_creds *c)
 {
+    if (c->registered)
+        each_secret_of(c, c->registered, cp_log_secret_remove);
+    c->registered = NULL;
     for (size_t i = 0; i < c->n; i++) {
         free(c->h[i].name);
         wipe_str(&c->h[i].value);
@@ -140,22 +159,7 @@ static int add_scheme(struct auth_creds *c, const char *scheme, const char *valu
 
 static int inject_basic(const struct cfg_ds *cfg, struct auth_creds *c)
 {
-    const char *user = cfg->basic_auth_user ? cfg->basic_auth_user : "";
-    const char *pass = cfg->basic_auth_password.v ? cfg->basic_auth_password.v : "";
-    size_t n = strlen(user) + 1 + strlen(pass);
-    char *pair = malloc(n + 1);
-    if (!pair)
-        return CP_ENOMEM;
-    snprintf(pair, n + 1, "%s:%s", user, pass);
-    char *b64 = auth_base64(pair, n);
-    explicit_bzero(pair, n);
-    free(pair);
-    if (!b64)
-        return CP_ENOMEM;
-    int rc = add_scheme(c, "Basic", b64);
-    explicit_bzero(b64, strlen(b64));
-    free(b64);
-    return rc;
+    return add_scheme(c, "Basic", cfg->basic_auth_b64.v ? cfg->basic_auth_b64.v : "");
 }
 
 static int inject_hmac(const struct cfg_ds *cfg, const struct auth_outgoing *o,
@@ -227,8 +231,11 @@ int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_cr
     }
     if (!rc && a->module)
         rc = auth__module_inject(a, o, c, err);
-    if (!rc)
+    if (!rc) {
+        each_secret_of(c, a->env.log, cp_log_secret_add);
+        c->registered = a->env.log;
         return 0;
+    }
 fail:
     if (rc == CP_ENOMEM)
         return cp_err_set(err, CP_ENOMEM, "out of memory");

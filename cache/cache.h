@@ -158,19 +158,39 @@ int cache_lock_held(struct cache_store *s, const struct cache_key *k);
 
 /* ---- coalescing (in process) ------------------------------------------------------------- */
 
+/* What the leader of a flight hands its waiters: they share its outcome, errors included, as
+ * nginx's cache lock and Varnish's waiting list do, so a failing upstream sees one request,
+ * not one per waiter. */
+enum cache_outcome_kind {
+    CACHE_OUTCOME_RETRY,  /* nothing shareable (an answer meant for its caller only, or the
+                           * leader gave up): a waiter fetches itself, one at a time */
+    CACHE_OUTCOME_ANSWER, /* e is the answer for everyone (stored or not) */
+    CACHE_OUTCOME_ERROR,  /* the upstream call failed: code and msg */
+};
+struct cache_outcome {
+    enum cache_outcome_kind kind;
+    struct cache_entry *e; /* ANSWER: one reference, owned by the outcome */
+    int failed;            /* ANSWER: an upstream error answer (5xx), so stale-if-error applies */
+    int transformed;       /* ANSWER: e holds the caller's transform (a query frame), not the
+                            * upstream's own answer */
+    int code;              /* ERROR: a CP_E* code */
+    char msg[256];         /* ERROR: its detail (no secret) */
+};
+/* Releases what o holds and makes it RETRY. NULL-safe. */
+void cache_outcome_dispose(struct cache_outcome *o);
+
 struct cache_flight;
 struct cache_flights;
 struct cache_flights *cache_flights_new(void);
 void cache_flights_free(struct cache_flights *f);
 
 /* Joins the flight for k. Returns 1 when the caller leads it (must call cache_flight_done
- * later), 0 when another caller leads: then *result receives the leader's published entry
- * (a reference, or NULL when the leader had nothing shareable) after waiting at most
- * wait_ms, or CP_ETIMEDOUT. */
+ * later), 0 when another caller led it: then *out receives the leader's outcome (the caller
+ * disposes it) after waiting at most wait_ms, or CP_ETIMEDOUT (*out is RETRY). */
 int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_t wait_ms,
-                      struct cache_entry **result);
-/* Ends the caller's flight, handing e (may be NULL) to every waiter. */
+                      struct cache_outcome *out);
+/* Ends the caller's flight, handing a copy of o (NULL: RETRY) to every waiter. */
 void cache_flight_done(struct cache_flights *f, const struct cache_key *k,
-                       struct cache_entry *e);
+                       const struct cache_outcome *o);
 
 #endif

@@ -1,6 +1,6 @@
 /* coalesce.c - in-process request coalescing: concurrent identical misses share one upstream
- * call. The first caller of a key leads; the others wait (bounded) for the entry it
- * publishes. */
+ * call. The first caller of a key leads; the others wait (bounded) for the outcome it
+ * publishes: an answer, an error, or "retry" when its answer was for its caller only. */
 #include "cache.h"
 
 #include <errno.h>
@@ -16,7 +16,7 @@ struct cache_flight {
     unsigned char key[32];
     int done;
     unsigned waiters;
-    struct cache_entry *result;
+    struct cache_outcome result;
     pthread_cond_t cv;
 };
 
@@ -49,17 +49,34 @@ static struct cache_flight **slot(struct cache_flights *f, const struct cache_ke
     return pp;
 }
 
+void cache_outcome_dispose(struct cache_outcome *o)
+{
+    if (!o)
+        return;
+    cache_entry_unref(o->e);
+    memset(o, 0, sizeof *o);
+    o->kind = CACHE_OUTCOME_RETRY;
+}
+
+static void outcome_copy(struct cache_outcome *dst, const struct cache_outcome *src)
+{
+    *dst = *src;
+    if (dst->e)
+        cache_entry_ref(dst->e);
+}
+
 static void flight_free(struct cache_flight *fl)
 {
-    cache_entry_unref(fl->result);
+    cache_outcome_dispose(&fl->result);
     pthread_cond_destroy(&fl->cv);
     free(fl);
 }
 
 int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_t wait_ms,
-                      struct cache_entry **result)
+                      struct cache_outcome *out)
 {
-    *result = NULL;
+    memset(out, 0, sizeof *out);
+    out->kind = CACHE_OUTCOME_RETRY;
     pthread_mutex_lock(&f->mu);
     struct cache_flight **pp = slot(f, k);
     if (!*pp) {
@@ -85,8 +102,8 @@ int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_
     while (!fl->done && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&fl->cv, &f->mu, &dl);
     int done = fl->done;
-    if (done && fl->result)
-        *result = cache_entry_ref(fl->result);
+    if (done)
+        outcome_copy(out, &fl->result);
     fl->waiters--;
     /* the leader unlinks a finished flight; the last waiter frees it */
     if (done && fl->waiters == 0)
@@ -95,7 +112,8 @@ int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_
     return done ? 0 : CP_ETIMEDOUT;
 }
 
-void cache_flight_done(struct cache_flights *f, const struct cache_key *k, struct cache_entry *e)
+void cache_flight_done(struct cache_flights *f, const struct cache_key *k,
+                       const struct cache_outcome *o)
 {
     pthread_mutex_lock(&f->mu);
     struct cache_flight **pp = slot(f, k);
@@ -103,7 +121,10 @@ void cache_flight_done(struct cache_flights *f, const struct cache_key *k, struc
     if (fl) {
         *pp = fl->next;
         fl->done = 1;
-        fl->result = e ? cache_entry_ref(e) : NULL;
+        if (o)
+            outcome_copy(&fl->result, o);
+        else
+            fl->result.kind = CACHE_OUTCOME_RETRY;
         if (fl->waiters == 0)
             flight_free(fl);
         else

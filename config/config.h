@@ -71,10 +71,10 @@ int cfg_secret_set(struct cfg_secret *s, const char *v, size_t len);
 void cfg_secret_wipe(struct cfg_secret *s);
 static inline int cfg_secret_isset(const struct cfg_secret *s) { return s->v && s->len; }
 
-/* Owned list of owned strings. */
+/* Owned list of owned strings; grows geometrically. */
 struct cfg_strlist {
     char **v;
-    size_t n;
+    size_t n, cap;
 };
 int cfg_strlist_push(struct cfg_strlist *l, const char *s);
 void cfg_strlist_free(struct cfg_strlist *l);
@@ -231,6 +231,7 @@ struct cfg_ds {
     int basic_auth;
     char *basic_auth_user;
     struct cfg_secret basic_auth_password;
+    struct cfg_secret basic_auth_b64; /* base64("user:password"): what basic auth sends */
     struct cfg_secret bearer_token, api_key, oauth2_client_secret, hmac_secret;
     char *api_key_header, *api_key_query; /* exactly one is set */
     char *oauth2_token_url, *oauth2_client_id, *oauth2_audience;
@@ -276,10 +277,19 @@ struct cfg_ds_input {
     const char *const *secure_values;
     size_t nsecure;
     int64_t last_updated_ms;
+    /* Polled while long lists are read: non-zero stops parsing with CP_ECANCELED (the call
+     * that asked for the settings is gone). May be NULL. */
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
 };
 
+/* Longest secret that may travel in a request header (bearer token, API key, custom header
+ * values, basic auth): upstream servers and libcurl refuse much longer header lines. */
+#define CFG_MAX_HEADER_SECRET 16384
+
 /* Parses and validates settings into *out (caller frees with cfg_ds_free). On a bad value
- * returns CP_ECONFIG with err naming the key, e.g. "jsonData.timeout: ...". */
+ * returns CP_ECONFIG with err naming the key, e.g. "jsonData.timeout: ...". CP_ECANCELED when
+ * in->cancelled said stop. */
 int cfg_ds_parse(const struct cfg_ds_input *in, struct cfg_ds **out, struct cp_err *err);
 /* Wipes secrets and frees. NULL-safe. */
 void cfg_ds_free(struct cfg_ds *ds);

@@ -37,6 +37,16 @@ static int bad(struct parser *p, const char *key, const char *why)
     return cp_err_set(p->err, CP_ECONFIG, "%s: %s", key, why);
 }
 
+/* Long lists are read in steps of CANCEL_EVERY elements between looks at the caller. */
+#define CANCEL_EVERY 1024
+
+static int cancelled(struct parser *p, size_t i)
+{
+    if (i % CANCEL_EVERY || !p->in->cancelled || !p->in->cancelled(p->in->cancel_ctx))
+        return 0;
+    return cp_err_set(p->err, CP_ECANCELED, "reading the settings was cancelled");
+}
+
 static const char *secure(const struct parser *p, const char *key)
 {
     for (size_t i = 0; i < p->in->nsecure; i++)
@@ -52,6 +62,21 @@ static int take_secret(struct parser *p, const char *key, struct cfg_secret *dst
         return 0;
     return cfg_secret_set(dst, v, strlen(v)) ? cp_err_set(p->err, CP_ENOMEM, "out of memory")
                                               : 0;
+}
+
+/* A secret that is sent in a header: bounded, and free of line breaks. */
+static int check_header_secret(struct parser *p, const char *key, const struct cfg_secret *s)
+{
+    char path[96], why[128];
+    snprintf(path, sizeof path, "secureJsonData.%s", key);
+    if (s->len > CFG_MAX_HEADER_SECRET) {
+        snprintf(why, sizeof why, "is %zu bytes long; header values are limited to %d bytes",
+                 s->len, CFG_MAX_HEADER_SECRET);
+        return bad(p, path, why);
+    }
+    if (s->v && strpbrk(s->v, "\r\n"))
+        return bad(p, path, "must not contain line breaks");
+    return 0;
 }
 
 static int dup_str(struct parser *p, char **dst, const char *v)
@@ -154,6 +179,8 @@ static int get_list(struct parser *p, json_t *obj, const char *key, const char *
     int rc = 0;
     json_array_foreach(v, i, e)
     {
+        if ((rc = cancelled(p, i + 1)))
+            break;
         if (!json_is_string(e)) {
             rc = bad(p, path, "must be a list of strings");
             break;
@@ -250,6 +277,28 @@ static int parse_url(struct parser *p)
     return 0;
 }
 
+/* base64("user:password"), the credential basic auth sends: derived once, so every call
+ * reuses it and the log can redact it. */
+static int basic_header(struct parser *p)
+{
+    struct cfg_ds *ds = p->ds;
+    const char *pass = ds->basic_auth_password.v ? ds->basic_auth_password.v : "";
+    size_t ul = strlen(ds->basic_auth_user), n = ul + 1 + strlen(pass);
+    char *pair = malloc(n + 1);
+    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    int rc = pair && b64 ? 0 : CP_ENOMEM;
+    if (!rc) {
+        snprintf(pair, n + 1, "%s:%s", ds->basic_auth_user, pass);
+        int bl = EVP_EncodeBlock((unsigned char *)b64, (unsigned char *)pair, (int)n);
+        rc = cfg_secret_set(&ds->basic_auth_b64, b64, (size_t)bl);
+        explicit_bzero(pair, n);
+        explicit_bzero(b64, (size_t)bl);
+    }
+    free(pair);
+    free(b64);
+    return rc ? cp_err_set(p->err, CP_ENOMEM, "out of memory") : 0;
+}
+
 static int parse_auth(struct parser *p, json_t *jd)
 {
     struct cfg_ds *ds = p->ds;
@@ -288,10 +337,19 @@ static int parse_auth(struct parser *p, json_t *jd)
         (rc = take_secret(p, "hmacSecret", &ds->hmac_secret)))
         return rc;
 
+    if ((rc = check_header_secret(p, "basicAuthPassword", &ds->basic_auth_password)) ||
+        (rc = check_header_secret(p, "bearerToken", &ds->bearer_token)) ||
+        (rc = check_header_secret(p, "apiKey", &ds->api_key)))
+        return rc;
+    if (ds->basic_auth_user && strlen(ds->basic_auth_user) > CFG_MAX_HEADER_SECRET / 2)
+        return bad(p, "basicAuthUser", "is too long for a header");
+
     switch (ds->auth_type) {
     case CFG_AUTH_BASIC:
         if (!ds->basic_auth_user)
             return bad(p, "basicAuthUser", "is required when authType is basic");
+        if ((rc = basic_header(p)))
+            return rc;
         break;
     case CFG_AUTH_BEARER:
         if (!cfg_secret_isset(&ds->bearer_token))
@@ -463,12 +521,9 @@ static int parse_headers(struct parser *p, json_t *jd)
         const char *val = secure(p, key);
         if (val && cfg_secret_set(&h->value, val, strlen(val)))
             return CP_ENOMEM;
-        if (val)
-            for (const char *c = val; *c; c++)
-                if (*c == '\r' || *c == '\n') {
-                    snprintf(path, sizeof path, "secureJsonData.%s", key);
-                    return bad(p, path, "must not contain line breaks");
-                }
+        int rc = check_header_secret(p, key, &h->value);
+        if (rc)
+            return rc;
     }
 }
 
@@ -572,7 +627,9 @@ static int parse_rules(struct parser *p, json_t *jd)
         return CP_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         p->ds->nrules = i + 1;
-        int rc = parse_rule(p, json_array_get(rules, i), i, &p->ds->rules[i]);
+        int rc = cancelled(p, i + 1);
+        if (!rc)
+            rc = parse_rule(p, json_array_get(rules, i), i, &p->ds->rules[i]);
         if (rc)
             return rc;
     }
@@ -955,6 +1012,7 @@ void cfg_ds_free(struct cfg_ds *ds)
     free(ds->health_path);
     free(ds->basic_auth_user);
     cfg_secret_wipe(&ds->basic_auth_password);
+    cfg_secret_wipe(&ds->basic_auth_b64);
     cfg_secret_wipe(&ds->bearer_token);
     cfg_secret_wipe(&ds->api_key);
     cfg_secret_wipe(&ds->oauth2_client_secret);
@@ -1000,7 +1058,8 @@ void cfg_ds_free(struct cfg_ds *ds)
 void cfg_ds_each_secret(const struct cfg_ds *ds, void (*fn)(void *ctx, const char *v),
                         void *ctx)
 {
-    const struct cfg_secret *s[] = {&ds->basic_auth_password, &ds->bearer_token, &ds->api_key,
+    const struct cfg_secret *s[] = {&ds->basic_auth_password, &ds->basic_auth_b64,
+                                    &ds->bearer_token, &ds->api_key,
                                     &ds->oauth2_client_secret, &ds->hmac_secret,
                                     &ds->tls_client_key, &ds->cache.redis_password,
                                     &ds->cache.redis_url_password};

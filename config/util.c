@@ -102,10 +102,14 @@ void cfg_secret_wipe(struct cfg_secret *s)
 
 int cfg_strlist_push(struct cfg_strlist *l, const char *s)
 {
-    char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
-    if (!nv)
-        return CP_ENOMEM;
-    l->v = nv;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 4;
+        char **nv = realloc(l->v, nc * sizeof *nv);
+        if (!nv)
+            return CP_ENOMEM;
+        l->v = nv;
+        l->cap = nc;
+    }
     if (!(l->v[l->n] = strdup(s)))
         return CP_ENOMEM;
     l->n++;
@@ -118,7 +122,7 @@ void cfg_strlist_free(struct cfg_strlist *l)
         free(l->v[i]);
     free(l->v);
     l->v = NULL;
-    l->n = 0;
+    l->n = l->cap = 0;
 }
 
 int cfg_strlist_has_ci(const struct cfg_strlist *l, const char *s)

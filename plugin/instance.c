@@ -128,8 +128,8 @@ struct plugin_instance *plugin_instance_peek(const Pluginv2__PluginContext *pc)
     return in;
 }
 
-int plugin_instance_get(const Pluginv2__PluginContext *pc, struct plugin_instance **out,
-                        struct cp_err *err)
+int plugin_instance_get(const Pluginv2__PluginContext *pc, int (*cancelled)(void *),
+                        void *cancel_ctx, struct plugin_instance **out, struct cp_err *err)
 {
     const Pluginv2__DataSourceInstanceSettings *s = pc ? pc->datasourceinstancesettings : NULL;
     *out = NULL;
@@ -155,19 +155,21 @@ int plugin_instance_get(const Pluginv2__PluginContext *pc, struct plugin_instanc
     }
     char plain_uid[32];
     snprintf(plain_uid, sizeof plain_uid, "%lld", (long long)s->id);
-    struct cfg_ds_input ci = {s->id,
-                              pc->orgid,
-                              s->uid && *s->uid ? s->uid : plain_uid,
-                              s->name,
-                              s->url,
-                              s->basicauthenabled,
-                              s->basicauthuser,
-                              (const char *)s->jsondata.data,
-                              s->jsondata.len,
-                              keys,
-                              vals,
-                              s->n_decryptedsecurejsondata,
-                              s->lastupdatedms};
+    struct cfg_ds_input ci = {.id = s->id,
+                              .org_id = pc->orgid,
+                              .uid = s->uid && *s->uid ? s->uid : plain_uid,
+                              .name = s->name,
+                              .url = s->url,
+                              .basic_auth_enabled = s->basicauthenabled,
+                              .basic_auth_user = s->basicauthuser,
+                              .json_data = (const char *)s->jsondata.data,
+                              .json_len = s->jsondata.len,
+                              .secure_keys = keys,
+                              .secure_values = vals,
+                              .nsecure = s->n_decryptedsecurejsondata,
+                              .last_updated_ms = s->lastupdatedms,
+                              .cancelled = cancelled,
+                              .cancel_ctx = cancel_ctx};
     struct cfg_ds *cfg = NULL;
     int rc = cfg_ds_parse(&ci, &cfg, err);
     free(keys);

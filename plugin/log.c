@@ -73,53 +73,114 @@ void plugin_log_init(void)
                                                          : GPR_LOG_SEVERITY_ERROR);
 }
 
-void plugin_log_secret_add(const char *v)
+/* Registers (add) or releases one exact form of a secret. Caller holds secrets_mu. */
+static void secret_ref(const char *v, size_t len, int add)
 {
-    size_t len = v ? strlen(v) : 0;
-    if (len < MIN_SECRET_LEN)
-        return;
-    pthread_mutex_lock(&secrets_mu);
-    for (size_t i = 0; i < nsecrets; i++)
-        if (secrets[i].len == len && !memcmp(secrets[i].v, v, len)) {
+    for (size_t i = 0; i < nsecrets; i++) {
+        if (secrets[i].len != len || memcmp(secrets[i].v, v, len))
+            continue;
+        if (add) {
             secrets[i].refs++;
-            pthread_mutex_unlock(&secrets_mu);
-            return;
+        } else if (--secrets[i].refs == 0) {
+            explicit_bzero(secrets[i].v, len);
+            free(secrets[i].v);
+            memmove(&secrets[i], &secrets[i + 1], (nsecrets - i - 1) * sizeof *secrets);
+            if (--nsecrets == 0) {
+                free(secrets);
+                secrets = NULL;
+            }
         }
+        return;
+    }
+    if (!add)
+        return;
     struct secret_ref *ns = realloc(secrets, (nsecrets + 1) * sizeof *ns);
-    char *copy = ns ? strdup(v) : NULL;
+    char *copy = ns ? strndup(v, len) : NULL;
     if (ns)
         secrets = ns;
-    if (copy) {
-        /* longest first, so a secret containing another is redacted whole */
-        size_t at = 0;
-        while (at < nsecrets && secrets[at].len >= len)
-            at++;
-        memmove(&secrets[at + 1], &secrets[at], (nsecrets - at) * sizeof *secrets);
-        secrets[at] = (struct secret_ref){copy, len, 1};
-        nsecrets++;
+    if (!copy)
+        return;
+    /* longest first, so a secret containing another is redacted whole */
+    size_t at = 0;
+    while (at < nsecrets && secrets[at].len >= len)
+        at++;
+    memmove(&secrets[at + 1], &secrets[at], (nsecrets - at) * sizeof *secrets);
+    secrets[at] = (struct secret_ref){copy, len, 1};
+    nsecrets++;
+}
+
+/* The forms in which a secret can reach a text: as is, JSON-escaped (an upstream echoing it
+ * inside a JSON document, with '/' escaped or not), percent-encoded (in a URL, with upper- or
+ * lower-case hex, or '+' for spaces in a form body). Calls fn for each distinct form. */
+static void each_form(const char *v, void (*fn)(const char *form, size_t len, int add), int add)
+{
+    size_t len = strlen(v);
+    fn(v, len, add);
+    char *buf = malloc(len * 6 + 1);
+    if (!buf)
+        return;
+    for (int slash = 0; slash < 2; slash++) {
+        size_t n = 0;
+        for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+            if (*c == '"' || *c == '\\' || (slash && *c == '/')) {
+                buf[n++] = '\\';
+                buf[n++] = (char)*c;
+            } else if (*c < 0x20 || *c == 0x7f) {
+                static const char esc[] = {'\b', 'b', '\f', 'f', '\n', 'n', '\r', 'r', '\t', 't'};
+                const char *e = memchr(esc, *c, sizeof esc);
+                if (e && (e - esc) % 2 == 0) {
+                    buf[n++] = '\\';
+                    buf[n++] = e[1];
+                } else {
+                    n += (size_t)snprintf(buf + n, 7, "\\u%04x", *c);
+                }
+            } else {
+                buf[n++] = (char)*c;
+            }
+        }
+        if (n != len || memcmp(buf, v, len))
+            fn(buf, n, add);
+        if (!strchr(v, '/'))
+            break;
     }
+    static const char hex[2][17] = {"0123456789ABCDEF", "0123456789abcdef"};
+    for (int form = 0; form < 3; form++) {
+        size_t n = 0;
+        for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+            if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+                strchr("-._~", *c)) {
+                buf[n++] = (char)*c;
+            } else if (form == 2 && *c == ' ') {
+                buf[n++] = '+';
+            } else {
+                const char *h = hex[form == 1];
+                buf[n++] = '%';
+                buf[n++] = h[*c >> 4];
+                buf[n++] = h[*c & 15];
+            }
+        }
+        if (n != len || memcmp(buf, v, len))
+            fn(buf, n, add);
+    }
+    explicit_bzero(buf, len * 6 + 1);
+    free(buf);
+}
+
+void plugin_log_secret_add(const char *v)
+{
+    if (!v || strlen(v) < MIN_SECRET_LEN)
+        return;
+    pthread_mutex_lock(&secrets_mu);
+    each_form(v, secret_ref, 1);
     pthread_mutex_unlock(&secrets_mu);
 }
 
 void plugin_log_secret_remove(const char *v)
 {
-    size_t len = v ? strlen(v) : 0;
-    if (len < MIN_SECRET_LEN)
+    if (!v || strlen(v) < MIN_SECRET_LEN)
         return;
     pthread_mutex_lock(&secrets_mu);
-    for (size_t i = 0; i < nsecrets; i++)
-        if (secrets[i].len == len && !memcmp(secrets[i].v, v, len)) {
-            if (--secrets[i].refs == 0) {
-                explicit_bzero(secrets[i].v, len);
-                free(secrets[i].v);
-                memmove(&secrets[i], &secrets[i + 1], (nsecrets - i - 1) * sizeof *secrets);
-                if (--nsecrets == 0) {
-                    free(secrets);
-                    secrets = NULL;
-                }
-            }
-            break;
-        }
+    each_form(v, secret_ref, 0);
     pthread_mutex_unlock(&secrets_mu);
 }
 

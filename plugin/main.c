@@ -112,6 +112,34 @@ static unsigned env_uint(const char *name, unsigned def, unsigned max)
     return (*end || n == 0 || n > max) ? def : (unsigned)n;
 }
 
+int plugin_runtime_init(void)
+{
+    plugin_log_init();
+    plugin_g.start_unix_ms = cp_now_ms();
+    grpc_init();
+    if (proxy_global_init() != 0) {
+        plugin_log(CP_LOG_ERROR, "libcurl initialisation failed", NULL, 0);
+        grpc_shutdown();
+        return CP_EINTERNAL;
+    }
+    plugin_g.pool = cp_pool_new(env_uint("CACHINGPROXY_WORKERS", 128, 4096), 10000);
+    plugin_g.env.log = &plugin_logger;
+    plugin_g.env.ctr = &plugin_g.ctr;
+    plugin_g.env.pool = plugin_g.pool;
+    plugin_g.env.stopping = &plugin_g.stopping;
+    plugin_g.env.module_dir = cfg_env2("CACHINGPROXY_MODULE_DIR", "GF_PLUGIN_MODULE_DIR");
+    return 0;
+}
+
+void plugin_runtime_cleanup(void)
+{
+    plugin_instance_clear();
+    cp_pool_free(plugin_g.pool);
+    plugin_g.pool = NULL;
+    proxy_global_cleanup();
+    grpc_shutdown();
+}
+
 static int run_plugin(void)
 {
     sigset_t set;
@@ -123,22 +151,11 @@ static int run_plugin(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    plugin_log_init();
     int version = plugin_pick_version(getenv("PLUGIN_PROTOCOL_VERSIONS"));
     pid_t parent = getppid();
-    plugin_g.start_unix_ms = cp_now_ms();
 
-    grpc_init();
-    if (proxy_global_init() != 0) {
-        plugin_log(CP_LOG_ERROR, "libcurl initialisation failed", NULL, 0);
-        grpc_shutdown();
+    if (plugin_runtime_init() != 0)
         return 1;
-    }
-    plugin_g.pool = cp_pool_new(env_uint("CACHINGPROXY_WORKERS", 128, 4096), 10000);
-    plugin_g.env.log = &plugin_logger;
-    plugin_g.env.ctr = &plugin_g.ctr;
-    plugin_g.env.pool = plugin_g.pool;
-    plugin_g.env.module_dir = cfg_env2("CACHINGPROXY_MODULE_DIR", "GF_PLUGIN_MODULE_DIR");
 
     unsigned threads = env_uint("CACHINGPROXY_GRPC_THREADS", 1, 64);
     char sock[256] = "", addr[300];
@@ -169,9 +186,7 @@ static int run_plugin(void)
     }
     if (!srv) {
         plugin_log(CP_LOG_ERROR, "could not listen on a unix socket or a TCP port", NULL, 0);
-        cp_pool_free(plugin_g.pool);
-        proxy_global_cleanup();
-        grpc_shutdown();
+        plugin_runtime_cleanup();
         return 1;
     }
 
@@ -218,10 +233,7 @@ static int run_plugin(void)
     rpc_server_stop(srv, DRAIN_MS);
     if (sock[0])
         unlink(sock);
-    plugin_instance_clear();
-    cp_pool_free(plugin_g.pool);
-    proxy_global_cleanup();
-    grpc_shutdown();
+    plugin_runtime_cleanup();
     plugin_log(CP_LOG_DEBUG, "plugin stopped", NULL, 0);
     return 0;
 }

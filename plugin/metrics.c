@@ -71,6 +71,12 @@ static int coalesced(struct cp_buf *b, const char *name, const struct snapshot *
     return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.coalesced));
 }
 
+static int coalesced_waiting(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.waiting));
+}
+
 static int upstream_requests(struct cp_buf *b, const char *name, const struct snapshot *snap)
 {
     (void)snap;
@@ -243,6 +249,8 @@ static const struct family families[] = {
     {"cachingproxy_coalesced_requests_total", "counter",
      "Requests answered by another request's upstream call (in process or via Redis).",
      coalesced},
+    {"cachingproxy_coalesced_waiting", "gauge",
+     "Requests waiting now for an identical upstream call in flight.", coalesced_waiting},
     {"cachingproxy_upstream_requests_total", "counter",
      "Upstream requests by status class; error = no HTTP answer.", upstream_requests},
     {"cachingproxy_upstream_duration_seconds", "histogram", "Upstream request duration.",

@@ -81,6 +81,11 @@ struct plugin_state {
 };
 extern struct plugin_state plugin_g;
 
+/* Process-wide start-up every host needs (logs, gRPC core, libcurl, the worker pool, the
+ * env handed to instances) and its reverse. Exposed for in-process drivers (fuzzing). */
+int plugin_runtime_init(void);
+void plugin_runtime_cleanup(void);
+
 /* Asks the main thread to stop (controller Shutdown). Async-signal-safe. */
 void plugin_request_stop(void);
 
@@ -98,9 +103,10 @@ struct plugin_instance {
 
 /* Finds or builds the instance for the call's data source (org and uid; rebuilt when its
  * settings changed). The returned
- * reference must be released with plugin_instance_put. CP_ECONFIG with err naming the key. */
-int plugin_instance_get(const Pluginv2__PluginContext *pc, struct plugin_instance **out,
-                        struct cp_err *err);
+ * reference must be released with plugin_instance_put. CP_ECONFIG with err naming the key;
+ * CP_ECANCELED when cancelled(cancel_ctx) turned true while the settings were read. */
+int plugin_instance_get(const Pluginv2__PluginContext *pc, int (*cancelled)(void *),
+                        void *cancel_ctx, struct plugin_instance **out, struct cp_err *err);
 void plugin_instance_put(struct plugin_instance *in);
 /* The live instance for these settings if there is one and it is current, else NULL. Never
  * builds one (so it never blocks). */

@@ -47,7 +47,7 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
     const Pluginv2__PluginContext *pc = rq->plugincontext;
     struct plugin_instance *in = NULL;
     struct cp_err err = {0};
-    if (plugin_instance_get(pc, &in, &err) != 0) {
+    if (plugin_instance_get(pc, rpc_cancelled_cb, c, &in, &err) != 0) {
         for (size_t i = 0; i < n; i++) {
             res[i].status = cp_http_status(err.code);
             res[i].error = cp_utf8_fix(strdup(cp_err_text(&err)));

@@ -34,7 +34,7 @@ void svc_check_health(struct rpc_call *c, const uint8_t *req, size_t len)
     struct plugin_instance *in = NULL;
     const Pluginv2__PluginContext *pc = rq->plugincontext;
     int ok = 0;
-    if (plugin_instance_get(pc, &in, &err) != 0) {
+    if (plugin_instance_get(pc, rpc_cancelled_cb, c, &in, &err) != 0) {
         cp_buf_addf(&msg, "Settings: %s", cp_err_text(&err));
     } else {
         proxy_check_health(in->px, &ok, &msg, &details);

@@ -147,40 +147,60 @@ static size_t flatten(const Pluginv2__CallResourceRequest *rq, struct proxy_head
     return k;
 }
 
+/* Reads a base-128 varint at p[*i..len): at most 10 bytes, the last holding one bit.
+ * Returns 0 on a truncated or overlong varint. */
+static int read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned k = 0; k < 10; k++) {
+        if (*i >= len)
+            return 0;
+        uint8_t b = p[(*i)++];
+        if (k == 9 && b > 1)
+            return 0; /* would not fit in 64 bits */
+        v |= (uint64_t)(b & 0x7f) << (7 * k);
+        if (!(b & 0x80)) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* protobuf-c cuts string fields at the first NUL: refuse a request whose path (2), method (3)
- * or url (4) holds one, by looking at the top-level fields of the wire form. */
+ * or url (4) holds one, by looking at the top-level fields of the wire form. Malformed input
+ * answers 0: the unpacker refuses it. */
 static int has_nul_in_strings(const uint8_t *p, size_t len)
 {
     size_t i = 0;
     while (i < len) {
-        uint64_t key = 0, n = 0;
-        for (int sh = 0; i < len; sh += 7) {
-            key |= (uint64_t)(p[i] & 0x7f) << sh;
-            if (!(p[i++] & 0x80) || sh > 63)
-                break;
-        }
-        unsigned wt = key & 7, field = (unsigned)(key >> 3);
-        if (wt == 0) {
-            while (i < len && (p[i++] & 0x80))
-                ;
-        } else if (wt == 1) {
-            i += 8;
-        } else if (wt == 5) {
-            i += 4;
-        } else if (wt == 2) {
-            for (int sh = 0; i < len; sh += 7) {
-                n |= (uint64_t)(p[i] & 0x7f) << sh;
-                if (!(p[i++] & 0x80) || sh > 63)
-                    break;
-            }
-            if (n > len - i)
-                return 0; /* malformed: the unpacker refuses it */
-            if (field >= 2 && field <= 4 && memchr(p + i, 0, n))
+        uint64_t key, n, skip;
+        if (!read_varint(p, len, &i, &key))
+            return 0;
+        unsigned wt = (unsigned)(key & 7);
+        uint64_t field = key >> 3;
+        switch (wt) {
+        case 0:
+            if (!read_varint(p, len, &i, &n))
+                return 0;
+            continue;
+        case 1:
+        case 5:
+            skip = wt == 1 ? 8 : 4;
+            break;
+        case 2:
+            if (!read_varint(p, len, &i, &n) || n > len - i)
+                return 0;
+            if (field >= 2 && field <= 4 && memchr(p + i, 0, (size_t)n))
                 return 1;
-            i += n;
-        } else {
+            skip = n;
+            break;
+        default:
             return 0;
         }
+        if (skip > len - i)
+            return 0;
+        i += (size_t)skip;
     }
     return 0;
 }
@@ -249,7 +269,7 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
     int rc;
     if (has_nul_in_strings(req, len)) {
         rc = proxy_send_error(&sink, 400, "bad request: NUL byte in method, path or url");
-    } else if (plugin_instance_get(pc, &in, &err) != 0) {
+    } else if (plugin_instance_get(pc, rpc_cancelled_cb, c, &in, &err) != 0) {
         rc = proxy_send_error(&sink, cp_http_status(err.code), cp_err_text(&err));
     } else {
         struct proxy_header hs[MAX_REQ_HEADERS];

@@ -310,6 +310,19 @@ static void wipe_slist(struct curl_slist *l)
     curl_slist_free_all(l);
 }
 
+/* Connecting (DNS, TCP, TLS) gets at most 10 s of the call's timeout. */
+static int64_t connect_timeout_ms(int64_t timeout_ms)
+{
+    return timeout_ms < 10000 ? timeout_ms : 10000;
+}
+
+/* Whether the transfer got as far as a connection. */
+static int connected(CURL *h)
+{
+    curl_off_t t = 0;
+    return curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK && t > 0;
+}
+
 static int status_class(int status) { return status >= 100 && status < 600 ? status / 100 : 0; }
 
 int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
@@ -374,8 +387,7 @@ int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)rq->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(rq->timeout_ms < 10000 ? rq->timeout_ms : 10000));
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout_ms(rq->timeout_ms));
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     /* the shared pool keeps this many idle connections; curl's default (a handful) would
@@ -430,6 +442,9 @@ int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
                             (long long)x.max);
         else if (x.abort_code == CP_ECANCELED || cc == CURLE_ABORTED_BY_CALLBACK)
             rc = cp_err_set(err, CP_ECANCELED, "request cancelled by the client");
+        else if (cc == CURLE_OPERATION_TIMEDOUT && !connected(h))
+            rc = cp_err_set(err, CP_EUPSTREAM, "could not connect to upstream %s within %lld s",
+                            host, (long long)(connect_timeout_ms(rq->timeout_ms) / 1000));
         else if (cc == CURLE_OPERATION_TIMEDOUT)
             rc = cp_err_set(err, CP_ETIMEDOUT, "upstream %s did not answer within %lld s", host,
                             (long long)(rq->timeout_ms / 1000));

@@ -109,6 +109,7 @@ struct tee {
     int result;                    /* X-Cache value for the client */
     int64_t ttl_ms;
     int cacheable; /* still a candidate for the cache */
+    int keep;      /* the answer is captured: for the cache, or to hand to waiters (a 5xx) */
     int hold;      /* a 5xx with a stale fallback: do not answer it, serve the stale entry */
     int have_stale;
     int started;
@@ -122,6 +123,23 @@ struct tee {
     struct cache_header *rh; /* and the upstream's headers, for an untransformed answer */
     size_t nrh;
 };
+
+/* An answer meant for its caller alone (a cookie, Cache-Control: private): never handed to
+ * anyone else, not even a concurrent identical call. */
+static int per_user_answer(const struct cache_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!strcasecmp(h[i].name, "Set-Cookie"))
+            return 1;
+        if (!strcasecmp(h[i].name, "Cache-Control")) {
+            struct cache_control ctl;
+            cache_control_parse(h[i].value, &ctl);
+            if (ctl.private_)
+                return 1;
+        }
+    }
+    return 0;
+}
 
 static int response_cacheable(struct tee *t, int status, const struct cache_header *h,
                               size_t n)
@@ -175,11 +193,10 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
     t->stored_ms = cp_now_ms();
     if (t->cacheable)
         t->cacheable = response_cacheable(t, status, h, n);
-    if (status >= 500 && t->have_stale) {
-        t->hold = 1;
-        t->cacheable = 0;
-        return 0;
-    }
+    /* a failing upstream's answer is the same for every waiter of this call: keep it for them */
+    t->keep = t->cacheable || (status >= 500 && !per_user_answer(h, n));
+    if (status >= 500 && t->have_stale)
+        t->hold = 1; /* answered from the stale entry instead */
     if (t->deferred) {
         t->raw.max = (size_t)t->ds->cfg->max_response_bytes;
         t->rh = calloc(n ? n : 1, sizeof *t->rh);
@@ -192,11 +209,11 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
         }
         return t->rh ? 0 : CP_ENOMEM;
     }
-    if (t->cacheable) {
+    if (t->keep) {
         /* keep the headers for the entry (minus Age/X-Cache) */
         t->h = calloc(n ? n : 1, sizeof *t->h);
         if (!t->h) {
-            t->cacheable = 0;
+            t->keep = t->cacheable = 0;
         } else {
             for (size_t i = 0; i < n; i++) {
                 if (!strcasecmp(h[i].name, "X-Cache") || !strcasecmp(h[i].name, "Age"))
@@ -206,7 +223,7 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
                 if (!t->h[t->nh].name || !t->h[t->nh].value) {
                     free(t->h[t->nh].name);
                     free(t->h[t->nh].value);
-                    t->cacheable = 0;
+                    t->keep = t->cacheable = 0;
                     break;
                 }
                 t->nh++;
@@ -214,7 +231,7 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
         }
         t->body.max = (size_t)t->ds->cfg->cache.max_entry_bytes;
     }
-    if (!t->sink)
+    if (!t->sink || t->hold)
         return 0;
     struct proxy_header out[CP_MAX_OUT_HEADERS];
     size_t k = client_headers(h, n, result_names[t->result], out);
@@ -225,15 +242,13 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
 static int tee_body(void *ctx, const void *p, size_t n)
 {
     struct tee *t = ctx;
-    if (t->hold)
-        return 0;
     if (t->deferred)
         return cp_buf_add(&t->raw, p, n) ? CP_ERESPBIG : 0;
-    if (t->cacheable && cp_buf_add(&t->body, p, n) != 0) {
-        t->cacheable = 0; /* larger than maxEntryBytes: answer it, do not keep it */
+    if (t->keep && cp_buf_add(&t->body, p, n) != 0) {
+        t->keep = t->cacheable = 0; /* larger than maxEntryBytes: answer it, do not keep it */
         cp_buf_free(&t->body);
     }
-    if (!t->sink)
+    if (!t->sink || t->hold)
         return 0;
     return t->sink->body(t->sink->ctx, p, n);
 }
@@ -298,11 +313,55 @@ static struct cache_entry *tee_entry(struct tee *t)
     return cache_entry_new(&sp);
 }
 
+/* What the leader of a call hands the calls waiting for it (cache_flight_done): the entry it
+ * stored, the upstream's error answer, or the error that ended the call; RETRY when the
+ * answer was its caller's alone or the caller went away. */
+static void leader_outcome(struct tee *t, int rc, const struct cp_err *err,
+                           struct cache_entry *stored, int transformed, struct cache_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = CACHE_OUTCOME_RETRY;
+    if (rc == CP_ECANCELED)
+        return;
+    if (rc) {
+        o->kind = CACHE_OUTCOME_ERROR;
+        o->code = err->code ? err->code : rc;
+        snprintf(o->msg, sizeof o->msg, "%s", cp_err_text(err));
+        return;
+    }
+    if (stored) {
+        o->kind = CACHE_OUTCOME_ANSWER;
+        o->e = cache_entry_ref(stored);
+        o->transformed = transformed;
+        return;
+    }
+    if (t->status < 500)
+        return;
+    /* an upstream error answer: the same for everyone, kept whole, else as an error */
+    const struct cache_header *h = t->deferred ? t->rh : t->h;
+    size_t nh = t->deferred ? t->nrh : t->nh;
+    const struct cp_buf *b = t->deferred ? &t->raw : &t->body;
+    if (t->keep && b->len <= (size_t)t->ds->cfg->cache.max_entry_bytes) {
+        struct cache_entry_spec sp = {t->status, t->stored_ms, 0,  0,    0,
+                                      t->c->path, h,           nh, b->p, b->len};
+        if ((o->e = cache_entry_new(&sp))) {
+            o->kind = CACHE_OUTCOME_ANSWER;
+            o->failed = 1;
+            return;
+        }
+    }
+    o->kind = CACHE_OUTCOME_ERROR;
+    o->code = CP_EUPSTREAM;
+    snprintf(o->msg, sizeof o->msg, "upstream %s answered %d", t->ds->host, t->status);
+}
+
 /* Builds the upstream request (credentials included) and fetches it through the tee. */
 static int fetch(struct proxy_ds *ds, const struct proxy__call *c, struct tee *t,
                  struct cp_err *err)
 {
-    struct auth_creds creds = {0};
+    struct auth_creds local = {0};
+    struct auth_creds *creds = c->creds ? c->creds : &local;
+    auth_creds_wipe(creds);
     struct cp_buf pq = {0};
     char *enc = proxy__path_encode(c->path);
     int rc = enc ? 0 : CP_ENOMEM;
@@ -318,15 +377,22 @@ static int fetch(struct proxy_ds *ds, const struct proxy__call *c, struct tee *t
                                c->body,           c->body_len,      c->fwd_authorization,
                                c->fwd_id_token,   cp_now_ms() / 1000, c->cancelled,
                                c->cancel_ctx};
-    rc = auth_inject(ds->auth, &og, &creds, err);
+    rc = auth_inject(ds->auth, &og, creds, err);
     if (!rc) {
-        struct proxy__upstream_req rq = {c->method,          pq.p,   c->fwd, c->nfwd, &creds,
-                                         c->body,            c->body_len, ds->cfg->timeout_ms,
-                                         c->cancelled,       c->cancel_ctx};
+        struct proxy__upstream_req rq = {.method = c->method,
+                                         .path_query = pq.p,
+                                         .headers = c->fwd,
+                                         .nheaders = c->nfwd,
+                                         .creds = creds,
+                                         .body = c->body,
+                                         .body_len = c->body_len,
+                                         .timeout_ms = ds->cfg->timeout_ms,
+                                         .cancelled = c->cancelled,
+                                         .cancel_ctx = c->cancel_ctx};
         struct proxy__upstream_sink sk = {tee_head, tee_body, t};
         rc = proxy__fetch(ds, &rq, &sk, err);
     }
-    auth_creds_wipe(&creds);
+    auth_creds_wipe(&local);
     cp_buf_free(&pq);
     return rc;
 }
@@ -337,6 +403,7 @@ struct refresh_job {
     struct proxy_ds *ds;
     struct cache_key key;
     struct proxy__call c;
+    struct auth_creds creds;
     struct cp_user user;
     struct proxy_header *fwd;
     char *strings; /* every string of the job, in one block */
@@ -365,17 +432,22 @@ static void refresh_run(void *arg)
         finish_deferred(&t, &transformed);
     struct cache_entry *e = NULL;
     if (!rc && t.cacheable && (e = tee_entry(&t))) {
-        if (cache_set(ds->store, &j->key, e, &err) != 0)
-            backend_failed(ds, &err);
+        struct cp_err serr = {0};
+        if (cache_set(ds->store, &j->key, e, &serr) != 0)
+            backend_failed(ds, &serr);
     } else if (rc && rc != CP_ECANCELED) {
         cp_log(ds->env.log, CP_LOG_WARN, "background refresh failed; stale answer kept",
                (struct cp_kv[]){CP_KV_S("error", cp_err_text(&err)),
                                 CP_KV_S("dsUid", ds->cfg->uid)},
                2);
     }
-    cache_flight_done(ds->flights, &j->key, e);
+    struct cache_outcome o;
+    leader_outcome(&t, rc, &err, e, transformed, &o);
+    cache_flight_done(ds->flights, &j->key, &o);
+    cache_outcome_dispose(&o);
     cache_entry_unref(e);
     tee_dispose(&t);
+    auth_creds_wipe(&j->creds);
     free(j->fwd);
     free(j->strings);
     free(j);
@@ -386,13 +458,13 @@ static void refresh_run(void *arg)
 static void refresh_start(struct proxy_ds *ds, const struct cache_key *k,
                           const struct proxy__call *c)
 {
-    struct cache_entry *none = NULL;
+    struct cache_outcome none;
     /* forwardOAuth: the user's token cannot be kept for a later call: no background refresh,
      * the next request after expiry fetches */
     if (ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH)
         return;
     if (!ds->env.pool || cache_flight_join(ds->flights, k, 0, &none) != 1) {
-        cache_entry_unref(none);
+        cache_outcome_dispose(&none);
         return; /* someone is already fetching it */
     }
     struct refresh_job *j = calloc(1, sizeof *j);
@@ -454,6 +526,7 @@ static void refresh_start(struct proxy_ds *ds, const struct cache_key *k,
     j->c.fwd_id_token = NULL;
     j->c.cancelled = job_stopping;
     j->c.cancel_ctx = j;
+    j->c.creds = &j->creds;
     proxy__ds_ref(ds);
     if (cp_pool_submit(ds->env.pool, refresh_run, j) != 0) {
         proxy_ds_free(ds);
@@ -567,6 +640,48 @@ int proxy__try_hit(struct proxy_ds *ds, const struct proxy__call *c,
     return rc;
 }
 
+static void count_coalesced(struct proxy_ds *ds)
+{
+    atomic_fetch_add(&ds->coalesced, 1);
+    if (ds->env.ctr)
+        atomic_fetch_add(&ds->env.ctr->coalesced, 1);
+}
+
+/* Answers a call that waited for an identical one (joined: 0 with its leader's outcome, or
+ * CP_ETIMEDOUT): the shared answer, the stale entry when the upstream failed and
+ * staleIfError allows one, or the shared error. */
+static int waiter_answer(struct proxy_ds *ds, const struct proxy__call *c,
+                         const struct proxy_sink *sink, int joined,
+                         const struct cache_outcome *o, struct cache_entry *stale, int *result,
+                         int *transformed, struct cp_err *err)
+{
+    int64_t now = cp_now_ms();
+    if (joined == 0 && o->kind == CACHE_OUTCOME_ANSWER && !o->failed) {
+        count_coalesced(ds);
+        *result = PROXY_HIT;
+        *transformed = o->transformed;
+        count(ds, c->kind, PROXY_HIT);
+        return send_entry(sink, o->e, PROXY_HIT, now, client_has_it(c, o->e));
+    }
+    if (stale) { /* the upstream failed for the leader: staleIfError, per call */
+        *result = PROXY_STALE;
+        *transformed = c->transform != NULL;
+        count(ds, c->kind, PROXY_STALE);
+        return send_entry(sink, stale, PROXY_STALE, now, 0);
+    }
+    *result = PROXY_MISS;
+    count(ds, c->kind, PROXY_MISS);
+    if (joined == 0 && o->kind == CACHE_OUTCOME_ANSWER) {
+        count_coalesced(ds);
+        *transformed = o->transformed;
+        return send_entry(sink, o->e, PROXY_MISS, now, 0);
+    }
+    if (joined == 0)
+        return cp_err_set(err, o->code, "%s", o->msg);
+    return cp_err_set(err, CP_ETIMEDOUT, "an identical upstream call did not finish within "
+                                         "%lld s", (long long)(ds->cfg->timeout_ms / 1000 + 1));
+}
+
 int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
                int *result, int *transformed, struct cp_err *err)
 {
@@ -609,34 +724,37 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
         }
     }
 
-    /* a miss: one fetch per key in this process; the others wait for its answer */
-    struct cache_entry *shared = NULL;
-    int lead = cache_flight_join(ds->flights, &key, ds->cfg->timeout_ms + 1000, &shared);
-    if (lead == 0 && shared) {
-        atomic_fetch_add(&ds->coalesced, 1);
+    /* a miss: one fetch per key in this process; the others wait for its outcome */
+    int lead;
+    for (;;) {
+        struct cache_outcome o;
         if (ds->env.ctr)
-            atomic_fetch_add(&ds->env.ctr->coalesced, 1);
-        *result = PROXY_HIT;
-        *transformed = c->transform != NULL;
-        count(ds, c->kind, PROXY_HIT);
-        int rc = send_entry(sink, shared, PROXY_HIT, cp_now_ms(), client_has_it(c, shared));
-        cache_entry_unref(shared);
+            atomic_fetch_add(&ds->env.ctr->waiting, 1);
+        lead = cache_flight_join(ds->flights, &key, ds->cfg->timeout_ms + 1000, &o);
+        if (ds->env.ctr)
+            atomic_fetch_sub(&ds->env.ctr->waiting, 1);
+        if (lead == 1)
+            break;
+        if (lead == 0 && o.kind == CACHE_OUTCOME_RETRY)
+            continue; /* the leader's answer was its own: the next one of us fetches */
+        int rc = waiter_answer(ds, c, sink, lead, &o, stale, result, transformed, err);
+        cache_outcome_dispose(&o);
         cache_entry_unref(stale);
         return rc;
     }
-    /* lead == 1: we fetch and publish; lead <= 0 without an answer: fetch on our own */
 
     int locked = -1;
-    if (lead == 1 && !c->refresh) {
+    if (!c->refresh) {
         locked = cache_lock(ds->store, &key, ds->cfg->timeout_ms + 1000);
         if (locked == 0) {
             /* another process is fetching it: wait for its entry, bounded */
             struct cache_entry *got = wait_other_process(ds, &key, c);
             if (got) {
-                atomic_fetch_add(&ds->coalesced, 1);
-                if (ds->env.ctr)
-                    atomic_fetch_add(&ds->env.ctr->coalesced, 1);
-                cache_flight_done(ds->flights, &key, got);
+                count_coalesced(ds);
+                struct cache_outcome o = {.kind = CACHE_OUTCOME_ANSWER,
+                                          .e = got,
+                                          .transformed = c->transform != NULL};
+                cache_flight_done(ds->flights, &key, &o);
                 *result = PROXY_HIT;
                 *transformed = c->transform != NULL;
                 count(ds, c->kind, PROXY_HIT);
@@ -668,8 +786,10 @@ int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct pr
     }
     if (locked == 1)
         cache_unlock(ds->store, &key);
-    if (lead == 1)
-        cache_flight_done(ds->flights, &key, fresh);
+    struct cache_outcome out;
+    leader_outcome(&t, rc, err, fresh, *transformed, &out);
+    cache_flight_done(ds->flights, &key, &out);
+    cache_outcome_dispose(&out);
 
     int served_stale = stale && (t.hold || (rc && rc != CP_ECANCELED && !t.started));
     if (served_stale) {

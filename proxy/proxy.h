@@ -23,6 +23,7 @@ struct proxy_counters {
     struct cp_hist upstream_duration;
     _Atomic uint64_t cache[2][4]; /* [kind: 0 resource, 1 query][result: hit miss stale bypass] */
     _Atomic uint64_t coalesced;
+    _Atomic uint64_t waiting; /* calls waiting now for an identical call's outcome */
     _Atomic uint64_t authz[2]; /* [0] deny, [1] allow */
     _Atomic uint64_t redis_errors;
     _Atomic uint64_t evictions;

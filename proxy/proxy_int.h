@@ -147,6 +147,10 @@ struct proxy__call {
     int (*transform)(const char *arg, const void *raw, size_t len, struct cp_buf *for_caller,
                      struct cp_buf *for_cache);
     const char *transform_arg;
+    /* Where the credentials of the upstream call are kept (caller storage, wiped by the caller
+     * once its last error text and log line are written, so echoes of them are redacted);
+     * NULL: the fetch keeps them only while it runs. */
+    struct auth_creds *creds;
 };
 
 /* Runs the call through the cache and the upstream, answering through sink. *result gets
@@ -177,6 +181,12 @@ void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add);
 int proxy__header_ok(const char *name, const char *value);
 /* 0 for headers no query may set (credentials, cookies, framing). */
 int proxy__header_allowed_in_query(const char *name);
+/* 0 for methods never sent upstream (CONNECT, TRACE); m upper case. */
+int proxy__method_forwardable(const char *m);
+/* Bytes the headers take on the wire ("Name: value\r\n"). */
+size_t proxy__headers_size(const struct proxy_header *h, size_t n);
+/* Cap on client headers forwarded upstream (upstreams and libcurl refuse far less). */
+#define CP_MAX_FWD_HEADER_BYTES 65536
 
 /* ---- queries (query.c) ---------------------------------------------------------------------- */
 

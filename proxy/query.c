@@ -244,6 +244,8 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     struct qsink sink = {0};
     json_t *doc = NULL;
     struct proxy__frame fr = {0};
+    struct auth_creds creds = {0};
+    const char *user_token = NULL; /* forwardOAuth: a secret until the error text is clean */
     memset(r, 0, sizeof *r);
     r->status = 200;
     if (!json_is_object(m)) {
@@ -286,6 +288,10 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
         *c = (char)toupper((unsigned char)*c);
     if (!is_token(method)) {
         set_error(r, 400, 0, "method is not a valid HTTP method");
+        goto out;
+    }
+    if (!proxy__method_forwardable(method)) {
+        set_error(r, 405, 0, "method %s is never forwarded", method);
         goto out;
     }
     int64_t ttl_override = -1;
@@ -383,27 +389,32 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
         }
     }
     nh += proxy__filter_headers(cfg, qc->headers, qc->nheaders, hs + nh, CP_MAX_FWD_HEADERS);
+    if (proxy__headers_size(hs, nh) > CP_MAX_FWD_HEADER_BYTES) {
+        set_error(r, 413, 0, "headers to send upstream exceed %d bytes", CP_MAX_FWD_HEADER_BYTES);
+        goto out;
+    }
 
     sink.body.max = (size_t)cfg->max_response_bytes;
     struct proxy_sink ps = {q_start, q_body, &sink};
-    struct proxy__call c = {CACHE_KIND_QUERY,
-                            method,
-                            path,
-                            query.p,
-                            hs,
-                            nh,
-                            body,
-                            body ? strlen(body) : 0,
-                            qc->user,
-                            proxy__header(qc->headers, qc->nheaders, "Authorization"),
-                            proxy__header(qc->headers, qc->nheaders, "X-ID-Token"),
-                            0,
-                            d.scope,
-                            ttl_override,
-                            qc->cancelled,
-                            qc->cancel_ctx,
-                            frame_transform,
-                            NULL};
+    struct proxy__call c = {
+        .kind = CACHE_KIND_QUERY,
+        .method = method,
+        .path = path,
+        .query = query.p,
+        .fwd = hs,
+        .nfwd = nh,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+        .user = qc->user,
+        .fwd_authorization = proxy__header(qc->headers, qc->nheaders, "Authorization"),
+        .fwd_id_token = proxy__header(qc->headers, qc->nheaders, "X-ID-Token"),
+        .scope_override = d.scope,
+        .ttl_override_ms = ttl_override,
+        .cancelled = qc->cancelled,
+        .cancel_ctx = qc->cancel_ctx,
+        .transform = frame_transform,
+        .creds = &creds,
+    };
     /* the frame is what the cache keeps: its recipe is the refId and the model's shaping */
     json_t *recipe = json_pack("{s:s,s:O?,s:O?,s:O?}", "refId", q->ref_id ? q->ref_id : "A",
                                "root", json_object_get(m, "root"), "columns",
@@ -418,8 +429,8 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     c.transform_arg = recipe_text;
     int result = PROXY_BYPASS, transformed = 0;
     proxy__user_token(ds, c.fwd_authorization, 1);
+    user_token = c.fwd_authorization;
     int rc = proxy__run(ds, &c, &ps, &result, &transformed, &err);
-    proxy__user_token(ds, c.fwd_authorization, 0);
     if (rc) {
         int st = rc == CP_ERESPBIG || sink.body.len >= sink.body.max
                      ? 502
@@ -431,10 +442,17 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
         goto out;
     }
     if (sink.status < 200 || sink.status > 299) {
-        char snippet[161] = "";
-        size_t n = sink.body.len < 160 ? sink.body.len : 160;
+        /* the start of the answer, redacted before it is cut: a secret the upstream echoed
+         * across the cut is still found whole */
+        char head[4096], clean[8192], snippet[161];
+        size_t hn = sink.body.len < sizeof head - 1 ? sink.body.len : sizeof head - 1;
+        for (size_t i = 0; i < hn; i++)
+            head[i] = sink.body.p[i] ? sink.body.p[i] : ' ';
+        head[hn] = 0;
+        cp_redact(ds->env.log, head, clean, sizeof clean);
+        size_t n = strlen(clean) < 160 ? strlen(clean) : 160;
         for (size_t i = 0; i < n; i++)
-            snippet[i] = isprint((unsigned char)sink.body.p[i]) ? sink.body.p[i] : ' ';
+            snippet[i] = isprint((unsigned char)clean[i]) ? clean[i] : ' ';
         snippet[n] = 0;
         set_error(r, sink.status >= 400 ? sink.status : 502, 1, "upstream answered %d to %s %s%s%s",
                   sink.status, method, path, n ? ": " : "", snippet);
@@ -478,6 +496,8 @@ out:
         free(r->error);
         r->error = strdup(cp_utf8_fix(clean));
     }
+    auth_creds_wipe(&creds);
+    proxy__user_token(ds, user_token, 0);
     free(recipe_text);
     proxy__frame_dispose(&fr);
     json_decref(doc);

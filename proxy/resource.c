@@ -91,6 +91,21 @@ static int is_never_forwarded(const char *name)
 
 int proxy__header_allowed_in_query(const char *name) { return !is_never_forwarded(name); }
 
+int proxy__method_forwardable(const char *m)
+{
+    /* CONNECT would open a tunnel through the upstream, TRACE echoes the request (and with
+     * it the credentials added here) */
+    return strcmp(m, "CONNECT") && strcmp(m, "TRACE");
+}
+
+size_t proxy__headers_size(const struct proxy_header *h, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(h[i].name) + strlen(h[i].value) + 4;
+    return total;
+}
+
 void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add)
 {
     if (ds->cfg->auth_type != CFG_AUTH_FORWARD_OAUTH || !authorization || !*authorization)
@@ -223,24 +238,31 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
     struct proxy_header fwd[CP_MAX_FWD_HEADERS];
     size_t nfwd = proxy__filter_headers(cfg, rq->headers, rq->nheaders, fwd,
                                         CP_MAX_FWD_HEADERS);
-    struct proxy__call c = {CACHE_KIND_RESOURCE,
-                            rq->method,
-                            path,
-                            query,
-                            fwd,
-                            nfwd,
-                            rq->body,
-                            rq->body_len,
-                            &rq->user,
-                            proxy__header(rq->headers, rq->nheaders, "Authorization"),
-                            proxy__header(rq->headers, rq->nheaders, "X-ID-Token"),
-                            proxy__wants_refresh(rq->headers, rq->nheaders, &rq->user),
-                            d.scope,
-                            -1,
-                            rq->cancelled,
-                            rq->cancel_ctx,
-                            NULL,
-                            NULL};
+    if (proxy__headers_size(fwd, nfwd) > CP_MAX_FWD_HEADER_BYTES) {
+        cp_err_set(&err, CP_ETOOBIG, "request headers to forward exceed %d bytes",
+                   CP_MAX_FWD_HEADER_BYTES);
+        return fail(ds, sink, &err);
+    }
+    struct auth_creds creds = {0};
+    struct proxy__call c = {
+        .kind = CACHE_KIND_RESOURCE,
+        .method = rq->method,
+        .path = path,
+        .query = query,
+        .fwd = fwd,
+        .nfwd = nfwd,
+        .body = rq->body,
+        .body_len = rq->body_len,
+        .user = &rq->user,
+        .fwd_authorization = proxy__header(rq->headers, rq->nheaders, "Authorization"),
+        .fwd_id_token = proxy__header(rq->headers, rq->nheaders, "X-ID-Token"),
+        .refresh = proxy__wants_refresh(rq->headers, rq->nheaders, &rq->user),
+        .scope_override = d.scope,
+        .ttl_override_ms = -1,
+        .cancelled = rq->cancelled,
+        .cancel_ctx = rq->cancel_ctx,
+        .creds = &creds,
+    };
     int result;
     if (max_body) {
         int rc = proxy__try_hit(ds, &c, sink, max_body);
@@ -251,13 +273,15 @@ static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, con
     }
     proxy__user_token(ds, c.fwd_authorization, 1);
     int rc = proxy__run(ds, &c, sink, &result, NULL, &err);
+    if (rc && rc != CP_ECANCELED) {
+        struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&err)), CP_KV_S("method", rq->method),
+                             CP_KV_S("path", path), CP_KV_S("dsUid", cfg->uid)};
+        cp_log(ds->env.log, CP_LOG_WARN, "upstream call failed", kv, 4);
+        rc = fail(ds, sink, &err);
+    }
+    auth_creds_wipe(&creds); /* after the last text that could echo them */
     proxy__user_token(ds, c.fwd_authorization, 0);
-    if (rc == 0 || rc == CP_ECANCELED)
-        return rc;
-    struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&err)), CP_KV_S("method", rq->method),
-                         CP_KV_S("path", path), CP_KV_S("dsUid", cfg->uid)};
-    cp_log(ds->env.log, CP_LOG_WARN, "upstream call failed", kv, 4);
-    return fail(ds, sink, &err);
+    return rc;
 }
 
 static int handle_stats(struct proxy_ds *ds, const struct proxy_sink *sink)
@@ -340,6 +364,10 @@ int proxy_resource(struct proxy_ds *ds, const struct proxy_request *in,
     const struct proxy_request *rq = &copy;
     if (!(copy.method = upper_method(in->method, mbuf, sizeof mbuf))) {
         cp_err_set(&err, CP_EBADREQ, "missing or invalid HTTP method");
+        return fail(ds, sink, &err);
+    }
+    if (!proxy__method_forwardable(copy.method)) {
+        cp_err_set(&err, CP_EMETHOD, "method %s is never forwarded", copy.method);
         return fail(ds, sink, &err);
     }
     const char *p = rq->path ? rq->path : "";

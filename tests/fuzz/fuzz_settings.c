@@ -38,6 +38,7 @@ static const char *const secure_keys[] = {
 struct secret_check {
     const char *secret;
     const char *url_password; /* a password written into jsonData's redisUrl */
+    const char *derived;      /* base64("user:password") derived for basic auth */
     size_t count;
 };
 
@@ -45,7 +46,7 @@ static void each_secret(void *ctx, const char *v)
 {
     struct secret_check *c = ctx;
     assert(v && *v);
-    if (v == c->url_password)
+    if (v == c->url_password || v == c->derived)
         return;
     assert(!strcmp(v, c->secret)); /* the only secure value given */
     c->count++;
@@ -155,7 +156,7 @@ static void check_valid(const struct cfg_ds *ds, const struct cfg_ds_input *in,
             assert(!strpbrk(ds->headers[i].value.v, "\r\n"));
     }
     /* secrets come only from secureJsonData: each one held is the one given */
-    struct secret_check sc = {secret, ds->cache.redis_url_password.v, 0};
+    struct secret_check sc = {secret, ds->cache.redis_url_password.v, ds->basic_auth_b64.v, 0};
     cfg_ds_each_secret(ds, each_secret, &sc);
     if (withheld)
         assert(sc.count == 0);

@@ -242,6 +242,53 @@ static void test_rules__first_match_wins(void **state)
     cfg_ds_free(ds);
 }
 
+static void test_rules__canonical_path(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } t[] = {{"/", "/"},
+             {"/Secret-Area", "/secret-area"},
+             {"/secret-area;x", "/secret-area"},
+             {"/secret-area;jsessionid=1/doc", "/secret-area/doc"},
+             {"/secret-area.", "/secret-area"},
+             {"/secret-area ./doc. ", "/secret-area/doc"},
+             {"/a;b;c/D.;e/", "/a/d/"},
+             {"/;x/y", "//y"},
+             {"/x.y/z", "/x.y/z"}};
+    char out[64];
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        assert_int_equal(auth_path_canonical(t[i].in, out, sizeof out), 0);
+        assert_string_equal(out, t[i].out);
+    }
+    assert_int_equal(auth_path_canonical("/a-long-path", out, 4), CP_ETOOBIG);
+}
+
+static void test_rules__deny_rules_match_other_spellings(void **state)
+{
+    (void)state;
+    struct cfg_ds *ds = rules_cfg("{\"rules\":["
+                                  "{\"effect\":\"deny\",\"paths\":[\"/secret-area\","
+                                  "\"/secret-area/**\"]},"
+                                  "{\"effect\":\"allow\",\"roles\":[\"Admin\"],"
+                                  "\"paths\":[\"/admin/**\"]},"
+                                  "{\"effect\":\"deny\",\"paths\":[\"/admin/**\"]}]}");
+    struct cp_user v = user_of("ann", "ann@example.com", CFG_ROLE_VIEWER, 1);
+    struct cp_user a = user_of("root", "root@example.com", CFG_ROLE_ADMIN, 1);
+    const char *denied[] = {"/secret-area",     "/SECRET-AREA",  "/secret-area;x",
+                            "/secret-area.",    "/Secret-Area/x", "/secret-area;a=b/x",
+                            "/secret-area ./x", "/secret-area.."};
+    for (size_t i = 0; i < sizeof denied / sizeof *denied; i++)
+        expect(ds, &v, "GET", denied[i], 0, 0);
+    expect(ds, &v, "GET", "/secret-areas", 1, -1);
+    expect(ds, &v, "GET", "/secret/area", 1, -1);
+    /* an allow rule stays exact; the deny rule after it catches the other spellings */
+    expect(ds, &a, "GET", "/admin/x", 1, 1);
+    expect(ds, &a, "GET", "/ADMIN/x", 0, 2);
+    expect(ds, &v, "GET", "/Admin;v=1/x", 0, 2);
+    cfg_ds_free(ds);
+}
+
 static void test_rules__role_hierarchy(void **state)
 {
     (void)state;
@@ -757,6 +804,8 @@ int main(void)
         cmocka_unit_test(test_rules__orgs_methods_paths),
         cmocka_unit_test(test_rules__all_conditions_must_hold),
         cmocka_unit_test(test_rules__default_action),
+        cmocka_unit_test(test_rules__canonical_path),
+        cmocka_unit_test(test_rules__deny_rules_match_other_spellings),
         cmocka_unit_test(test_rules__no_user_matches_only_open_rules),
         cmocka_unit_test(test_rules__authorize_counts_and_explains),
         cmocka_unit_test(test_rules__module_needs_module_dir),

@@ -850,12 +850,12 @@ struct flight_run {
     struct cache_key key;
     pthread_barrier_t start;
     unsigned nwaiters;        /* how many non-leaders the leader waits for */
-    int publish_null;         /* leader publishes NULL instead of an entry */
+    int publish_error;        /* leader publishes an upstream error instead of an entry */
     struct cache_entry *published;
     _Atomic int leaders;
     _Atomic int leader_saw_waiters; /* 1: every waiter was parked before publication */
     int rc[NTHREADS];
-    struct cache_entry *got[NTHREADS];
+    struct cache_outcome got[NTHREADS];
 };
 
 struct flight_arg {
@@ -867,20 +867,30 @@ static void *flight_thread(void *p)
 {
     struct flight_arg *a = p;
     struct flight_run *r = a->run;
-    struct cache_entry *res = (struct cache_entry *)1;
+    struct cache_outcome res;
     pthread_barrier_wait(&r->start);
     int rc = cache_flight_join(r->f, &r->key, 20000, &res);
     if (rc == 1) {
         atomic_fetch_add(&r->leaders, 1);
         atomic_store(&r->leader_saw_waiters, await_waiters(r->f, &r->key, r->nwaiters));
-        struct cache_entry *e = NULL;
-        if (!r->publish_null)
-            e = r->published;
-        cache_flight_done(r->f, &r->key, e);
-        res = NULL;
+        struct cache_outcome o = {.kind = CACHE_OUTCOME_ANSWER, .e = r->published};
+        if (r->publish_error)
+            o = (struct cache_outcome){.kind = CACHE_OUTCOME_ERROR, .code = CP_ETIMEDOUT,
+                                       .msg = "upstream u did not answer within 2 s"};
+        cache_flight_done(r->f, &r->key, &o);
     }
     r->rc[a->i] = rc;
     r->got[a->i] = res;
+    return NULL;
+}
+
+/* Joins once and records the outcome, never leading a publication itself. */
+static void *flight_thread_once(void *p)
+{
+    struct flight_arg *a = p;
+    struct flight_run *r = a->run;
+    pthread_barrier_wait(&r->start);
+    r->rc[a->i] = cache_flight_join(r->f, &r->key, 20000, &r->got[a->i]);
     return NULL;
 }
 
@@ -919,27 +929,29 @@ static void test_coalesce__one_leader_others_get_its_entry(void **state)
                 continue;
             }
             assert_int_equal(r.rc[i], 0);
-            assert_ptr_equal(r.got[i], r.published);
+            assert_int_equal(r.got[i].kind, CACHE_OUTCOME_ANSWER);
+            assert_ptr_equal(r.got[i].e, r.published);
         }
         assert_int_equal(leaders, 1);
         /* each waiter holds one reference; the flight kept none */
         assert_int_equal(atomic_load(&r.published->refs), 1 + NTHREADS - 1);
         for (int i = 0; i < NTHREADS; i++)
             if (r.rc[i] == 0)
-                cache_entry_unref(r.got[i]);
+                cache_outcome_dispose(&r.got[i]);
         assert_int_equal(atomic_load(&r.published->refs), 1);
         assert_int_equal(flight_waiters(r.f, &r.key), 0);
         /* the flight is over: the next caller leads a new one */
-        struct cache_entry *res = (struct cache_entry *)1;
+        struct cache_outcome res;
         assert_int_equal(cache_flight_join(r.f, &r.key, 0, &res), 1);
-        assert_null(res);
+        assert_int_equal(res.kind, CACHE_OUTCOME_RETRY);
+        assert_null(res.e);
         cache_flight_done(r.f, &r.key, NULL);
         cache_entry_unref(r.published);
         cache_flights_free(r.f);
     }
 }
 
-static void test_coalesce__null_result_delivered_as_null(void **state)
+static void test_coalesce__error_handed_to_every_waiter(void **state)
 {
     (void)state;
     struct flight_run r = {0};
@@ -947,7 +959,7 @@ static void test_coalesce__null_result_delivered_as_null(void **state)
     assert_non_null(r.f);
     key_from(&r.key, 3, 3);
     r.nwaiters = 4 - 1;
-    r.publish_null = 1;
+    r.publish_error = 1;
     run_flight(&r, 4);
     assert_int_equal(atomic_load(&r.leaders), 1);
     assert_int_equal(atomic_load(&r.leader_saw_waiters), 1);
@@ -955,9 +967,42 @@ static void test_coalesce__null_result_delivered_as_null(void **state)
         if (r.rc[i] == 1)
             continue;
         assert_int_equal(r.rc[i], 0);
-        assert_null(r.got[i]);
+        assert_int_equal(r.got[i].kind, CACHE_OUTCOME_ERROR);
+        assert_int_equal(r.got[i].code, CP_ETIMEDOUT);
+        assert_string_equal(r.got[i].msg, "upstream u did not answer within 2 s");
+        assert_null(r.got[i].e);
+        cache_outcome_dispose(&r.got[i]);
     }
     cache_flights_free(r.f);
+}
+
+static void test_coalesce__retry_when_leader_shares_nothing(void **state)
+{
+    (void)state;
+    struct cache_flights *f = cache_flights_new();
+    struct cache_key k;
+    key_from(&k, 4, 4);
+    struct cache_outcome o;
+    assert_int_equal(cache_flight_join(f, &k, 0, &o), 1);
+    /* a waiter parked in another thread gets RETRY; then exactly one of the retries leads */
+    struct flight_run r = {0};
+    r.f = f;
+    r.key = k;
+    pthread_t th;
+    struct flight_arg a = {&r, 0};
+    assert_int_equal(pthread_barrier_init(&r.start, NULL, 1), 0);
+    r.nwaiters = 0;
+    assert_int_equal(pthread_create(&th, NULL, flight_thread_once, &a), 0);
+    assert_true(await_waiters(f, &k, 1));
+    cache_flight_done(f, &k, NULL);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&r.start);
+    assert_int_equal(r.rc[0], 0);
+    assert_int_equal(r.got[0].kind, CACHE_OUTCOME_RETRY);
+    assert_int_equal(cache_flight_join(f, &k, 0, &o), 1);
+    assert_int_equal(cache_flight_join(f, &k, 0, &o), CP_ETIMEDOUT);
+    cache_flight_done(f, &k, NULL);
+    cache_flights_free(f);
 }
 
 static void test_coalesce__waiter_times_out(void **state)
@@ -967,29 +1012,27 @@ static void test_coalesce__waiter_times_out(void **state)
     assert_non_null(f);
     struct cache_key k;
     key_from(&k, 1, 2);
-    struct cache_entry *res = (struct cache_entry *)1;
+    struct cache_outcome res;
     assert_int_equal(cache_flight_join(f, &k, 5000, &res), 1); /* we lead; never finish yet */
-    assert_null(res);
+    assert_null(res.e);
 
     /* a waiter gives up after wait_ms */
     int64_t t0 = mono_ms();
-    res = (struct cache_entry *)1;
     assert_int_equal(cache_flight_join(f, &k, 80, &res), CP_ETIMEDOUT);
     int64_t took = mono_ms() - t0;
-    assert_null(res);
+    assert_int_equal(res.kind, CACHE_OUTCOME_RETRY);
     assert_true(took >= 70);
     assert_true(took < 5000);
     /* wait_ms 0: at once */
-    res = (struct cache_entry *)1;
     assert_int_equal(cache_flight_join(f, &k, 0, &res), CP_ETIMEDOUT);
-    assert_null(res);
+    assert_null(res.e);
     assert_int_equal(flight_waiters(f, &k), 0);
 
     /* the leader finishing after its waiters left frees the flight (ASan: no leak) */
     struct cache_entry *e = sample_entry("late", 4);
-    cache_flight_done(f, &k, e);
+    struct cache_outcome o = {.kind = CACHE_OUTCOME_ANSWER, .e = e};
+    cache_flight_done(f, &k, &o);
     assert_int_equal(atomic_load(&e->refs), 1);
-    res = (struct cache_entry *)1;
     assert_int_equal(cache_flight_join(f, &k, 0, &res), 1);
     cache_flight_done(f, &k, NULL);
     cache_entry_unref(e);
@@ -1009,7 +1052,7 @@ static void test_coalesce__keys_do_not_share_flights(void **state)
     key_from(&a, 7, 1);
     key_from(&b, 7, 2); /* same bucket as a */
     key_from(&c, 8, 1);
-    struct cache_entry *res = NULL;
+    struct cache_outcome res;
     assert_int_equal(cache_flight_join(f, &a, 0, &res), 1);
     assert_int_equal(cache_flight_join(f, &b, 0, &res), 1);
     assert_int_equal(cache_flight_join(f, &c, 0, &res), 1);
@@ -1051,7 +1094,8 @@ int main(void)
         cmocka_unit_test(test_entry__freshness_windows),
         cmocka_unit_test(test_cachecontrol__table),
         cmocka_unit_test(test_coalesce__one_leader_others_get_its_entry),
-        cmocka_unit_test(test_coalesce__null_result_delivered_as_null),
+        cmocka_unit_test(test_coalesce__error_handed_to_every_waiter),
+        cmocka_unit_test(test_coalesce__retry_when_leader_shares_nothing),
         cmocka_unit_test(test_coalesce__waiter_times_out),
         cmocka_unit_test(test_coalesce__keys_do_not_share_flights),
     };

@@ -1174,10 +1174,97 @@ static void test_pool__idle_threads_exit(void **state)
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
+static int always(void *ctx)
+{
+    (*(int *)ctx)++;
+    return 1;
+}
+
+static void test_settings__long_lists_and_cancellation(void **state)
+{
+    (void)state;
+    /* 200,000 allowedPaths: linear time (the list grows geometrically) */
+    size_t n = 200000;
+    struct cp_buf b = {0};
+    assert_int_equal(cp_buf_addstr(&b, "{\"allowedPaths\":["), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(cp_buf_addf(&b, "%s\"/p%zu/**\"", i ? "," : "", i), 0);
+    assert_int_equal(cp_buf_addstr(&b, "]}"), 0);
+    struct cfg_ds *ds = parse_ok(b.p);
+    assert_int_equal(ds->allowed_paths.n, n);
+    assert_true(ds->allowed_paths.cap >= n && ds->allowed_paths.cap < 2 * n + 8);
+    assert_string_equal(ds->allowed_paths.v[n - 1], "/p199999/**");
+    cfg_ds_free(ds);
+
+    /* a caller that went away stops the parse early */
+    int polls = 0;
+    struct cfg_ds_input in = {.id = 1, .url = URL, .json_data = b.p, .json_len = b.len,
+                              .cancelled = always, .cancel_ctx = &polls};
+    struct cp_err err = {0};
+    ds = NULL;
+    assert_int_equal(cfg_ds_parse(&in, &ds, &err), CP_ECANCELED);
+    assert_null(ds);
+    assert_int_equal(polls, 1);
+    assert_non_null(strstr(err.msg, "cancelled"));
+    cp_buf_free(&b);
+}
+
+/* Parses with exactly one secure value (none of the base ones). */
+static int parse_one_secret(const char *json, const char *key, const char *value, int basic,
+                            struct cfg_ds **ds, struct cp_err *err)
+{
+    const char *keys[] = {key}, *vals[] = {value};
+    struct cfg_ds_input in = {.id = 1, .url = URL, .json_data = json, .json_len = strlen(json),
+                              .basic_auth_enabled = basic, .basic_auth_user = "bob",
+                              .secure_keys = keys, .secure_values = vals, .nsecure = 1};
+    memset(err, 0, sizeof *err);
+    *ds = NULL;
+    return cfg_ds_parse(&in, ds, err);
+}
+
+static void test_settings__header_secrets_bounded(void **state)
+{
+    (void)state;
+    char *big = malloc(CFG_MAX_HEADER_SECRET + 2);
+    memset(big, 't', CFG_MAX_HEADER_SECRET + 1);
+    big[CFG_MAX_HEADER_SECRET + 1] = 0;
+    static const char *const keys[] = {"bearerToken", "apiKey", "basicAuthPassword",
+                                       "httpHeaderValue1"};
+    struct cfg_ds *ds;
+    struct cp_err err;
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(parse_one_secret("{\"httpHeaderName1\":\"X-A\"}", keys[i], big, 1,
+                                          &ds, &err),
+                         CP_ECONFIG);
+        assert_non_null(strstr(err.msg, keys[i]));
+        assert_non_null(strstr(err.msg, "16384"));
+        assert_null(ds);
+    }
+    big[CFG_MAX_HEADER_SECRET] = 0; /* at the limit: accepted */
+    assert_int_equal(parse_one_secret("{\"authType\":\"bearer\"}", "bearerToken", big, 0, &ds,
+                                      &err),
+                     0);
+    cfg_ds_free(ds);
+    free(big);
+}
+
+static void test_settings__basic_auth_header_derived(void **state)
+{
+    (void)state;
+    struct cfg_ds *ds;
+    struct cp_err err;
+    assert_int_equal(parse_one_secret("{}", "basicAuthPassword", "pw:1", 1, &ds, &err), 0);
+    assert_string_equal(ds->basic_auth_b64.v, "Ym9iOnB3OjE="); /* base64("bob:pw:1") */
+    cfg_ds_free(ds);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_settings__defaults),
+        cmocka_unit_test(test_settings__long_lists_and_cancellation),
+        cmocka_unit_test(test_settings__header_secrets_bounded),
+        cmocka_unit_test(test_settings__basic_auth_header_derived),
         cmocka_unit_test(test_settings__uid_falls_back_to_id),
         cmocka_unit_test(test_settings__url_trailing_slash_removed),
         cmocka_unit_test(test_settings__auth_type_default_follows_basic_auth),

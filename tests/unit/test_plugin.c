@@ -490,6 +490,39 @@ static void test_log__short_secrets_ignored(void **state)
     plugin_log_secret_remove("abcd");
 }
 
+static void test_log__encoded_forms_redacted(void **state)
+{
+    (void)state;
+    char buf[2048];
+    const char *secret = "p\"w/d key+1";
+    plugin_log_secret_add(secret);
+    const char *forms[] = {"p\"w/d key+1",          /* as is */
+                           "p\\\"w/d key+1",       /* JSON-escaped */
+                           "p\\\"w\\/d key+1",    /* JSON-escaped with \/ */
+                           "p%22w%2Fd%20key%2B1",  /* percent-encoded */
+                           "p%22w%2fd%20key%2b1",  /* lower-case hex */
+                           "p%22w%2Fd+key%2B1"};   /* form-encoded */
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "echo=[%s]", forms[i]);
+        struct cp_kv kv[] = {CP_KV_S("body", text)};
+        json_t *j = log_line(buf, sizeof buf, CP_LOG_WARN, text, kv, 1);
+        if (strcmp(jstr(j, "@message"), "echo=[[redacted]]"))
+            print_error("form %zu: %s\n", i, jstr(j, "@message"));
+        assert_string_equal(jstr(j, "@message"), "echo=[[redacted]]");
+        assert_string_equal(jstr(j, "body"), "echo=[[redacted]]");
+        json_decref(j);
+        char out[256];
+        plugin_log_redact(text, out, sizeof out);
+        assert_string_equal(out, "echo=[[redacted]]");
+    }
+    plugin_log_secret_remove(secret);
+    /* every form goes with the secret */
+    json_t *j = log_line(buf, sizeof buf, CP_LOG_INFO, "p%22w%2Fd%20key%2B1", NULL, 0);
+    assert_string_equal(jstr(j, "@message"), "p%22w%2Fd%20key%2B1");
+    json_decref(j);
+}
+
 static void test_log__overlapping_and_special_secrets(void **state)
 {
     (void)state;
@@ -888,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_log__redaction_refcounted),
         cmocka_unit_test(test_log__short_secrets_ignored),
         cmocka_unit_test(test_log__overlapping_and_special_secrets),
+        cmocka_unit_test(test_log__encoded_forms_redacted),
         cmocka_unit_test(test_log__sensitive_keys_always_redacted),
         cmocka_unit_test(test_log__level_parse),
         cmocka_unit_test(test_metrics__families_of_spec),
