@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy_int.h"
+#include "frame.h"
 
 static double now_s(void) { return (double)cp_mono_ns() / 1e9; }
 
@@ -47,9 +47,9 @@ int main(int argc, char **argv)
     json_error_t je;
     json_t *model = json_pack("{s:s,s:s}", "root", "data.items", "format", "timeseries");
     json_t *doc = json_loads(text, 0, &je);
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err;
-    if (!doc || proxy__json_to_frame(doc, model, "A", "miss", &fr, &err) != 0) {
+    if (!doc || frame_from_json(doc, model, "A", "miss", &fr, &err) != 0) {
         fprintf(stderr, "could not build the frame: %s\n", cp_err_text(&err));
         return 1;
     }
@@ -59,7 +59,7 @@ int main(int argc, char **argv)
     double t0 = now_s(), t;
     do {
         struct cp_buf out = {0};
-        if (proxy__arrow_encode(&fr, &out) != 0)
+        if (frame_arrow_encode(&fr, &out) != 0)
             return 1;
         bytes = out.len;
         cp_buf_free(&out);
@@ -73,13 +73,13 @@ int main(int argc, char **argv)
     t0 = now_s();
     do {
         json_t *d = json_loads(text, 0, &je);
-        struct proxy__frame f2;
+        struct frame f2;
         struct cp_buf out = {0};
-        if (!d || proxy__json_to_frame(d, model, "A", "miss", &f2, &err) != 0 ||
-            proxy__arrow_encode(&f2, &out) != 0)
+        if (!d || frame_from_json(d, model, "A", "miss", &f2, &err) != 0 ||
+            frame_arrow_encode(&f2, &out) != 0)
             return 1;
         cp_buf_free(&out);
-        proxy__frame_dispose(&f2);
+        frame_dispose(&f2);
         json_decref(d);
         iters2++;
     } while ((t = now_s() - t0) < seconds);
@@ -95,7 +95,7 @@ int main(int argc, char **argv)
                "  JSON answer -> Arrow frame: %11.0f rows/s  (parse, select, infer, build, "
                "encode)\n",
                rows, bytes, enc_rows, enc_mb, conv_rows);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
     json_decref(doc);
     json_decref(model);
     free(text);

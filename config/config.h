@@ -1,9 +1,8 @@
 /*
- * config.h - the base layer of cachingproxy: typed data source settings, durations and sizes,
- * and the small shared tools every other module builds on (error table, logger handle,
- * secrets, capped buffers, counters and histograms, a worker pool).
+ * config.h - typed data source settings (SPEC.md sections 3 and 6): parsing and validation
+ * with errors that name the key, durations and sizes, secrets, string lists.
  *
- * Layering: config <- cache, auth <- proxy <- plugin. Nothing here includes a higher module.
+ * Layering: base <- config <- cache, auth, frame <- proxy <- plugin.
  */
 #ifndef CP_CONFIG_H
 #define CP_CONFIG_H
@@ -13,52 +12,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "errors.h"
-
-/* ---- logging handle ---------------------------------------------------------------------- */
-
-enum cp_log_level { CP_LOG_TRACE, CP_LOG_DEBUG, CP_LOG_INFO, CP_LOG_WARN, CP_LOG_ERROR };
-
-/* One key/value of a log line: a string (str != NULL) or an integer. */
-struct cp_kv {
-    const char *key;
-    const char *str;
-    long long num;
-};
-static inline struct cp_kv cp_kv_str(const char *k, const char *v)
-{
-    return (struct cp_kv){k, v ? v : "", 0};
-}
-#define CP_KV_S(k, v) cp_kv_str((k), (v))
-#define CP_KV_I(k, v) ((struct cp_kv){(k), NULL, (long long)(v)})
-
-/* Where lower modules send log lines. fn may redact; it must be thread-safe. secret_add and
- * secret_remove (optional) tell the log about secret values learnt at run time (tokens), so
- * that they are redacted like configured ones; calls come in pairs. */
-struct cp_logger {
-    void (*fn)(void *ctx, int level, const char *msg, const struct cp_kv *kv, size_t n);
-    void *ctx;
-    void (*secret_add)(void *ctx, const char *v);
-    void (*secret_remove)(void *ctx, const char *v);
-    /* copies in to out (size bytes, NUL-terminated) with every known secret replaced */
-    void (*redact)(void *ctx, const char *in, char *out, size_t size);
-};
-
-/* Logs through lg (NULL or a NULL fn: dropped). */
-void cp_log(const struct cp_logger *lg, int level, const char *msg, const struct cp_kv *kv,
-            size_t n);
-void cp_log_secret_add(const struct cp_logger *lg, const char *v);
-void cp_log_secret_remove(const struct cp_logger *lg, const char *v);
-/* Text for users (error messages): in with every known secret replaced, into out. Without a
- * redact hook it is copied as is. */
-void cp_redact(const struct cp_logger *lg, const char *in, char *out, size_t size);
-
-/* Length (1..4) of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), or 0; stops at a terminating NUL. */
-size_t cp_utf8_len(const unsigned char *s);
-/* Replaces every byte that is not part of valid UTF-8 with '?', in place, so the text can go
- * into JSON and protobuf string fields. Returns s. */
-char *cp_utf8_fix(char *s);
+#include "base.h"
 
 /* ---- secrets and strings ------------------------------------------------------------------ */
 
@@ -81,19 +35,6 @@ void cfg_strlist_free(struct cfg_strlist *l);
 /* Case-insensitive membership test. */
 int cfg_strlist_has_ci(const struct cfg_strlist *l, const char *s);
 
-/* Growable byte buffer with a hard cap (0 = SIZE_MAX). Always NUL-terminated when non-empty. */
-struct cp_buf {
-    char *p;
-    size_t len, cap, max;
-};
-/* Appends; CP_ETOOBIG when max would be exceeded (nothing appended), CP_ENOMEM on failure. */
-int cp_buf_add(struct cp_buf *b, const void *data, size_t n);
-int cp_buf_addf(struct cp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int cp_buf_addstr(struct cp_buf *b, const char *s);
-/* Hands the buffer over (caller frees with free()); b is left empty. */
-char *cp_buf_take(struct cp_buf *b, size_t *len);
-void cp_buf_free(struct cp_buf *b);
-
 /* ---- durations and sizes ------------------------------------------------------------------ */
 
 /* Parses "500ms", "30s", "5m", "2h", "1d", "0" or a plain number of seconds (fractions
@@ -101,40 +42,6 @@ void cp_buf_free(struct cp_buf *b);
 int cfg_duration_parse(const char *s, int64_t *ms);
 /* Parses "64MiB", "512KiB", "1GB", or a plain number of bytes. Returns 0 or CP_EINVAL. */
 int cfg_size_parse(const char *s, int64_t *bytes);
-/* Monotonic and wall clocks. */
-int64_t cp_now_ms(void);
-int64_t cp_mono_ns(void);
-/* The time ms milliseconds from now on clock clk, for pthread timed waits. */
-struct timespec cp_deadline(int clk, int64_t ms);
-
-/* ---- counters and histograms ------------------------------------------------------------- */
-
-/* Upper bounds in seconds of the duration histogram buckets (the last bucket is +Inf). */
-#define CP_HIST_BOUNDS                                                                         \
-    {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
-#define CP_HIST_NBOUNDS 15
-
-struct cp_hist {
-    _Atomic uint64_t bucket[CP_HIST_NBOUNDS + 1]; /* non-cumulative; last = above all bounds */
-    _Atomic uint64_t count;
-    _Atomic uint64_t sum_ns;
-};
-extern const double cp_hist_bounds[CP_HIST_NBOUNDS];
-void cp_hist_observe_ns(struct cp_hist *h, uint64_t ns);
-
-/* ---- worker pool ------------------------------------------------------------------------- */
-
-/* A pool of threads that grows on demand up to max_threads and lets idle threads exit after
- * idle_ms. Jobs never block the submitter. */
-struct cp_pool;
-struct cp_pool *cp_pool_new(unsigned max_threads, unsigned idle_ms);
-/* Queues fn(arg). Returns 0 or CP_ENOMEM. */
-int cp_pool_submit(struct cp_pool *p, void (*fn)(void *), void *arg);
-/* Runs every queued job, joins all threads and frees the pool. NULL-safe. */
-void cp_pool_free(struct cp_pool *p);
-/* Threads alive and jobs waiting, for metrics. */
-void cp_pool_stats(struct cp_pool *p, unsigned *threads, unsigned *busy, unsigned *queued);
-
 /* ---- data source settings (SPEC.md sections 3 and 6) ----------------------------------------- */
 
 enum cfg_auth_type {

@@ -10,56 +10,8 @@
 
 #include "auth.h"
 #include "cache.h"
+#include "frame.h"
 #include "proxy.h"
-
-/* ---- data frames (frame.c builds them, arrow.c encodes them) ------------------------------- */
-
-enum proxy__ftype { PF_TIME, PF_FLOAT64, PF_INT64, PF_STRING, PF_BOOL };
-
-/* One column. Exactly one value array is used, by type; every array has n entries. */
-struct proxy__field {
-    char *name;
-    enum proxy__ftype type;
-    int nullable;      /* Arrow Field.nullable; a column with nulls must be nullable */
-    size_t n;          /* rows */
-    int64_t *i64;      /* PF_TIME: nanoseconds since the Unix epoch (UTC); PF_INT64 */
-    double *f64;       /* PF_FLOAT64 */
-    uint8_t *b;        /* PF_BOOL: 0 or 1 per row */
-    char **s;          /* PF_STRING: UTF-8, NUL-terminated; NULL entry for a null row */
-    uint8_t *valid;    /* 1 byte per row, 1 = valid; NULL = every row valid */
-    char *config_json; /* optional Grafana FieldConfig JSON */
-    char *labels_json; /* optional labels JSON object */
-};
-
-struct proxy__frame {
-    char *name, *ref_id;
-    char *meta_json; /* optional FrameMeta JSON */
-    struct proxy__field *fields;
-    size_t nfields;
-    size_t nrows;
-};
-
-/* Encodes one frame as a complete Arrow IPC file (PROTOCOL.md section 4.5) appended to out. */
-int proxy__arrow_encode(const struct proxy__frame *f, struct cp_buf *out);
-/* Appends the frame in Grafana's data-frame JSON form (PROTOCOL.md section 4.7) to out. */
-int proxy__frame_json(const struct proxy__frame *f, struct cp_buf *out);
-/* Frees the contents of a frame (not the struct itself). */
-void proxy__frame_dispose(struct proxy__frame *f);
-
-/* JSON answers into frames (frame.c). */
-/* Follows a selector ("data.items", "items[0].points", "$", "$.a") from root; borrowed or
- * NULL. */
-json_t *proxy__select(json_t *root, const char *sel);
-/* RFC 3339 time into nanoseconds since the epoch; 0 or -1. */
-int proxy__parse_rfc3339(const char *s, int64_t *ns);
-/* Builds the frame of one query from the upstream's JSON document and the query model (root,
- * columns, format). cache_result ("hit", "miss", ...) goes into meta.custom.cache. CP_EINVAL
- * with err for a model or answer that cannot make a frame. */
-int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id,
-                         const char *cache_result, struct proxy__frame *fr, struct cp_err *err);
-
-/* Sets meta.custom.cache of a built frame. */
-int proxy__frame_set_cache(struct proxy__frame *fr, const char *cache_result);
 
 /* ---- instance state ----------------------------------------------------------------------- */
 

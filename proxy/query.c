@@ -207,16 +207,16 @@ static int frame_transform(const char *arg, const void *raw, size_t len, struct 
     json_error_t je;
     json_t *recipe = json_loads(arg, 0, &je);
     json_t *doc = len ? json_loadb(raw, len, 0, &je) : NULL;
-    struct proxy__frame fr = {0};
+    struct frame fr = {0};
     struct cp_err err;
     const char *ref = json_string_value(json_object_get(recipe, "refId"));
     int rc = CP_EINVAL;
     if (recipe && doc && ref &&
-        proxy__json_to_frame(doc, recipe, ref, "miss", &fr, &err) == 0 &&
-        proxy__arrow_encode(&fr, mine) == 0 && proxy__frame_set_cache(&fr, "hit") == 0 &&
-        proxy__arrow_encode(&fr, keep) == 0)
+        frame_from_json(doc, recipe, ref, "miss", &fr, &err) == 0 &&
+        frame_arrow_encode(&fr, mine) == 0 && frame_set_cache(&fr, "hit") == 0 &&
+        frame_arrow_encode(&fr, keep) == 0)
         rc = 0;
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
     json_decref(doc);
     json_decref(recipe);
     return rc;
@@ -243,7 +243,7 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
     struct cp_buf query = {0};
     struct qsink sink = {0};
     json_t *doc = NULL;
-    struct proxy__frame fr = {0};
+    struct frame fr = {0};
     struct auth_creds creds = {0};
     const char *user_token = NULL; /* forwardOAuth: a secret until the error text is clean */
     memset(r, 0, sizeof *r);
@@ -474,13 +474,13 @@ static void run_query(const struct qctx *qc, const struct proxy_query *q,
         set_error(r, 502, 1, "upstream answer to %s %s is not JSON", method, path);
         goto out;
     }
-    if (proxy__json_to_frame(doc, m, q->ref_id ? q->ref_id : "A", result_name(result), &fr,
+    if (frame_from_json(doc, m, q->ref_id ? q->ref_id : "A", result_name(result), &fr,
                              &err) != 0) {
         set_error(r, err.code == CP_ENOMEM ? 500 : 400, 0, "%s", cp_err_text(&err));
         goto out;
     }
     struct cp_buf arrow = {0};
-    if (proxy__arrow_encode(&fr, &arrow) != 0 || !(r->frames = malloc(sizeof *r->frames)) ||
+    if (frame_arrow_encode(&fr, &arrow) != 0 || !(r->frames = malloc(sizeof *r->frames)) ||
         !(r->frame_lens = malloc(sizeof *r->frame_lens))) {
         cp_buf_free(&arrow);
         set_error(r, 500, 0, "could not encode the frame");
@@ -499,7 +499,7 @@ out:
     auth_creds_wipe(&creds);
     proxy__user_token(ds, user_token, 0);
     free(recipe_text);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
     json_decref(doc);
     json_decref(m);
     cp_buf_free(&sink.body);

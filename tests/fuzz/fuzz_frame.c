@@ -1,7 +1,7 @@
 /*
- * fuzz_frame.c - libFuzzer driver for the JSON-to-frame path of queries: proxy__json_to_frame
+ * fuzz_frame.c - libFuzzer driver for the JSON-to-frame path of queries: frame_from_json
  * (selectors, column inference, time parsing, timeseries sorting), then both encoders of the
- * frame (proxy__arrow_encode, proxy__frame_json) and proxy__frame_set_cache.
+ * frame (frame_arrow_encode, frame_to_json) and frame_set_cache.
  *
  * Input: the upstream's JSON answer, then optionally a NUL byte and the query model (root,
  * columns, format, refId); a model that is missing or not a JSON object is {}. An answer that
@@ -10,7 +10,7 @@
  * (every column has nrows values of its type, validity bytes 0/1, a timeseries is sorted by
  * its non-null time column) and both encoders accept it: the Arrow file is framed by its
  * magic, the JSON form parses and has one value list of nrows per field. Every string of the
- * answer that proxy__parse_rfc3339 accepts is also checked against independent calendar
+ * answer that frame_parse_rfc3339 accepts is also checked against independent calendar
  * arithmetic: the instant is the one written (up to the largest offset), and an instant that
  * int64 nanoseconds cannot hold (before 1677, after 2262) is refused rather than wrapped.
  */
@@ -24,23 +24,23 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_field(const struct proxy__frame *fr, const struct proxy__field *f)
+static void check_field(const struct frame *fr, const struct frame_field *f)
 {
     assert(f->name);
     assert(f->n == fr->nrows);
-    assert((unsigned)f->type <= PF_BOOL);
+    assert((unsigned)f->type <= FRAME_BOOL);
     switch (f->type) {
-    case PF_TIME:
-    case PF_INT64:
+    case FRAME_TIME:
+    case FRAME_INT64:
         assert(f->i64);
         break;
-    case PF_FLOAT64:
+    case FRAME_FLOAT64:
         assert(f->f64);
         break;
-    case PF_STRING:
+    case FRAME_STRING:
         assert(f->s);
         break;
-    case PF_BOOL:
+    case FRAME_BOOL:
         assert(f->b);
         break;
     }
@@ -50,9 +50,9 @@ static void check_field(const struct proxy__frame *fr, const struct proxy__field
             assert(f->valid[r] == 0 || f->valid[r] == 1);
         int valid = !f->valid || f->valid[r];
         nulls += !valid;
-        if (f->type == PF_BOOL && valid)
+        if (f->type == FRAME_BOOL && valid)
             assert(f->b[r] == 0 || f->b[r] == 1);
-        if (f->type == PF_STRING)
+        if (f->type == FRAME_STRING)
             assert((f->s[r] != NULL) == valid);
     }
     assert(!nulls || f->nullable);
@@ -75,7 +75,7 @@ static void check_arrow(const struct cp_buf *b)
     assert(cont == 0xFFFFFFFFu && mlen > 0 && mlen % 8 == 0 && (size_t)mlen < b->len);
 }
 
-static void check_json(const struct proxy__frame *fr, const struct cp_buf *b,
+static void check_json(const struct frame *fr, const struct cp_buf *b,
                        const char *cache_result)
 {
     json_error_t je;
@@ -116,7 +116,7 @@ static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
 static void check_time_string(const char *s)
 {
     int64_t ns = 0;
-    if (proxy__parse_rfc3339(s, &ns) != 0)
+    if (frame_parse_rfc3339(s, &ns) != 0)
         return;
     int y, mo, d, h = 0, mi = 0, se = 0, n = 0, m = 0;
     assert(sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) == 3 && n == 10);
@@ -179,15 +179,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ref)
         ref = "A";
 
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err = {0};
     memset(&fr, 0x5a, sizeof fr); /* whatever the caller had there */
-    int rc = proxy__json_to_frame(doc, model, ref, "miss", &fr, &err);
+    int rc = frame_from_json(doc, model, ref, "miss", &fr, &err);
     assert(rc == 0 || rc == CP_EINVAL || rc == CP_ENOMEM);
     if (rc) {
         assert(err.code == rc && err.msg[0] && strlen(err.msg) < sizeof err.msg);
         assert(!fr.fields && !fr.nfields && !fr.name && !fr.meta_json);
-        proxy__frame_dispose(&fr);
+        frame_dispose(&fr);
         json_decref(doc);
         json_decref(model);
         return 0;
@@ -199,35 +199,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_field(&fr, &fr.fields[i]);
     const char *fmt = json_string_value(json_object_get(model, "format"));
     if (fmt && !strcmp(fmt, "timeseries")) {
-        assert(fr.nfields > 0 && fr.fields[0].type == PF_TIME);
+        assert(fr.nfields > 0 && fr.fields[0].type == FRAME_TIME);
         assert(!fr.fields[0].valid && !fr.fields[0].nullable);
         for (size_t r = 1; r < fr.nrows; r++)
             assert(fr.fields[0].i64[r - 1] <= fr.fields[0].i64[r]);
     }
 
     struct cp_buf arrow = {0}, js = {0};
-    int arc = proxy__arrow_encode(&fr, &arrow);
+    int arc = frame_arrow_encode(&fr, &arrow);
     if (arc)
-        fprintf(stderr, "fuzz_frame: proxy__arrow_encode failed: %d\n", arc);
+        fprintf(stderr, "fuzz_frame: frame_arrow_encode failed: %d\n", arc);
     assert(arc == 0);
     check_arrow(&arrow);
-    int jrc = proxy__frame_json(&fr, &js);
+    int jrc = frame_to_json(&fr, &js);
     if (jrc)
-        fprintf(stderr, "fuzz_frame: proxy__frame_json failed: %d\n", jrc);
+        fprintf(stderr, "fuzz_frame: frame_to_json failed: %d\n", jrc);
     assert(jrc == 0);
     check_json(&fr, &js, "miss");
 
     /* the copy kept in the cache says "hit" and encodes the same way */
-    assert(proxy__frame_set_cache(&fr, "hit") == 0);
+    assert(frame_set_cache(&fr, "hit") == 0);
     arrow.len = js.len = 0;
-    assert(proxy__arrow_encode(&fr, &arrow) == 0);
+    assert(frame_arrow_encode(&fr, &arrow) == 0);
     check_arrow(&arrow);
-    assert(proxy__frame_json(&fr, &js) == 0);
+    assert(frame_to_json(&fr, &js) == 0);
     check_json(&fr, &js, "hit");
 
     cp_buf_free(&arrow);
     cp_buf_free(&js);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
     assert(!fr.fields && !fr.name);
     json_decref(doc);
     json_decref(model);

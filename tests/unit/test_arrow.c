@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-/* ---- building frames (everything malloc'd: proxy__frame_dispose frees it) ----------------- */
+/* ---- building frames (everything malloc'd: frame_dispose frees it) ----------------- */
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -40,7 +40,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static void frame_new(struct proxy__frame *f, const char *name, const char *ref_id,
+static void frame_new(struct frame *f, const char *name, const char *ref_id,
                       size_t nfields, size_t nrows)
 {
     memset(f, 0, sizeof *f);
@@ -51,27 +51,27 @@ static void frame_new(struct proxy__frame *f, const char *name, const char *ref_
     f->fields = xcalloc(nfields, sizeof *f->fields);
 }
 
-static struct proxy__field *field_new(struct proxy__frame *f, size_t i, const char *name,
-                                      enum proxy__ftype t, int nullable)
+static struct frame_field *field_new(struct frame *f, size_t i, const char *name,
+                                      enum frame_type t, int nullable)
 {
-    struct proxy__field *fd = &f->fields[i];
+    struct frame_field *fd = &f->fields[i];
     size_t n = f->nrows;
     fd->name = xstrdup(name);
     fd->type = t;
     fd->nullable = nullable;
     fd->n = n;
     switch (t) {
-    case PF_TIME:
-    case PF_INT64:
+    case FRAME_TIME:
+    case FRAME_INT64:
         fd->i64 = xcalloc(n, sizeof *fd->i64);
         break;
-    case PF_FLOAT64:
+    case FRAME_FLOAT64:
         fd->f64 = xcalloc(n, sizeof *fd->f64);
         break;
-    case PF_BOOL:
+    case FRAME_BOOL:
         fd->b = xcalloc(n, 1);
         break;
-    case PF_STRING:
+    case FRAME_STRING:
         fd->s = xcalloc(n, sizeof *fd->s);
         for (size_t r = 0; r < n; r++)
             fd->s[r] = xstrdup("");
@@ -84,24 +84,24 @@ static struct proxy__field *field_new(struct proxy__frame *f, size_t i, const ch
     return fd;
 }
 
-static void set_str(struct proxy__field *fd, size_t r, const char *s)
+static void set_str(struct frame_field *fd, size_t r, const char *s)
 {
     free(fd->s[r]);
     fd->s[r] = s ? xstrdup(s) : NULL;
 }
 
-static int row_null(const struct proxy__field *fd, size_t r)
+static int row_null(const struct frame_field *fd, size_t r)
 {
-    return (fd->valid && !fd->valid[r]) || (fd->type == PF_STRING && !fd->s[r]);
+    return (fd->valid && !fd->valid[r]) || (fd->type == FRAME_STRING && !fd->s[r]);
 }
 
 /* The PROTOCOL.md worked example: "cpu"/"A", time (not nullable), value (float64, nullable),
  * 3 rows, value of row 1 null. */
-static void worked_example(struct proxy__frame *f)
+static void worked_example(struct frame *f)
 {
     frame_new(f, "cpu", "A", 2, 3);
-    struct proxy__field *t = field_new(f, 0, "time", PF_TIME, 0);
-    struct proxy__field *v = field_new(f, 1, "value", PF_FLOAT64, 1);
+    struct frame_field *t = field_new(f, 0, "time", FRAME_TIME, 0);
+    struct frame_field *v = field_new(f, 1, "value", FRAME_FLOAT64, 1);
     for (size_t r = 0; r < 3; r++)
         t->i64[r] = 1700000000000000000LL + (int64_t)r * 1000000000LL;
     v->f64[0] = 1.5;
@@ -111,16 +111,16 @@ static void worked_example(struct proxy__frame *f)
 }
 
 /* One column of each type; nulls at rows where (r % step) == phase when nullable. */
-static void fill_all_types(struct proxy__frame *f, size_t first, int nullable, size_t step,
+static void fill_all_types(struct frame *f, size_t first, int nullable, size_t step,
                            size_t phase)
 {
     static const char *const words[] = {"alpha", "", ("gr\xC3\xBC\xC3\x9F" "e"), "x",
                                         "\xE6\x97\xA5\xE6\x9C\xAC", "longer string value"};
-    struct proxy__field *t = field_new(f, first, "time", PF_TIME, nullable);
-    struct proxy__field *x = field_new(f, first + 1, "float", PF_FLOAT64, nullable);
-    struct proxy__field *i = field_new(f, first + 2, "int", PF_INT64, nullable);
-    struct proxy__field *s = field_new(f, first + 3, "str", PF_STRING, nullable);
-    struct proxy__field *b = field_new(f, first + 4, "bool", PF_BOOL, nullable);
+    struct frame_field *t = field_new(f, first, "time", FRAME_TIME, nullable);
+    struct frame_field *x = field_new(f, first + 1, "float", FRAME_FLOAT64, nullable);
+    struct frame_field *i = field_new(f, first + 2, "int", FRAME_INT64, nullable);
+    struct frame_field *s = field_new(f, first + 3, "str", FRAME_STRING, nullable);
+    struct frame_field *b = field_new(f, first + 4, "bool", FRAME_BOOL, nullable);
     for (size_t r = 0; r < f->nrows; r++) {
         t->i64[r] = 1600000000000000000LL + (int64_t)r * 1000001LL;
         x->f64[r] = (double)r * 0.25 - 7.125;
@@ -138,36 +138,36 @@ static void fill_all_types(struct proxy__frame *f, size_t first, int nullable, s
 
 /* ---- fixtures ---------------------------------------------------------------------------- */
 
-static void fx_worked_example(struct proxy__frame *f) { worked_example(f); }
+static void fx_worked_example(struct frame *f) { worked_example(f); }
 
-static void fx_all_types_nonnull(struct proxy__frame *f)
+static void fx_all_types_nonnull(struct frame *f)
 {
     frame_new(f, "all types", "A", 5, 7);
     fill_all_types(f, 0, 0, 0, 0);
 }
 
-static void fx_all_types_nullable(struct proxy__frame *f)
+static void fx_all_types_nullable(struct frame *f)
 {
     frame_new(f, "nullable", "B", 5, 9);
     fill_all_types(f, 0, 1, 3, 1);
 }
 
-static void fx_nullable_no_nulls(struct proxy__frame *f)
+static void fx_nullable_no_nulls(struct frame *f)
 {
     frame_new(f, "nullable without nulls", "B", 5, 4);
     fill_all_types(f, 0, 1, 0, 0);
 }
 
-static void fx_empty(struct proxy__frame *f)
+static void fx_empty(struct frame *f)
 {
     frame_new(f, "empty", "C", 5, 0);
     fill_all_types(f, 0, 1, 0, 0);
     f->fields[0].nullable = 0;
 }
 
-static void fx_no_fields(struct proxy__frame *f) { frame_new(f, "", "", 0, 0); }
+static void fx_no_fields(struct frame *f) { frame_new(f, "", "", 0, 0); }
 
-static void fx_one_row(struct proxy__frame *f)
+static void fx_one_row(struct frame *f)
 {
     frame_new(f, "one", "D", 10, 1);
     fill_all_types(f, 0, 0, 0, 0);
@@ -181,19 +181,19 @@ static void fx_one_row(struct proxy__frame *f)
     }
 }
 
-static void fx_big(struct proxy__frame *f)
+static void fx_big(struct frame *f)
 {
     frame_new(f, "big", "E", 5, 1003);
     fill_all_types(f, 0, 1, 7, 3);
 }
 
-static void fx_big_nonnull(struct proxy__frame *f)
+static void fx_big_nonnull(struct frame *f)
 {
     frame_new(f, "big non-nullable", "E", 5, 1029);
     fill_all_types(f, 0, 0, 0, 0);
 }
 
-static void fx_unicode(struct proxy__frame *f)
+static void fx_unicode(struct frame *f)
 {
     static const char *const v[] = {
         "",
@@ -209,9 +209,9 @@ static void fx_unicode(struct proxy__frame *f)
     };
     size_t n = sizeof v / sizeof v[0];
     frame_new(f, "\xC3\xBCnic\xC3\xB8" "de \xF0\x9F\x93\x88", "R\xC3\xA9", 3, n);
-    struct proxy__field *s = field_new(f, 0, "na\xC3\xAFve \xE5\x90\x8D", PF_STRING, 1);
-    struct proxy__field *e = field_new(f, 1, "empty strings", PF_STRING, 0);
-    struct proxy__field *k = field_new(f, 2, "", PF_INT64, 0);
+    struct frame_field *s = field_new(f, 0, "na\xC3\xAFve \xE5\x90\x8D", FRAME_STRING, 1);
+    struct frame_field *e = field_new(f, 1, "empty strings", FRAME_STRING, 0);
+    struct frame_field *k = field_new(f, 2, "", FRAME_INT64, 0);
     for (size_t r = 0; r < n; r++) {
         set_str(s, r, v[r]);
         k->i64[r] = (int64_t)r;
@@ -219,28 +219,28 @@ static void fx_unicode(struct proxy__frame *f)
     (void)e; /* all rows "" */
 }
 
-static void fx_wide(struct proxy__frame *f)
+static void fx_wide(struct frame *f)
 {
     frame_new(f, "wide", "W", 10, 13);
     for (size_t c = 0; c < 10; c++) {
         char name[48];
         snprintf(name, sizeof name, "col%zu", c);
-        enum proxy__ftype t = (enum proxy__ftype)(c % 5);
-        struct proxy__field *fd = field_new(f, c, name, t, (int)(c % 2));
+        enum frame_type t = (enum frame_type)(c % 5);
+        struct frame_field *fd = field_new(f, c, name, t, (int)(c % 2));
         for (size_t r = 0; r < f->nrows; r++) {
             switch (t) {
-            case PF_TIME:
-            case PF_INT64:
+            case FRAME_TIME:
+            case FRAME_INT64:
                 fd->i64[r] = (int64_t)(c * 1000 + r);
                 break;
-            case PF_FLOAT64:
+            case FRAME_FLOAT64:
                 fd->f64[r] = (double)c + (double)r / 8;
                 break;
-            case PF_STRING:
+            case FRAME_STRING:
                 snprintf(name, sizeof name, "%zu/%zu", c, r);
                 set_str(fd, r, name);
                 break;
-            case PF_BOOL:
+            case FRAME_BOOL:
                 fd->b[r] = (uint8_t)((r + c) % 3 == 0);
                 break;
             }
@@ -250,16 +250,16 @@ static void fx_wide(struct proxy__frame *f)
     }
 }
 
-static void fx_metadata_fields(struct proxy__frame *f)
+static void fx_metadata_fields(struct frame *f)
 {
     frame_new(f, "with meta", "Q", 3, 2);
     f->meta_json = xstrdup("{\"type\":\"timeseries-wide\",\"typeVersion\":[0,1],"
                            "\"executedQueryString\":\"SELECT \\\"x\\\" \xE2\x86\x92 1\","
                            "\"custom\":{\"a\":[1,2.5,null,true]},"
                            "\"notices\":[{\"severity\":\"warning\",\"text\":\"t\"}]}");
-    struct proxy__field *t = field_new(f, 0, "time", PF_TIME, 0);
-    struct proxy__field *v = field_new(f, 1, "value", PF_FLOAT64, 1);
-    struct proxy__field *h = field_new(f, 2, "host", PF_STRING, 0);
+    struct frame_field *t = field_new(f, 0, "time", FRAME_TIME, 0);
+    struct frame_field *v = field_new(f, 1, "value", FRAME_FLOAT64, 1);
+    struct frame_field *h = field_new(f, 2, "host", FRAME_STRING, 0);
     t->i64[0] = 1;
     t->i64[1] = 2;
     v->f64[0] = 0.5;
@@ -272,15 +272,15 @@ static void fx_metadata_fields(struct proxy__frame *f)
     h->labels_json = xstrdup("{}");
 }
 
-static void fx_int_edges(struct proxy__frame *f)
+static void fx_int_edges(struct frame *f)
 {
     static const int64_t v[] = {0, -1, 1, INT64_MIN, INT64_MAX, -9007199254740993LL,
                                 9007199254740993LL, -1000000, 999999, -1500000};
     size_t n = sizeof v / sizeof v[0];
     frame_new(f, "int edges", "I", 3, n);
-    struct proxy__field *t = field_new(f, 0, "time", PF_TIME, 0);
-    struct proxy__field *i = field_new(f, 1, "int", PF_INT64, 0);
-    struct proxy__field *t2 = field_new(f, 2, "time2", PF_TIME, 1);
+    struct frame_field *t = field_new(f, 0, "time", FRAME_TIME, 0);
+    struct frame_field *i = field_new(f, 1, "int", FRAME_INT64, 0);
+    struct frame_field *t2 = field_new(f, 2, "time2", FRAME_TIME, 1);
     for (size_t r = 0; r < n; r++) {
         t->i64[r] = v[r];
         i->i64[r] = v[r];
@@ -289,26 +289,26 @@ static void fx_int_edges(struct proxy__frame *f)
     t2->valid[3] = 0;
 }
 
-static void fx_floats(struct proxy__frame *f)
+static void fx_floats(struct frame *f)
 {
     const double v[] = {NAN, INFINITY, -INFINITY, -0.0, 0.0, DBL_MIN, DBL_TRUE_MIN, DBL_MAX,
                         -DBL_MAX, 0.1, 1e21, 1e-7, 123456789.123456789, NAN};
     size_t n = sizeof v / sizeof v[0];
     frame_new(f, "floats", "F", 2, n);
-    struct proxy__field *a = field_new(f, 0, "f", PF_FLOAT64, 0);
-    struct proxy__field *b = field_new(f, 1, "fnull", PF_FLOAT64, 1);
+    struct frame_field *a = field_new(f, 0, "f", FRAME_FLOAT64, 0);
+    struct frame_field *b = field_new(f, 1, "fnull", FRAME_FLOAT64, 1);
     for (size_t r = 0; r < n; r++)
         a->f64[r] = b->f64[r] = v[r];
     b->valid[0] = b->valid[4] = b->valid[12] = 0;
 }
 
-static void fx_bools(struct proxy__frame *f)
+static void fx_bools(struct frame *f)
 {
     frame_new(f, "bools", "B", 4, 17);
-    struct proxy__field *a = field_new(f, 0, "alt", PF_BOOL, 0);
-    struct proxy__field *t = field_new(f, 1, "true", PF_BOOL, 0);
-    struct proxy__field *e = field_new(f, 2, "edges", PF_BOOL, 1);
-    struct proxy__field *o = field_new(f, 3, "odd", PF_BOOL, 1);
+    struct frame_field *a = field_new(f, 0, "alt", FRAME_BOOL, 0);
+    struct frame_field *t = field_new(f, 1, "true", FRAME_BOOL, 0);
+    struct frame_field *e = field_new(f, 2, "edges", FRAME_BOOL, 1);
+    struct frame_field *o = field_new(f, 3, "odd", FRAME_BOOL, 1);
     for (size_t r = 0; r < 17; r++) {
         a->b[r] = (uint8_t)(r % 2);
         t->b[r] = 1;
@@ -319,12 +319,12 @@ static void fx_bools(struct proxy__frame *f)
     e->valid[7] = e->valid[8] = e->valid[15] = e->valid[16] = 0;
 }
 
-static void fx_duplicate_names(struct proxy__frame *f)
+static void fx_duplicate_names(struct frame *f)
 {
     frame_new(f, "", "", 3, 2);
-    struct proxy__field *a = field_new(f, 0, "v", PF_INT64, 0);
-    struct proxy__field *b = field_new(f, 1, "v", PF_INT64, 0);
-    struct proxy__field *c = field_new(f, 2, "", PF_STRING, 1);
+    struct frame_field *a = field_new(f, 0, "v", FRAME_INT64, 0);
+    struct frame_field *b = field_new(f, 1, "v", FRAME_INT64, 0);
+    struct frame_field *c = field_new(f, 2, "", FRAME_STRING, 1);
     a->i64[0] = 1, a->i64[1] = 2, b->i64[0] = 3, b->i64[1] = 4;
     set_str(c, 0, NULL);
     set_str(c, 1, "z");
@@ -332,7 +332,7 @@ static void fx_duplicate_names(struct proxy__frame *f)
 
 static const struct fixture {
     const char *name;
-    void (*build)(struct proxy__frame *f);
+    void (*build)(struct frame *f);
 } fixtures[] = {
     {"worked_example", fx_worked_example},
     {"all_types_nonnull", fx_all_types_nonnull},
@@ -565,22 +565,22 @@ static size_t schema_fields(const struct fbr *b, size_t schema, size_t *elems)
     return fb_vec(b, schema, 1, elems);
 }
 
-static void check_type(const struct fbr *b, size_t field, enum proxy__ftype t)
+static void check_type(const struct fbr *b, size_t field, enum frame_type t)
 {
     static const int tags[] = {10, 3, 2, 5, 6};
     assert_int_equal(fb_int(b, field, 2, 1, 0), tags[t]);
     size_t type = fb_deref(b, field, 3);
     assert_true(type != 0); /* present even when empty */
     switch (t) {
-    case PF_TIME:
+    case FRAME_TIME:
         assert_int_equal(fb_int(b, type, 0, 2, 0), 3); /* NANOSECOND */
         assert_int_equal(fb_slot(b, type, 1), 0);      /* no timezone */
         break;
-    case PF_INT64:
+    case FRAME_INT64:
         assert_int_equal(fb_int(b, type, 0, 4, 0), 64);
         assert_int_equal(fb_int(b, type, 1, 1, 0), 1);
         break;
-    case PF_FLOAT64:
+    case FRAME_FLOAT64:
         assert_int_equal(fb_int(b, type, 0, 2, 0), 2); /* DOUBLE */
         break;
     default:
@@ -588,7 +588,7 @@ static void check_type(const struct fbr *b, size_t field, enum proxy__ftype t)
     }
 }
 
-static void check_schema(const struct fbr *b, size_t schema, const struct proxy__frame *f)
+static void check_schema(const struct fbr *b, size_t schema, const struct frame *f)
 {
     size_t n;
     assert_int_equal(fb_int(b, schema, 0, 2, 0), 0);
@@ -604,7 +604,7 @@ static void check_schema(const struct fbr *b, size_t schema, const struct proxy_
     assert_int_equal(schema_fields(b, schema, &e), f->nfields);
     static const char *const tst[] = {"time", "number", "number", "string", "boolean"};
     for (size_t i = 0; i < f->nfields; i++) {
-        const struct proxy__field *fd = &f->fields[i];
+        const struct frame_field *fd = &f->fields[i];
         size_t field = fb_deref(b, e + 4 * i, -1);
         assert_string_equal(fb_str(b, field, 0, NULL), fd->name);
         assert_int_equal(fb_int(b, field, 1, 1, 0), fd->nullable);
@@ -622,7 +622,7 @@ static void check_schema(const struct fbr *b, size_t schema, const struct proxy_
 static int bit(const uint8_t *p, size_t i) { return (p[i / 8] >> (i % 8)) & 1; }
 
 /* Checks nodes, buffers and body contents against the frame. */
-static void check_batch(const struct parsed *ps, const struct proxy__frame *f)
+static void check_batch(const struct parsed *ps, const struct frame *f)
 {
     const struct fbr *b = &ps->batch_msg;
     assert_int_equal(fb_int(b, ps->batch, 0, 8, 0), (int64_t)f->nrows);
@@ -634,13 +634,13 @@ static void check_batch(const struct parsed *ps, const struct proxy__frame *f)
     size_t k = 0;
     uint64_t body = (uint64_t)ps->block_body;
     for (size_t i = 0; i < f->nfields; i++) {
-        const struct proxy__field *fd = &f->fields[i];
+        const struct frame_field *fd = &f->fields[i];
         size_t nulls = 0;
         for (size_t r = 0; r < f->nrows; r++)
             nulls += (size_t)row_null(fd, r);
         assert_int_equal(rd(b, ne + 16 * i, 8), f->nrows);
         assert_int_equal(rd(b, ne + 16 * i + 8, 8), nulls);
-        size_t want = fd->type == PF_STRING ? 3 : 2;
+        size_t want = fd->type == FRAME_STRING ? 3 : 2;
         assert_true(k + want <= nbufs);
         uint64_t off[3], len[3];
         for (size_t j = 0; j < want; j++, k++) {
@@ -656,23 +656,23 @@ static void check_batch(const struct parsed *ps, const struct proxy__frame *f)
             if (nulls)
                 assert_int_equal(bit(valid, r), !isnull);
             switch (fd->type) {
-            case PF_TIME:
-            case PF_INT64:
+            case FRAME_TIME:
+            case FRAME_INT64:
                 assert_int_equal(len[1], 8 * f->nrows);
                 assert_int_equal(rd_i64(vals + 8 * r), isnull ? 0 : fd->i64[r]);
                 break;
-            case PF_FLOAT64: {
+            case FRAME_FLOAT64: {
                 assert_int_equal(len[1], 8 * f->nrows);
                 double want_v = isnull ? 0.0 : fd->f64[r], got;
                 memcpy(&got, vals + 8 * r, 8);
                 assert_memory_equal(&got, &want_v, 8);
                 break;
             }
-            case PF_BOOL:
+            case FRAME_BOOL:
                 assert_int_equal(len[1], (f->nrows + 7) / 8);
                 assert_int_equal(bit(vals, r), !isnull && fd->b[r]);
                 break;
-            case PF_STRING: {
+            case FRAME_STRING: {
                 assert_int_equal(len[1], 4 * (f->nrows + 1));
                 int32_t a = rd_i32(vals + 4 * r), z = rd_i32(vals + 4 * r + 4);
                 if (r == 0)
@@ -693,10 +693,10 @@ static void check_batch(const struct parsed *ps, const struct proxy__frame *f)
     assert_int_equal(k, nbufs);
 }
 
-static void encode_and_check(const struct proxy__frame *f)
+static void encode_and_check(const struct frame *f)
 {
     struct cp_buf out = {0};
-    assert_int_equal(proxy__arrow_encode(f, &out), 0);
+    assert_int_equal(frame_arrow_encode(f, &out), 0);
     struct parsed ps;
     parse_file((const uint8_t *)out.p, out.len, &ps);
     check_schema(&ps.footer, ps.footer_schema, f);
@@ -710,10 +710,10 @@ static void encode_and_check(const struct proxy__frame *f)
 static void test_arrow__worked_example_layout(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     worked_example(&f);
     struct cp_buf out = {0};
-    assert_int_equal(proxy__arrow_encode(&f, &out), 0);
+    assert_int_equal(frame_arrow_encode(&f, &out), 0);
     struct parsed ps;
     parse_file((const uint8_t *)out.p, out.len, &ps);
     assert_int_equal(ps.block_body, 56);
@@ -745,144 +745,144 @@ static void test_arrow__worked_example_layout(void **state)
     check_schema(&ps.schema_msg, ps.stream_schema, &f);
     check_batch(&ps, &f);
     cp_buf_free(&out);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_arrow__all_fixtures_structure(void **state)
 {
     (void)state;
     for (size_t i = 0; i < NFIXTURES; i++) {
-        struct proxy__frame f;
+        struct frame f;
         fixtures[i].build(&f);
         encode_and_check(&f);
-        proxy__frame_dispose(&f);
+        frame_dispose(&f);
     }
 }
 
 static void test_arrow__appends_after_existing_bytes(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     worked_example(&f);
     struct cp_buf out = {0}, alone = {0};
     assert_int_equal(cp_buf_addstr(&out, "prefix!"), 0);
-    assert_int_equal(proxy__arrow_encode(&f, &out), 0);
-    assert_int_equal(proxy__arrow_encode(&f, &alone), 0);
+    assert_int_equal(frame_arrow_encode(&f, &out), 0);
+    assert_int_equal(frame_arrow_encode(&f, &alone), 0);
     /* Block offsets count from the start of the file, not of the buffer */
     assert_int_equal(out.len, 7 + alone.len);
     assert_memory_equal(out.p + 7, alone.p, alone.len);
     cp_buf_free(&out);
     cp_buf_free(&alone);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_arrow__non_nullable_with_nulls_is_einval(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     worked_example(&f);
     struct cp_buf out = {0};
     assert_int_equal(cp_buf_addstr(&out, "keep"), 0);
     f.fields[1].nullable = 0; /* row 1 is null */
-    assert_int_equal(proxy__arrow_encode(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_arrow_encode(&f, &out), CP_EINVAL);
     assert_int_equal(out.len, 4);
     assert_string_equal(out.p, "keep");
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 
     frame_new(&f, "s", "A", 1, 2);
-    struct proxy__field *s = field_new(&f, 0, "s", PF_STRING, 0);
+    struct frame_field *s = field_new(&f, 0, "s", FRAME_STRING, 0);
     set_str(s, 1, NULL); /* a NULL string is a null row */
-    assert_int_equal(proxy__arrow_encode(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_arrow_encode(&f, &out), CP_EINVAL);
     s->nullable = 1;
-    assert_int_equal(proxy__arrow_encode(&f, &out), 0);
+    assert_int_equal(frame_arrow_encode(&f, &out), 0);
     cp_buf_free(&out);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_arrow__malformed_frames_are_einval(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     struct cp_buf out = {0};
     worked_example(&f);
     f.fields[0].n = 2; /* disagrees with nrows */
-    assert_int_equal(proxy__arrow_encode(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_arrow_encode(&f, &out), CP_EINVAL);
     f.fields[0].n = 3;
     free(f.fields[1].f64);
     f.fields[1].f64 = NULL; /* no values */
-    assert_int_equal(proxy__arrow_encode(&f, &out), CP_EINVAL);
-    f.fields[1].type = (enum proxy__ftype)42;
-    assert_int_equal(proxy__arrow_encode(&f, &out), CP_EINVAL);
-    assert_int_equal(proxy__arrow_encode(NULL, &out), CP_EINVAL);
+    assert_int_equal(frame_arrow_encode(&f, &out), CP_EINVAL);
+    f.fields[1].type = (enum frame_type)42;
+    assert_int_equal(frame_arrow_encode(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_arrow_encode(NULL, &out), CP_EINVAL);
     assert_int_equal(out.len, 0);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_arrow__capped_buffer_fails_cleanly(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     worked_example(&f);
     struct cp_buf out = {.max = 300};
-    int rc = proxy__arrow_encode(&f, &out);
+    int rc = frame_arrow_encode(&f, &out);
     assert_int_equal(rc, CP_ETOOBIG);
     assert_int_equal(out.len, 0);
     cp_buf_free(&out);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_arrow__empty_frame(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     fx_empty(&f);
     struct cp_buf out = {0};
-    assert_int_equal(proxy__arrow_encode(&f, &out), 0);
+    assert_int_equal(frame_arrow_encode(&f, &out), 0);
     struct parsed ps;
     parse_file((const uint8_t *)out.p, out.len, &ps);
     assert_int_equal(fb_int(&ps.batch_msg, ps.batch, 0, 8, -1), 0);
     assert_int_equal(ps.block_body, 8); /* just the Utf8 offsets {0} */
     check_batch(&ps, &f);
     cp_buf_free(&out);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_arrow__bitmap_edges(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     fx_bools(&f);
     encode_and_check(&f);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_frame_dispose__partial_and_null(void **state)
 {
     (void)state;
-    proxy__frame_dispose(NULL);
-    struct proxy__frame f;
+    frame_dispose(NULL);
+    struct frame f;
     memset(&f, 0, sizeof f);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
     f.name = xstrdup("x");
     f.nfields = 3;
     f.fields = xcalloc(3, sizeof *f.fields);
     f.fields[0].name = xstrdup("half");
     f.fields[0].n = 4;
-    f.fields[0].type = PF_STRING;
+    f.fields[0].type = FRAME_STRING;
     f.fields[0].s = xcalloc(4, sizeof(char *));
     f.fields[0].s[1] = xstrdup("only one");
     f.fields[1].labels_json = xstrdup("{}");
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
     assert_null(f.fields);
-    proxy__frame_dispose(&f); /* again: already empty */
+    frame_dispose(&f); /* again: already empty */
 }
 
 /* ---- tests: JSON ------------------------------------------------------------------------- */
 
-static char *frame_json(const struct proxy__frame *f)
+static char *frame_json(const struct frame *f)
 {
     struct cp_buf out = {0};
-    assert_int_equal(proxy__frame_json(f, &out), 0);
+    assert_int_equal(frame_to_json(f, &out), 0);
     json_error_t jerr;
     json_t *j = json_loadb(out.p, out.len, 0, &jerr); /* strict parser, checks UTF-8 */
     if (!j)
@@ -894,7 +894,7 @@ static char *frame_json(const struct proxy__frame *f)
 static void test_frame_json__worked_example(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     worked_example(&f);
     char *s = frame_json(&f);
     assert_string_equal(
@@ -905,17 +905,17 @@ static void test_frame_json__worked_example(void **state)
            "\"data\":{\"values\":[[1700000000000,1700000001000,1700000002000],"
            "[1.5,null,3.25]]}}");
     free(s);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_frame_json__entities_and_nanos(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     frame_new(&f, "", "", 3, 5);
-    struct proxy__field *t = field_new(&f, 0, "t", PF_TIME, 1);
-    struct proxy__field *v = field_new(&f, 1, "v", PF_FLOAT64, 1);
-    field_new(&f, 2, "n", PF_INT64, 0);
+    struct frame_field *t = field_new(&f, 0, "t", FRAME_TIME, 1);
+    struct frame_field *v = field_new(&f, 1, "v", FRAME_FLOAT64, 1);
+    field_new(&f, 2, "n", FRAME_INT64, 0);
     const int64_t ts[] = {1000000, 1500001, -1, 7, 0};
     const double vs[] = {NAN, INFINITY, -INFINITY, 0.1, NAN};
     for (size_t r = 0; r < 5; r++)
@@ -934,17 +934,17 @@ static void test_frame_json__entities_and_nanos(void **state)
            "\"entities\":[null,{\"NaN\":[0],\"Inf\":[1],\"NegInf\":[2]},null],"
            "\"nanos\":[[0,500001,999999,0,0],null,null]}}");
     free(s);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_frame_json__strings_and_metadata(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     frame_new(&f, "q\"\n", "A", 2, 5);
     f.meta_json = xstrdup("{\"type\":\"table\", \"typeVersion\":[0,0]}");
-    struct proxy__field *s = field_new(&f, 0, "", PF_STRING, 1);
-    struct proxy__field *b = field_new(&f, 1, "b", PF_BOOL, 0);
+    struct frame_field *s = field_new(&f, 0, "", FRAME_STRING, 1);
+    struct frame_field *b = field_new(&f, 1, "b", FRAME_BOOL, 0);
     s->labels_json = xstrdup("{\"host\":\"a\"}");
     s->config_json = xstrdup("{\"unit\":\"s\"}");
     set_str(s, 0, "caf\xC3\xA9 \xF0\x9F\x98\x80");
@@ -964,55 +964,55 @@ static void test_frame_json__strings_and_metadata(void **state)
              "\"ctl \\u0001\\t\\\\ \\u2028\",null,\"\"],"
              "[true,false,true,false,false]]}}");
     free(out);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_frame_json__invalid_input_is_einval(void **state)
 {
     (void)state;
-    struct proxy__frame f;
+    struct frame f;
     worked_example(&f);
     struct cp_buf out = {0};
     assert_int_equal(cp_buf_addstr(&out, "keep"), 0);
     f.meta_json = xstrdup("{\"unterminated\":");
-    assert_int_equal(proxy__frame_json(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_to_json(&f, &out), CP_EINVAL);
     assert_string_equal(out.p, "keep");
     free(f.meta_json);
     f.meta_json = xstrdup("[1]"); /* not an object */
-    assert_int_equal(proxy__frame_json(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_to_json(&f, &out), CP_EINVAL);
     free(f.meta_json);
     f.meta_json = NULL;
     f.fields[1].nullable = 0; /* has a null */
-    assert_int_equal(proxy__frame_json(&f, &out), CP_EINVAL);
+    assert_int_equal(frame_to_json(&f, &out), CP_EINVAL);
     assert_int_equal(out.len, 4);
     cp_buf_free(&out);
-    proxy__frame_dispose(&f);
+    frame_dispose(&f);
 }
 
 static void test_frame_json__all_fixtures_parse(void **state)
 {
     (void)state;
     for (size_t i = 0; i < NFIXTURES; i++) {
-        struct proxy__frame f;
+        struct frame f;
         fixtures[i].build(&f);
         free(frame_json(&f));
-        proxy__frame_dispose(&f);
+        frame_dispose(&f);
     }
 }
 
 /* ---- fixture files ----------------------------------------------------------------------- */
 
-static json_t *expected_value(const struct proxy__field *fd, size_t r)
+static json_t *expected_value(const struct frame_field *fd, size_t r)
 {
     char num[32];
     if (row_null(fd, r))
         return json_null();
     switch (fd->type) {
-    case PF_TIME:
-    case PF_INT64: /* decimal strings: exact beyond 2^53 */
+    case FRAME_TIME:
+    case FRAME_INT64: /* decimal strings: exact beyond 2^53 */
         snprintf(num, sizeof num, "%lld", (long long)fd->i64[r]);
         return json_string(num);
-    case PF_FLOAT64: {
+    case FRAME_FLOAT64: {
         double v = fd->f64[r];
         if (isnan(v))
             return json_string("NaN");
@@ -1021,16 +1021,16 @@ static json_t *expected_value(const struct proxy__field *fd, size_t r)
         snprintf(num, sizeof num, "%.17g", v);
         return json_string(num); /* decoded with Number(): exact, keeps -0 */
     }
-    case PF_STRING:
+    case FRAME_STRING:
         return json_string(fd->s[r]);
-    case PF_BOOL:
+    case FRAME_BOOL:
         return json_boolean(fd->b[r] != 0);
     }
     return json_null();
 }
 
 /* The sidecar: what a decoder must find in the .arrow file. */
-static json_t *expected_frame(const struct proxy__frame *f)
+static json_t *expected_frame(const struct frame *f)
 {
     static const char *const types[] = {"time", "float64", "int64", "string", "bool"};
     static const char *const tst[] = {"time", "number", "number", "string", "boolean"};
@@ -1040,7 +1040,7 @@ static json_t *expected_frame(const struct proxy__frame *f)
     if (f->meta_json)
         json_object_set_new(meta, "meta", json_string(f->meta_json));
     for (size_t i = 0; i < f->nfields; i++) {
-        const struct proxy__field *fd = &f->fields[i];
+        const struct frame_field *fd = &f->fields[i];
         json_t *fm = json_object(), *vals = json_array();
         size_t nulls = 0;
         json_object_set_new(fm, "tstype", json_string(tst[fd->type]));
@@ -1081,13 +1081,13 @@ static int write_fixtures(const char *dir)
         return 1;
     }
     for (size_t i = 0; i < NFIXTURES; i++) {
-        struct proxy__frame f;
+        struct frame f;
         struct cp_buf arrow = {0}, js = {0};
         fixtures[i].build(&f);
         json_t *exp = expected_frame(&f);
         char *exp_text = exp ? json_dumps(exp, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
-        int rc = proxy__arrow_encode(&f, &arrow);
-        int jrc = proxy__frame_json(&f, &js);
+        int rc = frame_arrow_encode(&f, &arrow);
+        int jrc = frame_to_json(&f, &js);
         int bad = rc || jrc || !exp_text ||
                   write_file(dir, fixtures[i].name, ".arrow", arrow.p, arrow.len) ||
                   write_file(dir, fixtures[i].name, ".json", exp_text, strlen(exp_text)) ||
@@ -1099,7 +1099,7 @@ static int write_fixtures(const char *dir)
         json_decref(exp);
         cp_buf_free(&arrow);
         cp_buf_free(&js);
-        proxy__frame_dispose(&f);
+        frame_dispose(&f);
         if (bad)
             return 1;
     }

@@ -21,20 +21,20 @@ static void test_select__paths(void **state)
                              "\"a\":{\"b\":{\"c\":\"deep\"}}}",
                              0, &je);
     assert_non_null(doc);
-    assert_ptr_equal(proxy__select(doc, "$"), doc);
-    assert_ptr_equal(proxy__select(doc, ""), doc);
-    assert_int_equal(json_array_size(proxy__select(doc, "data.items")), 2);
-    assert_int_equal(json_array_size(proxy__select(doc, "$.data.items")), 2);
-    json_t *pts = proxy__select(doc, "items[0].points");
+    assert_ptr_equal(frame_select(doc, "$"), doc);
+    assert_ptr_equal(frame_select(doc, ""), doc);
+    assert_int_equal(json_array_size(frame_select(doc, "data.items")), 2);
+    assert_int_equal(json_array_size(frame_select(doc, "$.data.items")), 2);
+    json_t *pts = frame_select(doc, "items[0].points");
     assert_true(json_is_array(pts));
     assert_int_equal(json_integer_value(json_array_get(json_array_get(pts, 0), 1)), 2);
-    assert_string_equal(json_string_value(proxy__select(doc, "a.b.c")), "deep");
-    assert_null(proxy__select(doc, "nothere"));
-    assert_null(proxy__select(doc, "data.items[5]"));
-    assert_null(proxy__select(doc, "data.items[-1]"));
-    assert_null(proxy__select(doc, "data[0]"));     /* an object is not indexable */
-    assert_null(proxy__select(doc, "items.points")); /* an array has no keys */
-    assert_null(proxy__select(doc, "items[x]"));
+    assert_string_equal(json_string_value(frame_select(doc, "a.b.c")), "deep");
+    assert_null(frame_select(doc, "nothere"));
+    assert_null(frame_select(doc, "data.items[5]"));
+    assert_null(frame_select(doc, "data.items[-1]"));
+    assert_null(frame_select(doc, "data[0]"));     /* an object is not indexable */
+    assert_null(frame_select(doc, "items.points")); /* an array has no keys */
+    assert_null(frame_select(doc, "items[x]"));
     json_decref(doc);
 }
 
@@ -60,7 +60,7 @@ static void test_rfc3339__forms(void **state)
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t ns = -1;
-        assert_int_equal(proxy__parse_rfc3339(ok[i].s, &ns), 0);
+        assert_int_equal(frame_parse_rfc3339(ok[i].s, &ns), 0);
         assert_int_equal(ns, ok[i].ns);
     }
     static const char *const bad[] = {"",           "2023",          "2023-13-01",
@@ -70,13 +70,13 @@ static void test_rfc3339__forms(void **state)
                                       "14/11/2023", "1700000000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t ns;
-        assert_int_not_equal(proxy__parse_rfc3339(bad[i], &ns), 0);
+        assert_int_not_equal(frame_parse_rfc3339(bad[i], &ns), 0);
     }
 }
 
 /* ---- frames --------------------------------------------------------------------------------- */
 
-static int frame_of(const char *doc_text, const char *model_text, struct proxy__frame *fr,
+static int frame_of(const char *doc_text, const char *model_text, struct frame *fr,
                     struct cp_err *err)
 {
     json_error_t je;
@@ -84,13 +84,13 @@ static int frame_of(const char *doc_text, const char *model_text, struct proxy__
     json_t *model = json_loads(model_text, 0, &je);
     assert_non_null(doc);
     assert_non_null(model);
-    int rc = proxy__json_to_frame(doc, model, "Q", "miss", fr, err);
+    int rc = frame_from_json(doc, model, "Q", "miss", fr, err);
     json_decref(doc);
     json_decref(model);
     return rc;
 }
 
-static const struct proxy__field *field(const struct proxy__frame *fr, const char *name)
+static const struct frame_field *field(const struct frame *fr, const char *name)
 {
     for (size_t i = 0; i < fr->nfields; i++)
         if (!strcmp(fr->fields[i].name, name))
@@ -102,7 +102,7 @@ static const struct proxy__field *field(const struct proxy__frame *fr, const cha
 static void test_frame__inferred_types(void **state)
 {
     (void)state;
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err;
     assert_int_equal(frame_of("[{\"i\":1,\"f\":1.5,\"s\":\"x\",\"b\":true,\"t\":\"2023-11-14T22:13:20Z\","
                               "\"o\":{\"k\":1},\"mix\":1},"
@@ -115,47 +115,47 @@ static void test_frame__inferred_types(void **state)
     assert_string_equal(fr.ref_id, "Q");
     assert_non_null(strstr(fr.meta_json, "\"type\":\"table\""));
     assert_non_null(strstr(fr.meta_json, "\"cache\":\"miss\""));
-    assert_int_equal(field(&fr, "i")->type, PF_INT64);
+    assert_int_equal(field(&fr, "i")->type, FRAME_INT64);
     assert_int_equal(field(&fr, "i")->i64[1], -2);
-    assert_int_equal(field(&fr, "f")->type, PF_FLOAT64);
+    assert_int_equal(field(&fr, "f")->type, FRAME_FLOAT64);
     assert_true(field(&fr, "f")->f64[0] == 1.5);
-    assert_int_equal(field(&fr, "s")->type, PF_STRING);
+    assert_int_equal(field(&fr, "s")->type, FRAME_STRING);
     assert_non_null(field(&fr, "s")->valid);
     assert_int_equal(field(&fr, "s")->valid[1], 0);
-    assert_int_equal(field(&fr, "b")->type, PF_BOOL);
+    assert_int_equal(field(&fr, "b")->type, FRAME_BOOL);
     assert_int_equal(field(&fr, "b")->b[0], 1);
-    assert_int_equal(field(&fr, "t")->type, PF_TIME);
+    assert_int_equal(field(&fr, "t")->type, FRAME_TIME);
     assert_int_equal(field(&fr, "t")->i64[1], 1700000001000000000LL);
-    assert_int_equal(field(&fr, "o")->type, PF_STRING); /* objects as JSON text */
+    assert_int_equal(field(&fr, "o")->type, FRAME_STRING); /* objects as JSON text */
     assert_string_equal(field(&fr, "o")->s[0], "{\"k\":1}");
-    assert_int_equal(field(&fr, "mix")->type, PF_STRING);
+    assert_int_equal(field(&fr, "mix")->type, FRAME_STRING);
     assert_string_equal(field(&fr, "mix")->s[0], "1");
     /* a key only some rows have: null where missing */
     assert_int_equal(field(&fr, "late")->valid[0], 0);
     assert_int_equal(field(&fr, "late")->i64[1], 7);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
 }
 
 static void test_frame__numeric_time_columns_by_name(void **state)
 {
     (void)state;
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err;
     /* numbers in a column named like a time: seconds below 1e11, milliseconds above */
     assert_int_equal(frame_of("[{\"time\":1700000000,\"ts\":1700000000123,\"n\":1}]", "{}", &fr,
                               &err),
                      0);
-    assert_int_equal(field(&fr, "time")->type, PF_TIME);
+    assert_int_equal(field(&fr, "time")->type, FRAME_TIME);
     assert_int_equal(field(&fr, "time")->i64[0], 1700000000000000000LL);
     assert_int_equal(field(&fr, "ts")->i64[0], 1700000000123000000LL);
-    assert_int_equal(field(&fr, "n")->type, PF_INT64);
-    proxy__frame_dispose(&fr);
+    assert_int_equal(field(&fr, "n")->type, FRAME_INT64);
+    frame_dispose(&fr);
 }
 
 static void test_frame__timeseries_sorted_time_first(void **state)
 {
     (void)state;
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err;
     assert_int_equal(frame_of("{\"rows\":[{\"v\":3,\"host\":\"a\",\"ts\":30},{\"v\":1,\"host\":\"b\","
                               "\"ts\":10},{\"v\":2,\"host\":\"c\",\"ts\":20}]}",
@@ -173,7 +173,7 @@ static void test_frame__timeseries_sorted_time_first(void **state)
     assert_int_equal(fr.fields[1].i64[2], 3);
     assert_string_equal(fr.fields[2].s[0], "b"); /* every column moved with its row */
     assert_non_null(strstr(fr.meta_json, "timeseries-long")); /* a string column: long */
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
 
     assert_int_equal(frame_of("[{\"t\":\"2023-11-14T22:13:21Z\",\"v\":2},"
                               "{\"t\":\"2023-11-14T22:13:20Z\",\"v\":1}]",
@@ -181,13 +181,13 @@ static void test_frame__timeseries_sorted_time_first(void **state)
                      0);
     assert_non_null(strstr(fr.meta_json, "timeseries-wide"));
     assert_int_equal(fr.fields[1].i64[0], 1);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
 }
 
 static void test_frame__array_rows_and_scalars(void **state)
 {
     (void)state;
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err;
     assert_int_equal(frame_of("[[1,\"a\"],[2,\"b\",true]]", "{}", &fr, &err), 0);
     assert_int_equal(fr.nfields, 3);
@@ -195,16 +195,16 @@ static void test_frame__array_rows_and_scalars(void **state)
     assert_int_equal(fr.fields[0].i64[1], 2);
     assert_string_equal(fr.fields[1].s[1], "b");
     assert_int_equal(fr.fields[2].valid[0], 0);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
     assert_int_equal(frame_of("[1.5,2.5]", "{}", &fr, &err), 0);
     assert_int_equal(fr.nfields, 1);
     assert_string_equal(fr.fields[0].name, "value");
     assert_true(fr.fields[0].f64[1] == 2.5);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
     /* a single object is one row */
     assert_int_equal(frame_of("{\"a\":1}", "{}", &fr, &err), 0);
     assert_int_equal(fr.nrows, 1);
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
 }
 
 static void test_frame__errors_name_the_problem(void **state)
@@ -228,7 +228,7 @@ static void test_frame__errors_name_the_problem(void **state)
          "no valid time"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct proxy__frame fr;
+        struct frame fr;
         struct cp_err err = {0};
         assert_int_equal(frame_of(cases[i].doc, cases[i].model, &fr, &err), CP_EINVAL);
         if (!strstr(err.msg, cases[i].words))
@@ -239,14 +239,14 @@ static void test_frame__errors_name_the_problem(void **state)
 static void test_frame__set_cache(void **state)
 {
     (void)state;
-    struct proxy__frame fr;
+    struct frame fr;
     struct cp_err err;
     assert_int_equal(frame_of("[{\"a\":1}]", "{}", &fr, &err), 0);
-    assert_int_equal(proxy__frame_set_cache(&fr, "hit"), 0);
+    assert_int_equal(frame_set_cache(&fr, "hit"), 0);
     assert_non_null(strstr(fr.meta_json, "\"cache\":\"hit\""));
     assert_null(strstr(fr.meta_json, "miss"));
     assert_non_null(strstr(fr.meta_json, "\"type\":\"table\""));
-    proxy__frame_dispose(&fr);
+    frame_dispose(&fr);
 }
 
 /* ---- placeholders ------------------------------------------------------------------------------ */

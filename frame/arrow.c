@@ -2,7 +2,7 @@
  * schema message, one record batch, end-of-stream marker, footer, footer length, magic. The
  * flatbuffers are made by a minimal builder below that, like the reference builders, writes
  * back to front so that every reference points forward to an object already written. */
-#include "proxy_int.h"
+#include "frame.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -220,32 +220,32 @@ struct col {
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-static int row_null(const struct proxy__field *fd, size_t i)
+static int row_null(const struct frame_field *fd, size_t i)
 {
     if (fd->valid && !fd->valid[i])
         return 1;
-    return fd->type == PF_STRING && !fd->s[i];
+    return fd->type == FRAME_STRING && !fd->s[i];
 }
 
 /* Checks one column against the frame and computes its buffer sizes. */
-static int plan_column(const struct proxy__field *fd, size_t nrows, struct col *c)
+static int plan_column(const struct frame_field *fd, size_t nrows, struct col *c)
 {
     memset(c, 0, sizeof *c);
     if (fd->n != nrows)
         return CP_EINVAL;
     int has_values;
     switch (fd->type) {
-    case PF_TIME:
-    case PF_INT64:
+    case FRAME_TIME:
+    case FRAME_INT64:
         has_values = fd->i64 != NULL;
         break;
-    case PF_FLOAT64:
+    case FRAME_FLOAT64:
         has_values = fd->f64 != NULL;
         break;
-    case PF_STRING:
+    case FRAME_STRING:
         has_values = fd->s != NULL;
         break;
-    case PF_BOOL:
+    case FRAME_BOOL:
         has_values = fd->b != NULL;
         break;
     default:
@@ -258,7 +258,7 @@ static int plan_column(const struct proxy__field *fd, size_t nrows, struct col *
     for (size_t i = 0; i < nrows; i++) {
         if (row_null(fd, i))
             c->nulls++;
-        else if (fd->type == PF_STRING) {
+        else if (fd->type == FRAME_STRING) {
             size_t l = strlen(fd->s[i]);
             if (l > (size_t)INT32_MAX - c->str_bytes)
                 return CP_EINVAL; /* Utf8 offsets are int32 */
@@ -270,10 +270,10 @@ static int plan_column(const struct proxy__field *fd, size_t nrows, struct col *
     c->len[0] = c->nulls ? (nrows + 7) / 8 : 0;
     c->nbuf = 2;
     switch (fd->type) {
-    case PF_BOOL:
+    case FRAME_BOOL:
         c->len[1] = (nrows + 7) / 8;
         break;
-    case PF_STRING:
+    case FRAME_STRING:
         c->len[1] = 4 * (nrows + 1);
         c->len[2] = c->str_bytes;
         c->nbuf = 3;
@@ -288,7 +288,7 @@ static int plan_column(const struct proxy__field *fd, size_t nrows, struct col *
 static void set_bit(uint8_t *bits, size_t i) { bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
 
 /* Writes one column's buffers into the zero-filled body. */
-static void fill_column(const struct proxy__field *fd, size_t nrows, const struct col *c,
+static void fill_column(const struct frame_field *fd, size_t nrows, const struct col *c,
                         uint8_t *body)
 {
     if (c->nulls)
@@ -297,10 +297,10 @@ static void fill_column(const struct proxy__field *fd, size_t nrows, const struc
                 set_bit(body + c->off[0], i);
     uint8_t *v = body + c->off[1];
     switch (fd->type) {
-    case PF_TIME:
-    case PF_INT64:
-    case PF_FLOAT64: {
-        const void *src = fd->type == PF_FLOAT64 ? (const void *)fd->f64 : (const void *)fd->i64;
+    case FRAME_TIME:
+    case FRAME_INT64:
+    case FRAME_FLOAT64: {
+        const void *src = fd->type == FRAME_FLOAT64 ? (const void *)fd->f64 : (const void *)fd->i64;
         if (nrows)
             memcpy(v, src, 8 * nrows);
         if (c->nulls)
@@ -309,12 +309,12 @@ static void fill_column(const struct proxy__field *fd, size_t nrows, const struc
                     memset(v + 8 * i, 0, 8); /* as the SDK writes null slots */
         break;
     }
-    case PF_BOOL:
+    case FRAME_BOOL:
         for (size_t i = 0; i < nrows; i++)
             if (fd->b[i] && !row_null(fd, i))
                 set_bit(v, i);
         break;
-    case PF_STRING: {
+    case FRAME_STRING: {
         uint8_t *data = body + c->off[2];
         int32_t pos = 0;
         memcpy(v, &pos, 4);
@@ -342,48 +342,48 @@ static size_t key_value(struct fbb *b, const char *k, const char *v)
     return fb_table_end(b);
 }
 
-static size_t type_table(struct fbb *b, enum proxy__ftype t, uint8_t *tag)
+static size_t type_table(struct fbb *b, enum frame_type t, uint8_t *tag)
 {
     fb_table_start(b);
     switch (t) {
-    case PF_TIME:
+    case FRAME_TIME:
         *tag = TYPE_TIMESTAMP;
         fb_field_i16(b, 0, UNIT_NANOSECOND); /* no timezone: Grafana times are UTC instants */
         break;
-    case PF_INT64:
+    case FRAME_INT64:
         *tag = TYPE_INT;
         fb_field_i32(b, 0, 64);
         fb_field_u8(b, 1, 1);
         break;
-    case PF_FLOAT64:
+    case FRAME_FLOAT64:
         *tag = TYPE_FLOAT;
         fb_field_i16(b, 0, PRECISION_DOUBLE);
         break;
-    case PF_STRING:
+    case FRAME_STRING:
         *tag = TYPE_UTF8;
         break;
-    case PF_BOOL:
+    case FRAME_BOOL:
         *tag = TYPE_BOOL;
         break;
     }
     return fb_table_end(b); /* empty tables too: readers require the type table */
 }
 
-static const char *tstype(enum proxy__ftype t)
+static const char *tstype(enum frame_type t)
 {
     switch (t) {
-    case PF_TIME:
+    case FRAME_TIME:
         return "time";
-    case PF_STRING:
+    case FRAME_STRING:
         return "string";
-    case PF_BOOL:
+    case FRAME_BOOL:
         return "boolean";
     default:
         return "number";
     }
 }
 
-static size_t field_table(struct fbb *b, const struct proxy__field *fd)
+static size_t field_table(struct fbb *b, const struct frame_field *fd)
 {
     size_t kv[3], nkv = 0; /* keys in sorted order, as arrow-go writes them */
     if (fd->config_json)
@@ -406,7 +406,7 @@ static size_t field_table(struct fbb *b, const struct proxy__field *fd)
     return fb_table_end(b);
 }
 
-static size_t schema_table(struct fbb *b, const struct proxy__frame *f)
+static size_t schema_table(struct fbb *b, const struct frame *f)
 {
     size_t *fields = malloc((f->nfields ? f->nfields : 1) * sizeof *fields);
     if (!fields) {
@@ -445,7 +445,7 @@ struct pair64 {
     int64_t a, b;
 };
 
-static size_t record_batch_table(struct fbb *b, const struct proxy__frame *f,
+static size_t record_batch_table(struct fbb *b, const struct frame *f,
                                  const struct col *cols)
 {
     size_t nbufs = 0;
@@ -486,7 +486,7 @@ struct block {
     int64_t body_len;
 };
 
-static size_t footer_table(struct fbb *b, const struct proxy__frame *f, const struct block *blk)
+static size_t footer_table(struct fbb *b, const struct frame *f, const struct block *blk)
 {
     size_t batches = fb_struct_vec(b, blk, 1, sizeof *blk);
     size_t dicts = fb_struct_vec(b, NULL, 0, sizeof *blk);
@@ -518,7 +518,7 @@ static int put_message(struct cp_buf *out, const uint8_t *fb, size_t n, int32_t 
     return 0;
 }
 
-int proxy__arrow_encode(const struct proxy__frame *f, struct cp_buf *out)
+int frame_arrow_encode(const struct frame *f, struct cp_buf *out)
 {
     if (!f || !out || (f->nfields && !f->fields))
         return CP_EINVAL;
@@ -605,12 +605,12 @@ fail:
     return rc;
 }
 
-void proxy__frame_dispose(struct proxy__frame *f)
+void frame_dispose(struct frame *f)
 {
     if (!f)
         return;
     for (size_t i = 0; f->fields && i < f->nfields; i++) {
-        struct proxy__field *fd = &f->fields[i];
+        struct frame_field *fd = &f->fields[i];
         if (fd->s)
             for (size_t r = 0; r < fd->n; r++)
                 free(fd->s[r]);

@@ -2,7 +2,7 @@
  * frame.c - JSON answers into data frames (SPEC.md section 7): the root selector, explicit
  * columns or columns inferred from the rows, time parsing, and the table/timeseries shapes.
  */
-#include "proxy_int.h"
+#include "frame.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -16,7 +16,7 @@
 
 /* ---- selectors: "data.items", "items[0].points", "$", "$.a.b", "[1]" --------------------- */
 
-json_t *proxy__select(json_t *root, const char *sel)
+json_t *frame_select(json_t *root, const char *sel)
 {
     const char *s = sel ? sel : "";
     if (*s == '$')
@@ -62,14 +62,14 @@ static json_t *select_in_row(json_t *row, const char *sel)
         if (end != s && (*end == 0 || (*end == ']' && end[1] == 0)) && i >= 0)
             return json_array_get(row, (size_t)i);
     }
-    return proxy__select(row, sel);
+    return frame_select(row, sel);
 }
 
 /* ---- time ------------------------------------------------------------------------------------ */
 
 /* Parses RFC 3339 ("2026-01-02T03:04:05.123456789Z", "+02:00" offsets, space separator
  * accepted, date-only accepted) into nanoseconds since the epoch. */
-int proxy__parse_rfc3339(const char *s, int64_t *ns)
+int frame_parse_rfc3339(const char *s, int64_t *ns)
 {
     int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
     if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
@@ -160,7 +160,7 @@ static int to_time(json_t *v, enum time_format tf, int64_t *ns)
                 return 0;
             return units_to_ns(x, tf == TF_UNIXMS ? 1000000 : 1000000000, ns);
         }
-        return proxy__parse_rfc3339(s, ns) == 0;
+        return frame_parse_rfc3339(s, ns) == 0;
     }
     return 0;
 }
@@ -170,7 +170,7 @@ static int to_time(json_t *v, enum time_format tf, int64_t *ns)
 struct colspec {
     char *selector;
     char *name;
-    enum proxy__ftype type;
+    enum frame_type type;
     enum time_format tf;
     int explicit_type;
 };
@@ -205,7 +205,7 @@ static void infer_type(json_t *rows, struct colspec *c)
             bools++;
         else if (json_is_string(v)) {
             strs++;
-            if (proxy__parse_rfc3339(json_string_value(v), &ns) == 0)
+            if (frame_parse_rfc3339(json_string_value(v), &ns) == 0)
                 times++;
         } else
             other++;
@@ -213,15 +213,15 @@ static void infer_type(json_t *rows, struct colspec *c)
     int total = nums + strs + bools + other;
     c->tf = TF_AUTO;
     if (total == 0)
-        c->type = PF_STRING;
+        c->type = FRAME_STRING;
     else if (nums == total)
-        c->type = looks_like_time_key(c->name) ? PF_TIME : ints == total ? PF_INT64 : PF_FLOAT64;
+        c->type = looks_like_time_key(c->name) ? FRAME_TIME : ints == total ? FRAME_INT64 : FRAME_FLOAT64;
     else if (bools == total)
-        c->type = PF_BOOL;
+        c->type = FRAME_BOOL;
     else if (strs == total && times == strs)
-        c->type = PF_TIME;
+        c->type = FRAME_TIME;
     else
-        c->type = PF_STRING;
+        c->type = FRAME_STRING;
 }
 
 static int add_col(struct colspec **cols, size_t *n, const char *sel, const char *name)
@@ -286,18 +286,18 @@ static int explicit_columns(json_t *jcols, struct colspec **cols, size_t *n, str
             const char *t = json_string_value(type);
             c->explicit_type = 1;
             if (!strcmp(t, "time"))
-                c->type = PF_TIME;
+                c->type = FRAME_TIME;
             else if (!strcmp(t, "number"))
-                c->type = PF_FLOAT64;
+                c->type = FRAME_FLOAT64;
             else if (!strcmp(t, "string"))
-                c->type = PF_STRING;
+                c->type = FRAME_STRING;
             else if (!strcmp(t, "boolean"))
-                c->type = PF_BOOL;
+                c->type = FRAME_BOOL;
             else
                 return cp_err_set(err, CP_EINVAL,
                                   "columns[%zu].type must be time, number, string or boolean", i);
         } else if (tf) {
-            c->type = PF_TIME;
+            c->type = FRAME_TIME;
             c->explicit_type = 1;
         }
     }
@@ -352,7 +352,7 @@ static int inferred_columns(json_t *rows, struct colspec **cols, size_t *n, stru
 
 /* ---- building --------------------------------------------------------------------------------- */
 
-static int fill_field(struct proxy__field *f, const struct colspec *c, json_t *rows, size_t n)
+static int fill_field(struct frame_field *f, const struct colspec *c, json_t *rows, size_t n)
 {
     f->name = strdup(c->name);
     f->type = c->type;
@@ -361,17 +361,17 @@ static int fill_field(struct proxy__field *f, const struct colspec *c, json_t *r
     if (!f->name || !f->valid)
         return CP_ENOMEM;
     switch (c->type) {
-    case PF_TIME:
-    case PF_INT64:
+    case FRAME_TIME:
+    case FRAME_INT64:
         f->i64 = calloc(n ? n : 1, sizeof *f->i64);
         break;
-    case PF_FLOAT64:
+    case FRAME_FLOAT64:
         f->f64 = calloc(n ? n : 1, sizeof *f->f64);
         break;
-    case PF_BOOL:
+    case FRAME_BOOL:
         f->b = calloc(n ? n : 1, 1);
         break;
-    case PF_STRING:
+    case FRAME_STRING:
         f->s = calloc(n ? n : 1, sizeof *f->s);
         break;
     }
@@ -385,16 +385,16 @@ static int fill_field(struct proxy__field *f, const struct colspec *c, json_t *r
         int ok = 0;
         if (row && !json_is_null(row)) {
             switch (c->type) {
-            case PF_TIME:
+            case FRAME_TIME:
                 ok = to_time(row, c->tf, &f->i64[r]);
                 break;
-            case PF_INT64:
+            case FRAME_INT64:
                 if (json_is_integer(row)) {
                     f->i64[r] = json_integer_value(row);
                     ok = 1;
                 }
                 break;
-            case PF_FLOAT64:
+            case FRAME_FLOAT64:
                 if (json_is_number(row)) {
                     f->f64[r] = json_number_value(row);
                     ok = 1;
@@ -408,13 +408,13 @@ static int fill_field(struct proxy__field *f, const struct colspec *c, json_t *r
                     }
                 }
                 break;
-            case PF_BOOL:
+            case FRAME_BOOL:
                 if (json_is_boolean(row)) {
                     f->b[r] = json_is_true(row);
                     ok = 1;
                 }
                 break;
-            case PF_STRING:
+            case FRAME_STRING:
                 if (json_is_string(row))
                     f->s[r] = strdup(json_string_value(row));
                 else
@@ -445,7 +445,7 @@ static int cmp_rows(const void *a, const void *b, void *ctx)
 }
 
 /* Sorts every field of a timeseries frame by its first (time) field. */
-static int sort_by_time(struct proxy__frame *fr)
+static int sort_by_time(struct frame *fr)
 {
     size_t n = fr->nrows;
     if (n < 2)
@@ -461,7 +461,7 @@ static int sort_by_time(struct proxy__frame *fr)
         ord[i] = i;
     qsort_r(ord, n, sizeof *ord, cmp_rows, fr->fields[0].i64);
     for (size_t f = 0; f < fr->nfields; f++) {
-        struct proxy__field *fl = &fr->fields[f];
+        struct frame_field *fl = &fr->fields[f];
 #define PERMUTE(arr, type)                                                                     \
     if (fl->arr) {                                                                             \
         type *t = tmp;                                                                         \
@@ -481,8 +481,8 @@ static int sort_by_time(struct proxy__frame *fr)
     return 0;
 }
 
-int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const char *cache_result,
-                         struct proxy__frame *fr, struct cp_err *err)
+int frame_from_json(json_t *doc, json_t *model, const char *ref_id, const char *cache_result,
+                         struct frame *fr, struct cp_err *err)
 {
     memset(fr, 0, sizeof *fr);
     json_t *jroot = json_object_get(model, "root");
@@ -501,7 +501,7 @@ int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const c
     if (!timeseries && strcmp(fmt, "table"))
         return cp_err_set(err, CP_EINVAL, "format must be table or timeseries");
 
-    json_t *rows = proxy__select(doc, jroot ? json_string_value(jroot) : "$");
+    json_t *rows = frame_select(doc, jroot ? json_string_value(jroot) : "$");
     json_t *wrapped = NULL;
     if (!rows)
         return cp_err_set(err, CP_EINVAL, "root \"%.100s\" selects nothing in the answer",
@@ -528,7 +528,7 @@ int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const c
     if (!rc && timeseries) {
         /* the first time column goes first */
         size_t t;
-        for (t = 0; t < ncols && cols[t].type != PF_TIME; t++)
+        for (t = 0; t < ncols && cols[t].type != FRAME_TIME; t++)
             ;
         if (t == ncols) {
             rc = cp_err_set(err, CP_EINVAL, "format timeseries needs a time column (name it "
@@ -550,7 +550,7 @@ int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const c
          * time); without them it is wide */
         int has_strings = 0;
         for (size_t c = 0; c < ncols; c++)
-            has_strings |= cols[c].type == PF_STRING;
+            has_strings |= cols[c].type == FRAME_STRING;
         const char *type = !timeseries ? "table" : has_strings ? "timeseries-long"
                                                               : "timeseries-wide";
         json_t *meta = json_pack("{s:s,s:[i,i],s:{s:s}}", "type", type, "typeVersion", 0, 0,
@@ -577,11 +577,11 @@ int proxy__json_to_frame(json_t *doc, json_t *model, const char *ref_id, const c
     free_cols(cols, ncols);
     json_decref(wrapped);
     if (rc)
-        proxy__frame_dispose(fr);
+        frame_dispose(fr);
     return rc;
 }
 
-int proxy__frame_set_cache(struct proxy__frame *fr, const char *cache_result)
+int frame_set_cache(struct frame *fr, const char *cache_result)
 {
     json_error_t je;
     json_t *meta = fr->meta_json ? json_loads(fr->meta_json, 0, &je) : json_object();

@@ -1,5 +1,5 @@
 /* errors.c - lookups into the CP_ERRNO_MAP table and the cp_err helper. */
-#include "errors.h"
+#include "base.h"
 
 #include <stdarg.h>
 #include <stdio.h>

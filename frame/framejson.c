@@ -3,7 +3,7 @@
  * "entities" and sub-millisecond time remainders in "nanos". Strings are escaped here so that
  * invalid UTF-8 becomes U+FFFD, as Go's encoder does; embedded meta, config and labels JSON is
  * checked with jansson and copied as written. */
-#include "proxy_int.h"
+#include "frame.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -89,26 +89,26 @@ static int put_raw_object(struct cp_buf *b, const char *text)
     return cp_buf_addstr(b, text);
 }
 
-static const char *tstype(enum proxy__ftype t)
+static const char *tstype(enum frame_type t)
 {
     static const char *const names[] = {"time", "number", "number", "string", "boolean"};
     return names[t];
 }
 
-static const char *item_type(enum proxy__ftype t)
+static const char *item_type(enum frame_type t)
 {
     static const char *const names[] = {"time.Time", "float64", "int64", "string", "bool"};
     return names[t];
 }
 
-static int is_null(const struct proxy__field *fd, size_t i)
+static int is_null(const struct frame_field *fd, size_t i)
 {
-    return (fd->valid && !fd->valid[i]) || (fd->type == PF_STRING && !fd->s[i]);
+    return (fd->valid && !fd->valid[i]) || (fd->type == FRAME_STRING && !fd->s[i]);
 }
 
-static int check_field(const struct proxy__field *fd, size_t nrows)
+static int check_field(const struct frame_field *fd, size_t nrows)
 {
-    if ((unsigned)fd->type > PF_BOOL || fd->n != nrows)
+    if ((unsigned)fd->type > FRAME_BOOL || fd->n != nrows)
         return CP_EINVAL;
     if (!nrows)
         return 0;
@@ -122,7 +122,7 @@ static int check_field(const struct proxy__field *fd, size_t nrows)
     return 0;
 }
 
-static int put_schema(struct cp_buf *b, const struct proxy__frame *f)
+static int put_schema(struct cp_buf *b, const struct frame *f)
 {
     int rc = cp_buf_addstr(b, "\"schema\":{");
     const char *sep = "";
@@ -135,7 +135,7 @@ static int put_schema(struct cp_buf *b, const struct proxy__frame *f)
     if (!rc)
         rc = cp_buf_addf(b, "%s\"fields\":[", sep);
     for (size_t i = 0; !rc && i < f->nfields; i++) {
-        const struct proxy__field *fd = &f->fields[i];
+        const struct frame_field *fd = &f->fields[i];
         rc = cp_buf_addstr(b, i ? ",{" : "{");
         if (!rc && fd->name && *fd->name && !(rc = cp_buf_addstr(b, "\"name\":")) &&
             !(rc = put_str(b, fd->name)))
@@ -164,7 +164,7 @@ static int64_t floor_ms(int64_t ns, int64_t *rem)
     return ms;
 }
 
-static int put_values(struct cp_buf *b, const struct proxy__field *fd)
+static int put_values(struct cp_buf *b, const struct frame_field *fd)
 {
     int rc = cp_buf_add(b, "[", 1);
     for (size_t i = 0; !rc && i < fd->n; i++) {
@@ -178,19 +178,19 @@ static int put_values(struct cp_buf *b, const struct proxy__field *fd)
         }
         int64_t rem;
         switch (fd->type) {
-        case PF_TIME:
+        case FRAME_TIME:
             rc = put_i64(b, floor_ms(fd->i64[i], &rem));
             break;
-        case PF_INT64:
+        case FRAME_INT64:
             rc = put_i64(b, fd->i64[i]);
             break;
-        case PF_FLOAT64:
+        case FRAME_FLOAT64:
             rc = isfinite(fd->f64[i]) ? put_double(b, fd->f64[i]) : cp_buf_addstr(b, "null");
             break;
-        case PF_STRING:
+        case FRAME_STRING:
             rc = put_str(b, fd->s[i]);
             break;
-        case PF_BOOL:
+        case FRAME_BOOL:
             rc = cp_buf_addstr(b, fd->b[i] ? "true" : "false");
             break;
         }
@@ -200,11 +200,11 @@ static int put_values(struct cp_buf *b, const struct proxy__field *fd)
 
 /* Appends {"NaN":[..],"Inf":[..],"NegInf":[..]} (empty lists omitted) or null; *any is set
  * when the field has a non-finite value. */
-static int put_entities(struct cp_buf *b, const struct proxy__field *fd, int *any)
+static int put_entities(struct cp_buf *b, const struct frame_field *fd, int *any)
 {
     static const char *const keys[] = {"NaN", "Inf", "NegInf"};
     int rc = 0, open = 0;
-    for (int k = 0; !rc && k < 3 && fd->type == PF_FLOAT64; k++) {
+    for (int k = 0; !rc && k < 3 && fd->type == FRAME_FLOAT64; k++) {
         int first = 1;
         for (size_t i = 0; !rc && i < fd->n; i++) {
             double v = fd->f64[i];
@@ -224,11 +224,11 @@ static int put_entities(struct cp_buf *b, const struct proxy__field *fd, int *an
     return rc ? rc : cp_buf_addstr(b, open ? "]}" : "null");
 }
 
-static int put_nanos(struct cp_buf *b, const struct proxy__field *fd, int *any)
+static int put_nanos(struct cp_buf *b, const struct frame_field *fd, int *any)
 {
     int has = 0;
     int64_t rem;
-    for (size_t i = 0; fd->type == PF_TIME && i < fd->n && !has; i++)
+    for (size_t i = 0; fd->type == FRAME_TIME && i < fd->n && !has; i++)
         has = !is_null(fd, i) && (floor_ms(fd->i64[i], &rem), rem != 0);
     if (!has)
         return cp_buf_addstr(b, "null");
@@ -245,8 +245,8 @@ static int put_nanos(struct cp_buf *b, const struct proxy__field *fd, int *any)
 }
 
 /* Appends ",\"<key>\":[...]" built by fn for each field, or nothing when no field has any. */
-static int put_optional(struct cp_buf *b, const struct proxy__frame *f, const char *key,
-                        int (*fn)(struct cp_buf *, const struct proxy__field *, int *))
+static int put_optional(struct cp_buf *b, const struct frame *f, const char *key,
+                        int (*fn)(struct cp_buf *, const struct frame_field *, int *))
 {
     size_t mark = b->len;
     int any = 0;
@@ -263,7 +263,7 @@ static int put_optional(struct cp_buf *b, const struct proxy__frame *f, const ch
     return rc;
 }
 
-int proxy__frame_json(const struct proxy__frame *f, struct cp_buf *out)
+int frame_to_json(const struct frame *f, struct cp_buf *out)
 {
     if (!f || !out || (f->nfields && !f->fields))
         return CP_EINVAL;

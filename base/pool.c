@@ -4,7 +4,7 @@
  * threads: it is queued here. A job that finds no idle thread starts one, up to max_threads;
  * past that it waits in the queue. Idle threads exit after idle_ms, so an idle plugin keeps
  * only a few threads. */
-#include "config.h"
+#include "base.h"
 
 #include <errno.h>
 #include <pthread.h>
