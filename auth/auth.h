@@ -20,12 +20,19 @@ struct auth_env {
     const struct cp_logger *log;
     _Atomic uint64_t *decisions; /* [0] deny, [1] allow; may be NULL */
     const char *module_dir;      /* where modules may be loaded from; NULL: none */
+    struct cp_loop *loop;        /* where the instance's work runs (token and authz requests) */
+    struct cp_pool *cpu;         /* where modules run (they may block) */
+    /* Keeps the owner (and with it cfg) alive while asynchronous work runs: hold(ctx, 1)
+     * when work starts, hold(ctx, -1) when it ended, on the loop thread. May be NULL. */
+    void (*hold)(void *ctx, int delta);
+    void *hold_ctx;
 };
 
 /* Builds the auth state of an instance (borrows cfg for its lifetime). Loads the module when
  * authType is module or authModule is set. CP_ECONFIG / CP_EMODULE with err detail. */
 int auth_ds_new(const struct cfg_ds *cfg, const struct auth_env *env, struct auth_ds **out,
                 struct cp_err *err);
+/* Frees it; on the loop thread once it was used there (no asynchronous work runs then). */
 void auth_ds_free(struct auth_ds *a);
 
 /* ---- authorization ----------------------------------------------------------------------- */
@@ -47,15 +54,19 @@ struct auth_request {
     const char *ds_uid;
 };
 
-/* Rules first (first match wins, else defaultAction), then the external service (authzUrl,
- * fail closed), then the module. Returns 0 with *d filled; an error only for broken internals.
- * Counts the decision. */
-int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth_decision *d);
+typedef void (*auth_decided_fn)(void *arg, const struct auth_decision *d);
 
-/* The same without counting the decision (a caller that may decide again later counts the
- * one that stands with auth_count). */
-int auth_authorize_uncounted(struct auth_ds *a, const struct auth_request *rq,
-                             struct auth_decision *d);
+/* Rules first (first match wins, else defaultAction), then the external service (authzUrl,
+ * fail closed, over the loop), then the module (on the cpu pool). On the loop thread; cb runs
+ * once on it, possibly before this returns. rq and what it points to stay valid until then.
+ * Counts the decision. */
+void auth_authorize_async(struct auth_ds *a, const struct auth_request *rq, auth_decided_fn cb,
+                          void *arg);
+/* The rules alone, when auth_is_local (no authzUrl, no module): any thread, no I/O. Does not
+ * count the decision (a caller that may decide again later counts the one that stands with
+ * auth_count). */
+void auth_authorize_local(struct auth_ds *a, const struct auth_request *rq,
+                          struct auth_decision *d);
 void auth_count(struct auth_ds *a, int allow);
 /* 1 when authorization needs no I/O (rules only: no authzUrl, no module). */
 int auth_is_local(const struct auth_ds *a);
@@ -106,14 +117,19 @@ struct auth_outgoing {
     /* Grafana's forwarded user tokens (forwardOAuth): "Bearer ..." and the ID token */
     const char *fwd_authorization, *fwd_id_token;
     int64_t now_unix; /* for HMAC timestamps */
-    int (*cancelled)(void *ctx);
-    void *cancel_ctx;
 };
 
+typedef void (*auth_injected_fn)(void *arg, int rc, const struct cp_err *err);
+
 /* Fills c (empty, or wiped) with the credentials of the configured authType and the custom
- * headers, and registers them with the logger. May fetch
- * an OAuth2 token (shared by all callers, one refresh at a time). CP_EUPSTREAM when a token
- * cannot be had, CP_EBADREQ when forwardOAuth finds no user token. */
+ * headers, and registers them with the logger. May fetch an OAuth2 token over the loop (shared
+ * by all callers, one request at a time) and ask the module on the cpu pool. On the loop
+ * thread; cb runs once on it with 0, CP_EUPSTREAM when a token cannot be had, CP_EBADREQ when
+ * forwardOAuth finds no user token. o, c and what they point to stay valid until then. */
+void auth_inject_async(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
+                       auth_injected_fn cb, void *arg);
+/* The same for credentials that need no I/O (every authType but oauth2, without a module):
+ * any thread. */
 int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
                 struct cp_err *err);
 

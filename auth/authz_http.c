@@ -1,7 +1,7 @@
 /* authz_http.c - external authorization (SPEC.md section 5): POST the request's identity to
- * authzUrl; 2xx allows, 403 denies, and anything else (other status, unreachable, timeout)
- * denies: fail closed. Decisions the service made are cached for authzCacheTtl per user,
- * method and path; failures are not cached. */
+ * authzUrl over the loop; 2xx allows, 403 denies, and anything else (other status,
+ * unreachable, timeout) denies: fail closed. Decisions the service made are cached for
+ * authzCacheTtl per user, method and path; failures are not cached. */
 #include "auth_int.h"
 
 #include <jansson.h>
@@ -122,8 +122,46 @@ static void store(struct auth__authz *z, const char *key, int allow, int64_t ttl
     pthread_mutex_unlock(&z->mu);
 }
 
-int auth__authz_decide(struct auth_ds *a, const struct auth_request *rq, char *reason,
-                       size_t reason_size)
+struct ask {
+    struct auth_ds *a;
+    char *key; /* the request body, also the cache key */
+    auth__verdict_fn cb;
+    void *arg;
+};
+
+static void answered(void *arg, int rc, long status, const struct cp_buf *resp,
+                     const struct cp_err *e)
+{
+    (void)resp;
+    struct ask *q = arg;
+    struct auth_ds *a = q->a;
+    const struct cfg_ds *cfg = a->cfg;
+    char reason[160] = "";
+    int allow = 0;
+    if (rc) {
+        cp_log(a->env.log, CP_LOG_WARN, "authorization service failed; denying (fail closed)",
+               (struct cp_kv[]){CP_KV_S("error", cp_err_text(e)), CP_KV_S("dsUid", cfg->uid)},
+               2);
+        snprintf(reason, sizeof reason, "authorization service unavailable: denied");
+    } else if (status >= 200 && status <= 299) {
+        allow = 1;
+        store(a->authz, q->key, 1, cfg->authz_cache_ttl_ms);
+    } else if (status == 403) {
+        snprintf(reason, sizeof reason, "denied by the authorization service");
+        store(a->authz, q->key, 0, cfg->authz_cache_ttl_ms);
+    } else {
+        cp_log(a->env.log, CP_LOG_WARN,
+               "authorization service answered an unexpected status; denying (fail closed)",
+               (struct cp_kv[]){CP_KV_I("status", status), CP_KV_S("dsUid", cfg->uid)}, 2);
+        snprintf(reason, sizeof reason, "authorization service answered %ld: denied", status);
+    }
+    q->cb(q->arg, allow, reason);
+    free(q->key);
+    free(q);
+}
+
+void auth__authz_decide(struct auth_ds *a, const struct auth_request *rq, auth__verdict_fn cb,
+                        void *arg)
 {
     const struct cfg_ds *cfg = a->cfg;
     const struct cp_user *u = rq->user;
@@ -135,46 +173,29 @@ int auth__authz_decide(struct auth_ds *a, const struct auth_request *rq, char *r
                           rq->path, "datasourceUid", cfg->uid);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!body) {
-        snprintf(reason, reason_size, "authorization service: out of memory");
-        return 0;
+    struct ask *q = body ? calloc(1, sizeof *q) : NULL;
+    if (!q) {
+        free(body);
+        cb(arg, 0, "authorization service: out of memory");
+        return;
     }
     int allow = 0;
     if (lookup(a->authz, body, &allow)) {
-        if (!allow)
-            snprintf(reason, reason_size, "denied by the authorization service");
         free(body);
-        return allow;
+        free(q);
+        cb(arg, allow, allow ? "" : "denied by the authorization service");
+        return;
     }
+    q->a = a;
+    q->key = body;
+    q->cb = cb;
+    q->arg = arg;
     int64_t timeout = cfg->timeout_ms < 10000 ? cfg->timeout_ms : 10000;
-    struct auth__post p = {cfg->authz_url, "application/json", body, NULL, NULL, timeout,
-                           cfg->tls_skip_verify, cfg->tls_auth_ca ? &cfg->tls_ca_cert : NULL,
-                           NULL, NULL};
-    long status = 0;
-    struct cp_buf resp = {0};
-    struct cp_err e = {0};
-    int rc = auth__http_post(&p, &status, &resp, &e);
-    cp_buf_free(&resp);
-    if (rc) {
-        cp_log(a->env.log, CP_LOG_WARN, "authorization service failed; denying (fail closed)",
-               (struct cp_kv[]){CP_KV_S("error", cp_err_text(&e)), CP_KV_S("dsUid", cfg->uid)},
-               2);
-        snprintf(reason, reason_size, "authorization service unavailable: denied");
-        allow = 0;
-    } else if (status >= 200 && status <= 299) {
-        allow = 1;
-        store(a->authz, body, 1, cfg->authz_cache_ttl_ms);
-    } else if (status == 403) {
-        allow = 0;
-        snprintf(reason, reason_size, "denied by the authorization service");
-        store(a->authz, body, 0, cfg->authz_cache_ttl_ms);
-    } else {
-        cp_log(a->env.log, CP_LOG_WARN,
-               "authorization service answered an unexpected status; denying (fail closed)",
-               (struct cp_kv[]){CP_KV_I("status", status), CP_KV_S("dsUid", cfg->uid)}, 2);
-        snprintf(reason, reason_size, "authorization service answered %ld: denied", status);
-        allow = 0;
-    }
-    free(body);
-    return allow;
+    struct auth__post p = {.url = cfg->authz_url,
+                           .content_type = "application/json",
+                           .body = body,
+                           .timeout_ms = timeout,
+                           .tls_skip_verify = cfg->tls_skip_verify,
+                           .ca_cert = cfg->tls_auth_ca ? &cfg->tls_ca_cert : NULL};
+    auth__http_post(a, &p, answered, q);
 }

@@ -1,5 +1,6 @@
-/* inject.c - the auth state of an instance, authorization order, and the credential
- * injectors of every authType (SPEC.md section 3). */
+/* inject.c - the auth state of an instance, authorization order (rules, then the service,
+ * then the module), and the credential injectors of every authType (SPEC.md section 3). The
+ * asynchronous steps run on the instance's loop, modules on the cpu pool. */
 #include "auth_int.h"
 
 #include <openssl/evp.h>
@@ -35,6 +36,7 @@ void auth_ds_free(struct auth_ds *a)
 {
     if (!a)
         return;
+    cp_http_free(a->http);
     auth__oauth2_free(a->oauth2);
     auth__authz_free(a->authz);
     auth__module_free(a->module);
@@ -49,15 +51,15 @@ void auth_count(struct auth_ds *a, int allow)
         atomic_fetch_add_explicit(&a->env.decisions[allow ? 1 : 0], 1, memory_order_relaxed);
 }
 
-int auth_authorize(struct auth_ds *a, const struct auth_request *rq, struct auth_decision *d)
+void auth__hold(struct auth_ds *a, int delta)
 {
-    int rc = auth_authorize_uncounted(a, rq, d);
-    auth_count(a, d->allow);
-    return rc;
+    if (a->env.hold)
+        a->env.hold(a->env.hold_ctx, delta);
 }
 
-int auth_authorize_uncounted(struct auth_ds *a, const struct auth_request *rq,
-                             struct auth_decision *d)
+/* The rules (first match wins, else defaultAction). */
+static void rules_decide(struct auth_ds *a, const struct auth_request *rq,
+                         struct auth_decision *d)
 {
     int matched = -1;
     d->scope = AUTH_SCOPE_DEFAULT;
@@ -69,11 +71,92 @@ int auth_authorize_uncounted(struct auth_ds *a, const struct auth_request *rq,
         else
             snprintf(d->reason, sizeof d->reason, "denied by defaultAction");
     }
-    if (d->allow && a->authz)
-        d->allow = auth__authz_decide(a, rq, d->reason, sizeof d->reason);
-    if (d->allow && a->module)
-        auth__module_decide(a, rq, d);
-    return 0;
+}
+
+void auth_authorize_local(struct auth_ds *a, const struct auth_request *rq,
+                          struct auth_decision *d)
+{
+    rules_decide(a, rq, d);
+}
+
+/* An authorization under way: rules, then the service, then the module. */
+struct decide_op {
+    struct auth_ds *a;
+    const struct auth_request *rq;
+    struct auth_decision d;
+    auth_decided_fn cb;
+    void *arg;
+};
+
+static void decided(struct decide_op *op)
+{
+    auth_count(op->a, op->d.allow);
+    op->cb(op->arg, &op->d);
+    free(op);
+}
+
+static void module_decided(void *arg)
+{
+    struct decide_op *op = arg;
+    struct auth_ds *a = op->a;
+    decided(op);
+    auth__hold(a, -1);
+}
+
+/* On the cpu pool: the module may block. */
+static void module_job(void *arg)
+{
+    struct decide_op *op = arg;
+    auth__module_decide(op->a, op->rq, &op->d);
+    if (cp_loop_post(op->a->env.loop, module_decided, op) != 0)
+        free(op); /* the loop has stopped: the process is ending */
+}
+
+static void module_step(struct decide_op *op)
+{
+    auth__hold(op->a, 1);
+    if (cp_pool_submit(op->a->env.cpu, module_job, op) != 0) {
+        op->d.allow = 0;
+        snprintf(op->d.reason, sizeof op->d.reason, "auth module: out of memory");
+        module_decided(op);
+    }
+}
+
+static void authz_decided(void *arg, int allow, const char *reason)
+{
+    struct decide_op *op = arg;
+    if (!allow) {
+        op->d.allow = 0;
+        snprintf(op->d.reason, sizeof op->d.reason, "%s", reason);
+    }
+    if (op->d.allow && op->a->module)
+        module_step(op);
+    else
+        decided(op);
+}
+
+void auth_authorize_async(struct auth_ds *a, const struct auth_request *rq, auth_decided_fn cb,
+                          void *arg)
+{
+    struct decide_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        struct auth_decision d = {.allow = 0, .scope = AUTH_SCOPE_DEFAULT};
+        snprintf(d.reason, sizeof d.reason, "out of memory");
+        auth_count(a, 0);
+        cb(arg, &d);
+        return;
+    }
+    op->a = a;
+    op->rq = rq;
+    op->cb = cb;
+    op->arg = arg;
+    rules_decide(a, rq, &op->d);
+    if (op->d.allow && a->authz)
+        auth__authz_decide(a, rq, authz_decided, op);
+    else if (op->d.allow && a->module)
+        module_step(op);
+    else
+        decided(op);
 }
 
 int auth__creds_add(struct auth_creds *c, const char *name, const char *value)
@@ -176,8 +259,9 @@ static int inject_hmac(const struct cfg_ds *cfg, const struct auth_outgoing *o,
     return auth__creds_add(c, cfg->hmac_header, sig);
 }
 
-int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
-                struct cp_err *err)
+/* The injectors that need no I/O. */
+static int inject_local(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
+                        struct cp_err *err)
 {
     const struct cfg_ds *cfg = a->cfg;
     int rc = 0;
@@ -186,9 +270,11 @@ int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_cr
         rc = auth__creds_add(c, cfg->headers[i].name,
                              cfg->headers[i].value.v ? cfg->headers[i].value.v : "");
     if (rc)
-        goto fail;
+        return rc;
     switch (cfg->auth_type) {
     case CFG_AUTH_NONE:
+    case CFG_AUTH_OAUTH2: /* asynchronous: auth_inject_async */
+    case CFG_AUTH_MODULE: /* the module adds its own */
         break;
     case CFG_AUTH_BASIC:
         rc = inject_basic(cfg, c);
@@ -205,15 +291,6 @@ int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_cr
             rc = auth__creds_add(c, cfg->api_key_header, cfg->api_key.v);
         }
         break;
-    case CFG_AUTH_OAUTH2: {
-        char *v = NULL;
-        if ((rc = auth__oauth2_header(a, o, &v, err)))
-            return rc;
-        rc = auth__creds_add(c, "Authorization", v);
-        explicit_bzero(v, strlen(v));
-        free(v);
-        break;
-    }
     case CFG_AUTH_FORWARD_OAUTH:
         if (!o->fwd_authorization || !*o->fwd_authorization)
             return cp_err_set(err, CP_EBADREQ,
@@ -226,22 +303,109 @@ int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_cr
     case CFG_AUTH_HMAC:
         rc = inject_hmac(cfg, o, c);
         break;
-    case CFG_AUTH_MODULE:
-        break; /* below */
     }
-    if (!rc && a->module)
-        rc = auth__module_inject(a, o, c, err);
+    return rc;
+}
+
+/* Maps internal failures to what the caller answers, and registers the values on success. */
+static int injected(struct auth_ds *a, struct auth_creds *c, int rc, struct cp_err *err)
+{
     if (!rc) {
         each_secret_of(c, a->env.log, cp_log_secret_add);
         c->registered = a->env.log;
         return 0;
     }
-fail:
     if (rc == CP_ENOMEM)
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     if (rc == CP_ETOOBIG)
         return cp_err_set(err, CP_ECONFIG, "too many credential headers");
     return rc;
+}
+
+int auth_inject(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
+                struct cp_err *err)
+{
+    return injected(a, c, inject_local(a, o, c, err), err);
+}
+
+/* An injection under way: local injectors, then the OAuth2 token, then the module. */
+struct inject_op {
+    struct auth_ds *a;
+    const struct auth_outgoing *o;
+    struct auth_creds *c;
+    struct cp_err err;
+    int rc;
+    auth_injected_fn cb;
+    void *arg;
+};
+
+static void inject_finish(struct inject_op *op)
+{
+    op->rc = injected(op->a, op->c, op->rc, &op->err);
+    op->cb(op->arg, op->rc, &op->err);
+    free(op);
+}
+
+static void module_injected(void *arg)
+{
+    struct inject_op *op = arg;
+    struct auth_ds *a = op->a;
+    inject_finish(op);
+    auth__hold(a, -1);
+}
+
+static void module_inject_job(void *arg)
+{
+    struct inject_op *op = arg;
+    op->rc = auth__module_inject(op->a, op->o, op->c, &op->err);
+    if (cp_loop_post(op->a->env.loop, module_injected, op) != 0)
+        free(op);
+}
+
+static void inject_module_step(struct inject_op *op)
+{
+    if (op->rc || !op->a->module) {
+        inject_finish(op);
+        return;
+    }
+    auth__hold(op->a, 1);
+    if (cp_pool_submit(op->a->env.cpu, module_inject_job, op) != 0) {
+        op->rc = CP_ENOMEM;
+        module_injected(op);
+    }
+}
+
+static void token_ready(void *arg, int rc, const char *value, const struct cp_err *err)
+{
+    struct inject_op *op = arg;
+    if (rc) {
+        op->rc = rc;
+        op->err = *err;
+    } else {
+        op->rc = auth__creds_add(op->c, "Authorization", value);
+    }
+    inject_module_step(op);
+}
+
+void auth_inject_async(struct auth_ds *a, const struct auth_outgoing *o, struct auth_creds *c,
+                       auth_injected_fn cb, void *arg)
+{
+    struct inject_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        struct cp_err e;
+        cb(arg, cp_err_set(&e, CP_ENOMEM, "out of memory"), &e);
+        return;
+    }
+    op->a = a;
+    op->o = o;
+    op->c = c;
+    op->cb = cb;
+    op->arg = arg;
+    op->rc = inject_local(a, o, c, &op->err);
+    if (!op->rc && a->cfg->auth_type == CFG_AUTH_OAUTH2)
+        auth__oauth2_header(a, token_ready, op);
+    else
+        inject_module_step(op);
 }
 
 void auth_token_stats(struct auth_ds *a, struct auth_token_stats *st)

@@ -35,6 +35,7 @@
     X(ERESPBIG, "upstream response too large", 502, 14)                                    \
     X(ETIMEDOUT, "upstream timeout", 504, 4)                                               \
     X(ECANCELED, "request cancelled", 499, 1)                                              \
+    X(EBUSY, "busy, try again", 503, 14)                                                   \
     X(EBACKEND, "cache backend failure", 503, 14)                                          \
     X(EAUTHZ, "authorization service failure", 403, 7)                                     \
     X(EMODULE, "auth module failure", 500, 13)                                             \
@@ -168,5 +169,47 @@ int cp_pool_submit(struct cp_pool *p, void (*fn)(void *), void *arg);
 void cp_pool_free(struct cp_pool *p);
 /* Threads alive and jobs waiting, for metrics. */
 void cp_pool_stats(struct cp_pool *p, unsigned *threads, unsigned *busy, unsigned *queued);
+
+/* ---- event loop --------------------------------------------------------------------------- */
+
+/* A libuv loop on a thread of its own. Upstream transfers, timers and the continuations of
+ * requests run on it; nothing on it blocks. Other threads hand it work with cp_loop_post. */
+struct cp_loop;
+/* Starts the loop's thread. NULL on failure. */
+struct cp_loop *cp_loop_new(void);
+/* Runs what was posted, then stops and joins the thread. Owners close their timers and HTTP
+ * multi handles first. NULL-safe. */
+void cp_loop_free(struct cp_loop *l);
+/* Queues fn(arg) to run on the loop's thread (from any thread, the loop's own included: then
+ * it runs after the current callback). 0, CP_ENOMEM, or CP_ECANCELED once the loop stops
+ * (fn will never run). */
+int cp_loop_post(struct cp_loop *l, void (*fn)(void *arg), void *arg);
+/* 1 when called on l's thread. */
+int cp_loop_is_current(const struct cp_loop *l);
+/* Jobs run so far (tests, metrics). */
+uint64_t cp_loop_jobs(struct cp_loop *l);
+
+/* A one-shot timer (loop thread only): fn(arg) runs once after ms, on the loop. */
+struct cp_timer;
+struct cp_timer *cp_timer_start(struct cp_loop *l, int64_t ms, void (*fn)(void *arg), void *arg);
+/* Stops a timer that has not fired; fn never runs. Must not be called after it fired. */
+void cp_timer_cancel(struct cp_timer *t);
+
+/* HTTP transfers on a loop: one libcurl multi handle (its connection pool, DNS cache and
+ * connection caps) driven through the multi socket API. Loop thread only. */
+struct cp_http;
+/* max_connections > 0 caps connections in total and per host: transfers past it wait in
+ * libcurl's queue (within their own timeouts). running and queued (may be NULL) are kept up to
+ * date with the transfers running and, of those, the ones still waiting for a connection. */
+struct cp_http *cp_http_new(struct cp_loop *l, long max_connections, _Atomic int *running,
+                            _Atomic int *queued);
+/* Closes the pool; every transfer must have finished or been aborted. NULL-safe. */
+void cp_http_free(struct cp_http *h);
+/* Starts easy (a CURL *, fully set up; CURLOPT_PRIVATE and CURLOPT_PREREQ* are ours). done
+ * runs on the loop when it ends, with libcurl's CURLcode; the easy handle is the caller's
+ * again then (done may free it or start another transfer). CP_ENOMEM: nothing started. */
+int cp_http_add(struct cp_http *h, void *easy, void (*done)(void *arg, int curl_code), void *arg);
+/* Removes a running transfer; its done never runs. */
+void cp_http_abort(struct cp_http *h, void *easy);
 
 #endif

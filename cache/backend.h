@@ -8,11 +8,6 @@
 
 #include "cache.h"
 
-enum {
-    CACHE_CAP_SHARED = 1 << 0, /* entries are seen by other processes */
-    CACHE_CAP_LOCK = 1 << 1,   /* lock/unlock coalesce across processes */
-};
-
 struct cache_store;
 
 struct cache_backend {
@@ -32,8 +27,10 @@ struct cache_backend {
                         struct cp_err *err);
     void (*usage)(struct cache_store *s, struct cache_usage *u);
     int (*ping)(struct cache_store *s, struct cp_err *err);
-    int (*lock)(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms);
-    void (*unlock)(struct cache_store *s, const struct cache_key *k);
+    int (*lock)(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,
+                struct cache_lock_token *tok);
+    void (*unlock)(struct cache_store *s, const struct cache_key *k,
+                   const struct cache_lock_token *tok);
     /* 1 while someone holds k's lock, 0 when nobody does, negative on failure */
     int (*lock_held)(struct cache_store *s, const struct cache_key *k);
     void (*close)(struct cache_store *s);

@@ -28,6 +28,8 @@ void cache_store_close(struct cache_store *s)
 
 const char *cache_store_backend(const struct cache_store *s) { return s ? s->be->name : "off"; }
 
+unsigned cache_store_caps(const struct cache_store *s) { return s ? s->be->caps : 0; }
+
 int cache_get(struct cache_store *s, const struct cache_key *k, struct cache_entry **out,
               struct cp_err *err)
 {
@@ -63,15 +65,17 @@ int cache_ping(struct cache_store *s, struct cp_err *err)
     return s->be->ping ? s->be->ping(s, err) : 0;
 }
 
-int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms)
+int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,
+               struct cache_lock_token *tok)
 {
-    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock ? s->be->lock(s, k, ttl_ms) : -1;
+    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock ? s->be->lock(s, k, ttl_ms, tok) : -1;
 }
 
-void cache_unlock(struct cache_store *s, const struct cache_key *k)
+void cache_unlock(struct cache_store *s, const struct cache_key *k,
+                  const struct cache_lock_token *tok)
 {
     if ((s->be->caps & CACHE_CAP_LOCK) && s->be->unlock)
-        s->be->unlock(s, k);
+        s->be->unlock(s, k, tok);
 }
 
 int cache_lock_held(struct cache_store *s, const struct cache_key *k)

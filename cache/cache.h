@@ -127,12 +127,22 @@ struct cache_env {
     _Atomic uint64_t *evictions;    /* may be NULL */
 };
 
+/* What a store can do (cache_store_caps), so callers never test a backend's name. */
+enum {
+    CACHE_CAP_SHARED = 1 << 0, /* entries are seen by other processes */
+    CACHE_CAP_LOCK = 1 << 1,   /* lock/unlock coalesce across processes */
+    CACHE_CAP_NO_IO = 1 << 2,  /* every operation answers at once, without I/O: callable on
+                                * an event loop or an I/O thread */
+};
+
 /* Opens the store of the configured backend for data source uid (NULL for "off": the
  * caller bypasses the cache). CP_ECONFIG when the backend cannot be set up (bad Redis URL). */
 int cache_store_open(const struct cfg_ds *cfg, const struct cache_env *env,
                      struct cache_store **out, struct cp_err *err);
 void cache_store_close(struct cache_store *s); /* NULL-safe */
 const char *cache_store_backend(const struct cache_store *s);
+/* CACHE_CAP_* bits of the store (0 for NULL, cache off). */
+unsigned cache_store_caps(const struct cache_store *s);
 
 /* Lookup: 0 with *out NULL on a miss; on a hit *out holds a reference. Backend failures are
  * reported as CP_EBACKEND (the caller then goes to the upstream: fail open). */
@@ -149,10 +159,17 @@ void cache_usage(struct cache_store *s, struct cache_usage *u);
 /* Health of the backend (Redis PING). */
 int cache_ping(struct cache_store *s, struct cp_err *err);
 
-/* Cross-process coalescing lock (Redis SET NX PX): 1 acquired, 0 held by someone else,
- * negative on failure or when the backend has no shared locks (memory). */
-int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms);
-void cache_unlock(struct cache_store *s, const struct cache_key *k);
+/* Cross-process coalescing lock (Redis SET NX PX): 1 acquired (tok names this acquisition,
+ * for the unlock from any thread), 0 held by someone else, negative on failure or when the
+ * backend has no shared locks (memory). */
+struct cache_lock_token {
+    char v[64];
+};
+int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,
+               struct cache_lock_token *tok);
+/* Releases the lock only if it is still the one tok acquired (not a successor's). */
+void cache_unlock(struct cache_store *s, const struct cache_key *k,
+                  const struct cache_lock_token *tok);
 /* 1 while another process holds k's lock, 0 when nobody does, negative on failure. */
 int cache_lock_held(struct cache_store *s, const struct cache_key *k);
 
@@ -179,18 +196,32 @@ struct cache_outcome {
 /* Releases what o holds and makes it RETRY. NULL-safe. */
 void cache_outcome_dispose(struct cache_outcome *o);
 
+/* A call waiting for a flight: caller storage, linked into the flight while it waits. */
+struct cache_waiter {
+    struct cache_waiter *next;
+    /* Receives the leader's outcome (a copy the waiter disposes) once, from
+     * cache_flight_done, unless cache_flight_leave took the waiter out first. */
+    void (*fn)(struct cache_waiter *w, struct cache_outcome *o);
+    void *ctx;
+};
+
 struct cache_flight;
 struct cache_flights;
 struct cache_flights *cache_flights_new(void);
 void cache_flights_free(struct cache_flights *f);
 
-/* Joins the flight for k. Returns 1 when the caller leads it (must call cache_flight_done
- * later), 0 when another caller led it: then *out receives the leader's outcome (the caller
- * disposes it) after waiting at most wait_ms, or CP_ETIMEDOUT (*out is RETRY). */
-int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_t wait_ms,
-                      struct cache_outcome *out);
-/* Ends the caller's flight, handing a copy of o (NULL: RETRY) to every waiter. */
+/* Joins the flight for k: 1 when the caller leads it (and must call cache_flight_done), 0
+ * when another call leads it and w waits for its outcome, CP_ENOMEM. */
+int cache_flight_join(struct cache_flights *f, const struct cache_key *k, struct cache_waiter *w);
+/* Takes w out of k's flight (a waiter giving up: timeout, cancelled): 1 when it was waiting
+ * (its fn will not run), 0 when it was not. */
+int cache_flight_leave(struct cache_flights *f, const struct cache_key *k,
+                       struct cache_waiter *w);
+/* Ends the leader's flight: each waiter's fn gets a copy of o (NULL: RETRY), in the order
+ * they joined. A new call for k after this leads a new flight. */
 void cache_flight_done(struct cache_flights *f, const struct cache_key *k,
                        const struct cache_outcome *o);
+/* Calls waiting on k's flight now. */
+size_t cache_flight_waiters(struct cache_flights *f, const struct cache_key *k);
 
 #endif

@@ -1,23 +1,20 @@
 /* coalesce.c - in-process request coalescing: concurrent identical misses share one upstream
- * call. The first caller of a key leads; the others wait (bounded) for the outcome it
- * publishes: an answer, an error, or "retry" when its answer was for its caller only. */
+ * call. The first caller of a key leads; the others queue as waiters and receive the outcome
+ * it publishes (an answer, an error, or "retry" when its answer was for its caller only),
+ * through a callback, so no thread waits. */
 #include "cache.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define NBUCKETS 256
 
 struct cache_flight {
     struct cache_flight *next;
     unsigned char key[32];
-    int done;
-    unsigned waiters;
-    struct cache_outcome result;
-    pthread_cond_t cv;
+    struct cache_waiter *head, **tail; /* in join order */
+    size_t nwaiters;
 };
 
 struct cache_flights {
@@ -37,16 +34,14 @@ void cache_flights_free(struct cache_flights *f)
 {
     if (!f)
         return;
+    for (size_t i = 0; i < NBUCKETS; i++)
+        while (f->b[i]) {
+            struct cache_flight *fl = f->b[i];
+            f->b[i] = fl->next;
+            free(fl);
+        }
     pthread_mutex_destroy(&f->mu);
     free(f);
-}
-
-static struct cache_flight **slot(struct cache_flights *f, const struct cache_key *k)
-{
-    struct cache_flight **pp = &f->b[k->h[0]];
-    while (*pp && memcmp((*pp)->key, k->h, 32))
-        pp = &(*pp)->next;
-    return pp;
 }
 
 void cache_outcome_dispose(struct cache_outcome *o)
@@ -58,58 +53,56 @@ void cache_outcome_dispose(struct cache_outcome *o)
     o->kind = CACHE_OUTCOME_RETRY;
 }
 
-static void outcome_copy(struct cache_outcome *dst, const struct cache_outcome *src)
+static struct cache_flight **slot(struct cache_flights *f, const struct cache_key *k)
 {
-    *dst = *src;
-    if (dst->e)
-        cache_entry_ref(dst->e);
+    struct cache_flight **pp = &f->b[k->h[0]];
+    while (*pp && memcmp((*pp)->key, k->h, 32))
+        pp = &(*pp)->next;
+    return pp;
 }
 
-static void flight_free(struct cache_flight *fl)
+int cache_flight_join(struct cache_flights *f, const struct cache_key *k, struct cache_waiter *w)
 {
-    cache_outcome_dispose(&fl->result);
-    pthread_cond_destroy(&fl->cv);
-    free(fl);
-}
-
-int cache_flight_join(struct cache_flights *f, const struct cache_key *k, int64_t wait_ms,
-                      struct cache_outcome *out)
-{
-    memset(out, 0, sizeof *out);
-    out->kind = CACHE_OUTCOME_RETRY;
     pthread_mutex_lock(&f->mu);
     struct cache_flight **pp = slot(f, k);
     if (!*pp) {
         struct cache_flight *fl = calloc(1, sizeof *fl);
         if (!fl) {
             pthread_mutex_unlock(&f->mu);
-            return 1; /* lead without a flight record: nobody can wait on us */
+            return CP_ENOMEM;
         }
         memcpy(fl->key, k->h, 32);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&fl->cv, &ca);
-        pthread_condattr_destroy(&ca);
+        fl->tail = &fl->head;
         *pp = fl;
         pthread_mutex_unlock(&f->mu);
         return 1;
     }
     struct cache_flight *fl = *pp;
-    fl->waiters++;
-    struct timespec dl = cp_deadline(CLOCK_MONOTONIC, wait_ms);
-    int rc = 0;
-    while (!fl->done && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&fl->cv, &f->mu, &dl);
-    int done = fl->done;
-    if (done)
-        outcome_copy(out, &fl->result);
-    fl->waiters--;
-    /* the leader unlinks a finished flight; the last waiter frees it */
-    if (done && fl->waiters == 0)
-        flight_free(fl);
+    w->next = NULL;
+    *fl->tail = w;
+    fl->tail = &w->next;
+    fl->nwaiters++;
     pthread_mutex_unlock(&f->mu);
-    return done ? 0 : CP_ETIMEDOUT;
+    return 0;
+}
+
+int cache_flight_leave(struct cache_flights *f, const struct cache_key *k,
+                       struct cache_waiter *w)
+{
+    int found = 0;
+    pthread_mutex_lock(&f->mu);
+    struct cache_flight *fl = *slot(f, k);
+    for (struct cache_waiter **pp = fl ? &fl->head : NULL; pp && *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            if (fl->tail == &w->next)
+                fl->tail = pp;
+            fl->nwaiters--;
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&f->mu);
+    return found;
 }
 
 void cache_flight_done(struct cache_flights *f, const struct cache_key *k,
@@ -118,17 +111,31 @@ void cache_flight_done(struct cache_flights *f, const struct cache_key *k,
     pthread_mutex_lock(&f->mu);
     struct cache_flight **pp = slot(f, k);
     struct cache_flight *fl = *pp;
-    if (fl) {
-        *pp = fl->next;
-        fl->done = 1;
-        if (o)
-            outcome_copy(&fl->result, o);
-        else
-            fl->result.kind = CACHE_OUTCOME_RETRY;
-        if (fl->waiters == 0)
-            flight_free(fl);
-        else
-            pthread_cond_broadcast(&fl->cv);
-    }
+    if (fl)
+        *pp = fl->next; /* from here on a new call for k leads a new flight */
     pthread_mutex_unlock(&f->mu);
+    if (!fl)
+        return;
+    struct cache_waiter *w = fl->head;
+    free(fl);
+    while (w) {
+        struct cache_waiter *next = w->next; /* w may be gone once its fn ran */
+        struct cache_outcome copy = {.kind = CACHE_OUTCOME_RETRY};
+        if (o) {
+            copy = *o;
+            if (copy.e)
+                cache_entry_ref(copy.e);
+        }
+        w->fn(w, &copy);
+        w = next;
+    }
+}
+
+size_t cache_flight_waiters(struct cache_flights *f, const struct cache_key *k)
+{
+    pthread_mutex_lock(&f->mu);
+    struct cache_flight *fl = *slot(f, k);
+    size_t n = fl ? fl->nwaiters : 0;
+    pthread_mutex_unlock(&f->mu);
+    return n;
 }

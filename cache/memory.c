@@ -566,7 +566,7 @@ static int mem_open(const struct cfg_ds *cfg, const struct cache_env *env, struc
 
 const struct cache_backend cache__memory_backend = {
     .name = "memory",
-    .caps = 0,
+    .caps = CACHE_CAP_NO_IO,
     .open = mem_open,
     .get = mem_get,
     .set = mem_set,

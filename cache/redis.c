@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #define CONNECT_TIMEOUT_MS 100
 #define COMMAND_TIMEOUT_MS 300
@@ -628,17 +629,21 @@ static int rs_ping(struct cache_store *base, struct cp_err *err)
     return ok ? 0 : CP_EBACKEND;
 }
 
-/* Lock tokens tell our lock apart from a successor's after expiry. */
-static __thread char lock_token[40];
+/* Lock tokens tell our lock apart from a successor's after expiry: process, a counter and
+ * the time, unique for every acquisition. */
+static _Atomic uint64_t lock_seq;
 
-static int rs_lock(struct cache_store *base, const struct cache_key *k, int64_t ttl_ms)
+static int rs_lock(struct cache_store *base, const struct cache_key *k, int64_t ttl_ms,
+                   struct cache_lock_token *tok)
 {
     struct redis_store *s = (struct redis_store *)base;
     struct cp_err err;
     redisContext *c = conn_get(s->pool, &err);
     if (!c)
         return -1;
-    snprintf(lock_token, sizeof lock_token, "%lx-%llx", (unsigned long)pthread_self(),
+    char *lock_token = tok->v;
+    snprintf(lock_token, sizeof tok->v, "%lx-%llx-%llx", (unsigned long)getpid(),
+             (unsigned long long)atomic_fetch_add(&lock_seq, 1),
              (unsigned long long)cp_mono_ns());
     redisReply *r = command(s, &c, &err, "SET %s%s:lock %s NX PX %lld", s->prefix, k->hex,
                             lock_token, (long long)ttl_ms);
@@ -650,8 +655,10 @@ static int rs_lock(struct cache_store *base, const struct cache_key *k, int64_t 
     return rc;
 }
 
-static void rs_unlock(struct cache_store *base, const struct cache_key *k)
+static void rs_unlock(struct cache_store *base, const struct cache_key *k,
+                      const struct cache_lock_token *tok)
 {
+    const char *lock_token = tok->v;
     struct redis_store *s = (struct redis_store *)base;
     struct cp_err err;
     redisContext *c = conn_get(s->pool, &err);

@@ -132,6 +132,7 @@ struct cfg_ds {
     char *health_path;
     int64_t max_response_bytes;
     int64_t max_request_bytes;
+    int64_t max_connections; /* upstream connections at once; calls past it queue */
 
     /* credentials */
     enum cfg_auth_type auth_type;

@@ -18,6 +18,8 @@
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_MAX_RESPONSE (64LL << 20)
 #define DEFAULT_MAX_REQUEST (16LL << 20)
+#define DEFAULT_MAX_CONNECTIONS 1024 /* as Envoy's circuit breaker */
+#define MAX_MAX_CONNECTIONS 100000
 #define DEFAULT_MAX_ENTRY (8LL << 20)
 #define DEFAULT_MEMORY_MAX (256LL << 20)
 #define DEFAULT_REDIS_URL "redis://127.0.0.1:6379"
@@ -959,6 +961,16 @@ int cfg_ds_parse(const struct cfg_ds_input *in, struct cfg_ds **out, struct cp_e
     if ((rc = get_size(&p, jd, "maxRequestBytes", "jsonData.maxRequestBytes",
                        &ds->max_request_bytes)))
         goto fail;
+    ds->max_connections = DEFAULT_MAX_CONNECTIONS;
+    json_t *mc = json_object_get(jd, "maxConnections");
+    if (mc && !json_is_null(mc)) {
+        if (!json_is_integer(mc) || json_integer_value(mc) < 1 ||
+            json_integer_value(mc) > MAX_MAX_CONNECTIONS) {
+            rc = bad(&p, "jsonData.maxConnections", "must be a whole number from 1 to 100000");
+            goto fail;
+        }
+        ds->max_connections = json_integer_value(mc);
+    }
     if ((rc = dup_str(&p, &ds->health_path, "/")) ||
         (rc = get_str(&p, jd, "healthPath", "jsonData.healthPath", &ds->health_path)))
         goto fail;

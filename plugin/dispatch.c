@@ -11,15 +11,15 @@
 #include "health.pb-c.h"
 
 const struct rpc_method plugin_methods[] = {
-    {"/grpc.health.v1.Health/Check", RPC_UNARY, 1, svc_health_check},
-    {"/grpc.health.v1.Health/Watch", RPC_STREAM, 0, svc_health_watch},
-    {"/plugin.GRPCController/Shutdown", RPC_UNARY, 1, svc_controller_shutdown},
-    {"/plugin.GRPCStdio/StreamStdio", RPC_PARK, 1, NULL},
-    {"/plugin.GRPCBroker/StartStream", RPC_PARK, 1, NULL},
-    {"/pluginv2.Diagnostics/CheckHealth", RPC_UNARY, 0, svc_check_health},
-    {"/pluginv2.Diagnostics/CollectMetrics", RPC_UNARY, 0, svc_collect_metrics},
-    {"/pluginv2.Resource/CallResource", RPC_STREAM, 0, svc_call_resource, svc_call_resource_fast},
-    {"/pluginv2.Data/QueryData", RPC_UNARY, 0, svc_query_data},
+    {"/grpc.health.v1.Health/Check", RPC_UNARY, svc_health_check},
+    {"/grpc.health.v1.Health/Watch", RPC_STREAM, svc_health_watch},
+    {"/plugin.GRPCController/Shutdown", RPC_UNARY, svc_controller_shutdown},
+    {"/plugin.GRPCStdio/StreamStdio", RPC_PARK, NULL},
+    {"/plugin.GRPCBroker/StartStream", RPC_PARK, NULL},
+    {"/pluginv2.Diagnostics/CheckHealth", RPC_UNARY, svc_check_health},
+    {"/pluginv2.Diagnostics/CollectMetrics", RPC_UNARY, svc_collect_metrics},
+    {"/pluginv2.Resource/CallResource", RPC_STREAM, svc_call_resource},
+    {"/pluginv2.Data/QueryData", RPC_UNARY, svc_query_data},
 };
 const size_t plugin_nmethods = sizeof plugin_methods / sizeof plugin_methods[0];
 
@@ -69,7 +69,7 @@ void svc_health_watch(struct rpc_call *c, const uint8_t *req, size_t len)
         rpc_finish(c, GRPC_STATUS_CANCELLED, NULL);
         return;
     }
-    rpc_park(c);
+    rpc_park(c); /* the first message may still be on its way: the parked call holds it */
 }
 
 void svc_controller_shutdown(struct rpc_call *c, const uint8_t *req, size_t len)

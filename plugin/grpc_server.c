@@ -1,16 +1,18 @@
 /*
- * grpc_server.c - a gRPC server on the core C API: one completion queue, a few threads
- * polling it, registered methods with the request payload read up front, a generic catch-all
- * that answers UNIMPLEMENTED, and a per-call state machine.
+ * grpc_server.c - a gRPC server on the core C API: one completion queue, a thread polling
+ * it, registered methods with the request payload read up front, a generic catch-all that
+ * answers UNIMPLEMENTED, and a per-call state machine.
  *
- * Threads: completion-queue threads drive gRPC's I/O and never block. Handlers marked
- * run_inline (cheap, non-blocking) run there; every other handler runs on the worker pool,
- * where it may block on the upstream, and answers from that thread. Sends on one call are
- * serialised by the call's mutex: a stream has at most one message in flight.
+ * Threads: the completion-queue thread drives gRPC's I/O and never blocks. Handlers run on it
+ * and only start work (the pipeline runs on the event loops); answers are sent from whichever
+ * thread has them (grpc_call_start_batch is thread-safe). Sends never wait: a call has at most
+ * one message in flight; a handler that finds a send under way waits for its on_sent event,
+ * and a final status queued meanwhile goes out when that send completes.
  *
  * Lifetime of a call: two references, one held by the RECV_CLOSE_ON_SERVER batch (released
  * when the call is over on the wire) and one held by the handler's side (released when the
- * batch carrying the final status completes). The last release frees the call.
+ * batch carrying the final status completes). The last release frees the call, after its
+ * on_free event.
  */
 #include "plugin_int.h"
 
@@ -47,8 +49,8 @@ struct rpc_server {
     pthread_cond_t cv;
     int shutdown_done;
     _Atomic int stopping;
-    _Atomic unsigned handlers; /* handlers running now */
-    struct rpc_call *parked;   /* calls held open (stdio, broker, health watch) */
+    _Atomic unsigned live;   /* calls accepted and not freed */
+    struct rpc_call *parked; /* calls held open (stdio, broker, health watch) */
 };
 
 struct rpc_call {
@@ -67,15 +69,27 @@ struct rpc_call {
     int have_req;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     int op_pending, op_failed, md_sent, final_sent;
     grpc_byte_buffer *send_bb;
+    /* a final status queued behind the send in flight */
+    int final_queued;
+    grpc_byte_buffer *final_bb;
+    int final_status;
+    char *final_details;
+    struct rpc_events ev;
+    void *ev_ctx;
+    int cancel_told;
     int parked;
     struct rpc_call *park_prev, *park_next;
 };
 
 static void call_free(struct rpc_call *c)
 {
+    if (c->ev.on_free)
+        c->ev.on_free(c->ev_ctx);
+    if (c->final_bb)
+        grpc_byte_buffer_destroy(c->final_bb);
+    free(c->final_details);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_metadata_array_destroy(&c->md);
@@ -87,14 +101,21 @@ static void call_free(struct rpc_call *c)
     if (c->have_req)
         grpc_slice_unref(c->req);
     pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
     free(c);
 }
 
+/* A call that was matched to a client request (counted live until freed). */
 static void call_unref(struct rpc_call *c)
 {
-    if (atomic_fetch_sub(&c->refs, 1) == 1)
-        call_free(c);
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    struct rpc_server *s = c->s;
+    call_free(c);
+    if (atomic_fetch_sub(&s->live, 1) == 1 && atomic_load(&s->stopping)) {
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static struct rpc_call *call_new(struct rpc_server *s, const struct rpc_method *m)
@@ -110,7 +131,6 @@ static struct rpc_call *call_new(struct rpc_server *s, const struct rpc_method *
     grpc_metadata_array_init(&c->md);
     grpc_call_details_init(&c->details);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
     return c;
 }
 
@@ -135,7 +155,7 @@ static void post_request(struct rpc_server *s, int i)
 }
 
 /* Starts a batch on c; on a start failure the completion never comes, so act as if it had
- * failed. Caller holds c->mu. */
+ * failed. Caller holds c->mu. Returns 1 when the final status was sent (or failed to be). */
 static void start_ops(struct rpc_call *c, grpc_op *ops, size_t n)
 {
     c->op_pending = 1;
@@ -164,32 +184,8 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *msg)
     return bb;
 }
 
-static void wait_idle(struct rpc_call *c)
-{
-    while (c->op_pending)
-        pthread_cond_wait(&c->cv, &c->mu);
-}
-
-/* Waits for the previous send for at most timeout_ms; a client that does not read for that
- * long is cancelled (the pending op then completes at once). Caller holds c->mu. */
-static void wait_idle_within(struct rpc_call *c, int64_t timeout_ms)
-{
-    if (timeout_ms <= 0) {
-        wait_idle(c);
-        return;
-    }
-    struct timespec dl = cp_deadline(CLOCK_REALTIME, timeout_ms);
-    while (c->op_pending)
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT && c->op_pending) {
-            atomic_store(&c->cancelled, 1);
-            grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
-                                         "client stopped reading", NULL);
-            wait_idle(c);
-            return;
-        }
-}
-
-/* Sends the final status (with an optional last message). Caller holds c->mu, no op pending. */
+/* Sends the final status (with an optional last message). Caller holds c->mu, nothing in
+ * flight. Takes bb. */
 static void send_final(struct rpc_call *c, grpc_byte_buffer *bb, int status, const char *details)
 {
     grpc_op ops[3];
@@ -216,34 +212,38 @@ static void send_final(struct rpc_call *c, grpc_byte_buffer *bb, int status, con
     grpc_slice_unref(det);
 }
 
-int rpc_reply(struct rpc_call *c, const ProtobufCMessage *msg)
+/* The final status now, or once the send in flight completes. Takes bb. */
+static int end_call(struct rpc_call *c, grpc_byte_buffer *bb, int status, const char *details)
 {
-    grpc_byte_buffer *bb = pack(msg);
     pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    if (c->final_sent) {
+    if (c->final_sent || c->final_queued) {
         pthread_mutex_unlock(&c->mu);
-        grpc_byte_buffer_destroy(bb);
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
         return CP_EINVAL;
     }
-    send_final(c, bb, GRPC_STATUS_OK, NULL);
+    if (c->op_pending) {
+        c->final_queued = 1;
+        c->final_bb = bb;
+        c->final_status = status;
+        c->final_details = details && *details ? strdup(details) : NULL;
+    } else {
+        send_final(c, bb, status, details);
+    }
     pthread_mutex_unlock(&c->mu);
+    if (status != GRPC_STATUS_OK)
+        atomic_fetch_add(&plugin_g.rpc_errors, 1);
     return 0;
+}
+
+int rpc_reply(struct rpc_call *c, const ProtobufCMessage *msg)
+{
+    return end_call(c, pack(msg), GRPC_STATUS_OK, NULL);
 }
 
 int rpc_finish(struct rpc_call *c, int grpc_status, const char *details)
 {
-    pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    if (c->final_sent) {
-        pthread_mutex_unlock(&c->mu);
-        return CP_EINVAL;
-    }
-    send_final(c, NULL, grpc_status, details);
-    pthread_mutex_unlock(&c->mu);
-    if (grpc_status != GRPC_STATUS_OK)
-        atomic_fetch_add(&plugin_g.rpc_errors, 1);
-    return 0;
+    return end_call(c, NULL, grpc_status, details);
 }
 
 int rpc_fail(struct rpc_call *c, int grpc_status, const char *details)
@@ -253,19 +253,16 @@ int rpc_fail(struct rpc_call *c, int grpc_status, const char *details)
 
 int rpc_send(struct rpc_call *c, const ProtobufCMessage *msg)
 {
-    return rpc_send_within(c, msg, 0);
-}
-
-int rpc_send_within(struct rpc_call *c, const ProtobufCMessage *msg, int64_t timeout_ms)
-{
-    grpc_byte_buffer *bb = pack(msg);
     pthread_mutex_lock(&c->mu);
-    wait_idle_within(c, timeout_ms);
-    if (c->op_failed || c->final_sent || atomic_load(&c->cancelled)) {
+    if (c->op_failed || c->final_sent || c->final_queued || atomic_load(&c->cancelled)) {
         pthread_mutex_unlock(&c->mu);
-        grpc_byte_buffer_destroy(bb);
         return CP_ECANCELED;
     }
+    if (c->op_pending) {
+        pthread_mutex_unlock(&c->mu);
+        return CP_EBUSY;
+    }
+    grpc_byte_buffer *bb = pack(msg);
     grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
@@ -281,6 +278,19 @@ int rpc_send_within(struct rpc_call *c, const ProtobufCMessage *msg, int64_t tim
     int failed = c->op_failed;
     pthread_mutex_unlock(&c->mu);
     return failed ? CP_ECANCELED : 0;
+}
+
+void rpc_set_events(struct rpc_call *c, const struct rpc_events *ev, void *ctx)
+{
+    pthread_mutex_lock(&c->mu);
+    c->ev = *ev;
+    c->ev_ctx = ctx;
+    int tell = ev->on_cancel && atomic_load(&c->cancelled) && !c->cancel_told;
+    if (tell)
+        c->cancel_told = 1;
+    pthread_mutex_unlock(&c->mu);
+    if (tell) /* the client left before the handler was ready to hear it */
+        ev->on_cancel(ctx);
 }
 
 int rpc_cancelled(struct rpc_call *c) { return atomic_load(&c->cancelled); }
@@ -323,29 +333,11 @@ static int unpark(struct rpc_call *c)
 
 void rpc_park(struct rpc_call *c)
 {
-    pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    pthread_mutex_unlock(&c->mu);
     park(c);
     /* the client may have left while we were parking */
     if (atomic_load(&c->cancelled) && unpark(c))
         rpc_finish(c, GRPC_STATUS_CANCELLED, NULL);
 }
-
-static void run_handler(struct rpc_call *c)
-{
-    const uint8_t *p = c->have_req ? GRPC_SLICE_START_PTR(c->req) : (const uint8_t *)"";
-    size_t n = c->have_req ? GRPC_SLICE_LENGTH(c->req) : 0;
-    struct rpc_server *s = c->s; /* c may be freed once the handler has answered */
-    c->m->fn(c, p, n);
-    if (atomic_fetch_sub(&s->handlers, 1) == 1 && atomic_load(&s->stopping)) {
-        pthread_mutex_lock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-    }
-}
-
-static void pool_job(void *arg) { run_handler(arg); }
 
 static void on_new(struct rpc_call *c, int ok)
 {
@@ -356,6 +348,7 @@ static void on_new(struct rpc_call *c, int ok)
     }
     post_request(s, c->m ? (int)(c->m - plugin_methods) : -1);
     atomic_fetch_add(&plugin_g.rpc_calls, 1);
+    atomic_fetch_add(&s->live, 1);
     atomic_store(&c->refs, 2);
 
     grpc_op close_op;
@@ -392,11 +385,8 @@ static void on_new(struct rpc_call *c, int ok)
         rpc_fail(c, GRPC_STATUS_UNAVAILABLE, "plugin is shutting down");
         return;
     }
-    if (c->m->fast && c->m->fast(c, GRPC_SLICE_START_PTR(c->req), GRPC_SLICE_LENGTH(c->req)))
-        return; /* answered here, without a thread switch */
-    atomic_fetch_add(&s->handlers, 1);
-    if (c->m->run_inline || cp_pool_submit(plugin_g.pool, pool_job, c) != 0)
-        run_handler(c);
+    /* the handler decodes and starts the work; the request bytes stay with the call */
+    c->m->fn(c, GRPC_SLICE_START_PTR(c->req), GRPC_SLICE_LENGTH(c->req));
 }
 
 static void on_ops(struct rpc_call *c, int ok)
@@ -412,8 +402,16 @@ static void on_ops(struct rpc_call *c, int ok)
         atomic_store(&c->cancelled, 1);
     }
     int final = c->final_sent;
-    pthread_cond_broadcast(&c->cv);
+    if (!final && c->final_queued) {
+        grpc_byte_buffer *bb = c->final_bb;
+        c->final_bb = NULL;
+        send_final(c, bb, c->final_status, c->final_details);
+    }
+    void (*on_sent)(void *) = final || c->final_sent ? NULL : c->ev.on_sent;
+    void *ctx = c->ev_ctx;
     pthread_mutex_unlock(&c->mu);
+    if (on_sent)
+        on_sent(ctx);
     if (final)
         call_unref(c);
 }
@@ -422,6 +420,15 @@ static void on_close(struct rpc_call *c)
 {
     if (c->close_cancelled)
         atomic_store(&c->cancelled, 1);
+    pthread_mutex_lock(&c->mu);
+    int tell = c->close_cancelled && c->ev.on_cancel && !c->cancel_told;
+    if (tell)
+        c->cancel_told = 1;
+    void (*on_cancel)(void *) = c->ev.on_cancel;
+    void *ctx = c->ev_ctx;
+    pthread_mutex_unlock(&c->mu);
+    if (tell)
+        on_cancel(ctx);
     /* a parked call ends when its client leaves */
     if (unpark(c))
         rpc_finish(c, GRPC_STATUS_CANCELLED, NULL);
@@ -522,7 +529,7 @@ fail:
 }
 
 static int shutdown_is_done(struct rpc_server *s) { return s->shutdown_done; }
-static int handlers_are_done(struct rpc_server *s) { return atomic_load(&s->handlers) == 0; }
+static int calls_are_done(struct rpc_server *s) { return atomic_load(&s->live) == 0; }
 
 /* Waits on s->cv until pred holds or the monotonic deadline passes; returns pred. */
 static int wait_until(struct rpc_server *s, int (*pred)(struct rpc_server *), int64_t deadline_ns)
@@ -562,12 +569,12 @@ void rpc_server_stop(struct rpc_server *s, int grace_ms)
         grpc_server_cancel_all_calls(s->srv);
         wait_until(s, shutdown_is_done, cp_mono_ns() + 300000000LL);
     }
-    /* handlers still running see their calls cancelled; give them a moment to return */
-    wait_until(s, handlers_are_done, cp_mono_ns() + 300000000LL);
+    /* calls still running see their calls cancelled; give them a moment to end */
+    wait_until(s, calls_are_done, cp_mono_ns() + 300000000LL);
     grpc_completion_queue_shutdown(s->cq);
     for (unsigned i = 0; i < s->nthreads; i++)
         pthread_join(s->threads[i], NULL);
-    if (atomic_load(&s->handlers) == 0) {
+    if (atomic_load(&s->live) == 0) {
         grpc_server_destroy(s->srv);
         grpc_completion_queue_destroy(s->cq);
         free(s->handles);
@@ -576,6 +583,6 @@ void rpc_server_stop(struct rpc_server *s, int grace_ms)
         pthread_cond_destroy(&s->cv);
         free(s);
     }
-    /* else: a handler is stuck past every deadline; the process is exiting, keep the server
+    /* else: a call is stuck past every deadline; the process is exiting, keep the server
      * alive under it rather than free memory it still uses */
 }

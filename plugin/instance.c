@@ -257,3 +257,48 @@ void plugin_instance_clear(void)
         in = next;
     }
 }
+
+/* ---- building off the completion-queue thread --------------------------------------------- */
+
+struct build_job {
+    const Pluginv2__PluginContext *pc;
+    int (*cancelled)(void *);
+    void *cancel_ctx;
+    void (*ready)(void *ctx, struct plugin_instance *in, const struct cp_err *err);
+    void *ctx;
+};
+
+static void build_run(void *arg)
+{
+    struct build_job *j = arg;
+    struct plugin_instance *in = NULL;
+    struct cp_err err = {0};
+    plugin_instance_get(j->pc, j->cancelled, j->cancel_ctx, &in, &err);
+    j->ready(j->ctx, in, &err);
+    free(j);
+}
+
+int plugin_instance_with(const Pluginv2__PluginContext *pc, int (*cancelled)(void *),
+                         void *cancel_ctx,
+                         void (*ready)(void *ctx, struct plugin_instance *in,
+                                       const struct cp_err *err),
+                         void *ctx)
+{
+    struct plugin_instance *in = plugin_instance_peek(pc);
+    struct cp_err err = {0};
+    if (in || !pc || !pc->datasourceinstancesettings) {
+        if (!in)
+            cp_err_set(&err, CP_ECONFIG, "this call carries no data source settings");
+        ready(ctx, in, &err);
+        return 0;
+    }
+    struct build_job *j = malloc(sizeof *j);
+    if (!j)
+        return CP_ENOMEM;
+    *j = (struct build_job){pc, cancelled, cancel_ctx, ready, ctx};
+    if (cp_pool_submit(plugin_g.cpu, build_run, j) != 0) {
+        free(j);
+        return CP_ENOMEM;
+    }
+    return 0;
+}

@@ -122,11 +122,27 @@ int plugin_runtime_init(void)
         grpc_shutdown();
         return CP_EINTERNAL;
     }
-    plugin_g.pool = cp_pool_new(env_uint("CACHINGPROXY_WORKERS", 128, 4096), 10000);
+    /* upstream I/O: one event loop by default; frames and modules: about one thread per
+     * core; Redis commands: a few (each bounded by its own timeouts) */
+    plugin_g.nloops = env_uint("CACHINGPROXY_IO_THREADS", 1, 16);
+    for (size_t i = 0; i < plugin_g.nloops; i++)
+        if (!(plugin_g.loops[i] = cp_loop_new())) {
+            plugin_log(CP_LOG_ERROR, "could not start the event loop", NULL, 0);
+            plugin_g.nloops = i;
+            plugin_runtime_cleanup();
+            return CP_ENOMEM;
+        }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    plugin_g.cpu = cp_pool_new(env_uint("CACHINGPROXY_CPU_THREADS",
+                                        cores < 2 ? 2 : cores > 16 ? 16 : (unsigned)cores, 64),
+                               10000);
+    plugin_g.io = cp_pool_new(env_uint("CACHINGPROXY_REDIS_THREADS", 4, 64), 10000);
     plugin_g.env.log = &plugin_logger;
     plugin_g.env.ctr = &plugin_g.ctr;
-    plugin_g.env.pool = plugin_g.pool;
-    plugin_g.env.stopping = &plugin_g.stopping;
+    plugin_g.env.loops = plugin_g.loops;
+    plugin_g.env.nloops = plugin_g.nloops;
+    plugin_g.env.cpu = plugin_g.cpu;
+    plugin_g.env.io = plugin_g.io;
     plugin_g.env.module_dir = cfg_env2("CACHINGPROXY_MODULE_DIR", "GF_PLUGIN_MODULE_DIR");
     return 0;
 }
@@ -134,8 +150,24 @@ int plugin_runtime_init(void)
 void plugin_runtime_cleanup(void)
 {
     plugin_instance_clear();
-    cp_pool_free(plugin_g.pool);
-    plugin_g.pool = NULL;
+    /* calls and background refreshes end quickly once their clients are gone; pools may hand
+     * work back to the loops, loops to the pools: stop them only when nothing runs */
+    int64_t deadline = cp_mono_ns() + 1000000000LL;
+    while (atomic_load(&plugin_g.ctr.calls) > 0 && cp_mono_ns() < deadline) {
+        struct timespec ts = {0, 5000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&plugin_g.ctr.calls) > 0) {
+        plugin_log(CP_LOG_WARN, "calls still running at exit; leaving them to the process end",
+                   NULL, 0);
+        return;
+    }
+    cp_pool_free(plugin_g.cpu);
+    cp_pool_free(plugin_g.io);
+    plugin_g.cpu = plugin_g.io = NULL;
+    for (size_t i = 0; i < plugin_g.nloops; i++)
+        cp_loop_free(plugin_g.loops[i]);
+    plugin_g.nloops = 0;
     proxy_global_cleanup();
     grpc_shutdown();
 }

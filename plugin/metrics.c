@@ -16,6 +16,7 @@
 /* Figures gathered once per scrape, before any family is written. */
 struct snapshot {
     uint64_t entries, bytes;
+    int running, queued; /* upstream transfers, and of those waiting for a connection */
 };
 
 struct family {
@@ -44,9 +45,13 @@ static void add_usage(void *ctx, struct plugin_instance *in)
 {
     struct snapshot *u = ctx;
     uint64_t e = 0, b = 0;
+    int r = 0, q = 0;
     proxy_cache_usage(in->px, &e, &b);
+    proxy_upstream_usage(in->px, &r, &q);
     u->entries += e;
     u->bytes += b;
+    u->running += r;
+    u->queued += q;
 }
 
 static int cache_entries(struct cp_buf *b, const char *name, const struct snapshot *snap)
@@ -141,12 +146,27 @@ static int grpc_calls(struct cp_buf *b, const char *name, const struct snapshot 
 static int workers(struct cp_buf *b, const char *name, const struct snapshot *snap)
 {
     (void)snap;
-    unsigned threads = 0, busy = 0, queued = 0;
-    if (plugin_g.pool)
-        cp_pool_stats(plugin_g.pool, &threads, &busy, &queued);
-    return cp_buf_addf(b, "%s{state=\"busy\"} %u\n%s{state=\"idle\"} %u\n%s{state=\"queued\"} "
-                          "%u\n",
-                       name, busy, name, threads - busy, name, queued);
+    struct {
+        const char *pool;
+        struct cp_pool *p;
+    } pools[] = {{"cpu", plugin_g.cpu}, {"io", plugin_g.io}};
+    int rc = 0;
+    for (size_t i = 0; i < 2; i++) {
+        unsigned threads = 0, busy = 0, queued = 0;
+        if (pools[i].p)
+            cp_pool_stats(pools[i].p, &threads, &busy, &queued);
+        rc |= cp_buf_addf(b, "%s{pool=\"%s\",state=\"busy\"} %u\n%s{pool=\"%s\",state=\"idle\"} "
+                             "%u\n%s{pool=\"%s\",state=\"queued\"} %u\n",
+                          name, pools[i].pool, busy, name, pools[i].pool, threads - busy, name,
+                          pools[i].pool, queued);
+    }
+    return rc;
+}
+
+static int upstream_inflight(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    return cp_buf_addf(b, "%s{state=\"running\"} %d\n%s{state=\"queued\"} %d\n", name,
+                       snap->running - snap->queued, name, snap->queued);
 }
 
 /* ---- process metrics (Linux /proc) ------------------------------------------------------- */
@@ -263,7 +283,11 @@ static const struct family families[] = {
      plugin_errors},
     {"cachingproxy_instances", "gauge", "Live data source instances.", instances},
     {"cachingproxy_grpc_calls_total", "counter", "gRPC calls received.", grpc_calls},
-    {"cachingproxy_workers", "gauge", "Worker threads by state and jobs waiting.", workers},
+    {"cachingproxy_workers", "gauge", "Pool threads (cpu: frames and modules, io: Redis) by "
+     "state, and jobs waiting.", workers},
+    {"cachingproxy_upstream_inflight", "gauge",
+     "Upstream transfers of live data sources: running, or queued for a connection "
+     "(maxConnections reached, or connecting).", upstream_inflight},
     {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
      resident_memory},
     {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", virtual_memory},

@@ -16,8 +16,9 @@
 
 struct rpc_call;
 
-/* A handler gets the raw request bytes (valid until it ends the call) and must end the call
- * exactly once with rpc_reply, rpc_fail or rpc_finish (streams). */
+/* A handler gets the raw request bytes (valid until the call is freed) on the
+ * completion-queue thread; it must not block: it decodes, starts the work, and the call is
+ * ended exactly once later, from any thread, with rpc_reply, rpc_fail or rpc_finish. */
 typedef void (*rpc_handler)(struct rpc_call *c, const uint8_t *req, size_t len);
 
 enum rpc_kind {
@@ -26,33 +27,32 @@ enum rpc_kind {
     RPC_PARK,   /* held open without messages until the client leaves or we shut down */
 };
 
-/* An optional first try on the completion-queue thread: answers (and returns 1) only what
- * needs no I/O; returning 0 hands the call to fn on the worker pool. */
-typedef int (*rpc_fast_handler)(struct rpc_call *c, const uint8_t *req, size_t len);
-
 struct rpc_method {
     const char *path;
     enum rpc_kind kind;
-    int run_inline; /* cheap and non-blocking: run on the completion-queue thread */
     rpc_handler fn;
-    rpc_fast_handler fast;
 };
 
 /* Method table (dispatch.c). */
 extern const struct rpc_method plugin_methods[];
 extern const size_t plugin_nmethods;
 
-/* Unary answer: sends msg (a protobuf-c message) with status OK and ends the call. */
+/* What a handler hears of its call, from the completion-queue thread. */
+struct rpc_events {
+    void (*on_sent)(void *ctx);   /* a message sent with rpc_send left: the next may go */
+    void (*on_cancel)(void *ctx); /* the client cancelled, its deadline passed, or it left */
+    void (*on_free)(void *ctx);   /* the call is over and freed: the handler's state may go */
+};
+void rpc_set_events(struct rpc_call *c, const struct rpc_events *ev, void *ctx);
+
+/* Unary answer: sends msg (a protobuf-c message) with status OK and ends the call; after the
+ * message in flight if there is one. */
 int rpc_reply(struct rpc_call *c, const ProtobufCMessage *msg);
 /* Ends the call with a gRPC error status (details: a short text without secrets). */
 int rpc_fail(struct rpc_call *c, int grpc_status, const char *details);
-/* Streams one message; waits only for the previous message to be written. Returns 0 or
- * CP_ECANCELED when the client is gone. */
+/* Streams one message without waiting: 0 sent, CP_EBUSY when a message is in flight (send
+ * again after on_sent), CP_ECANCELED when the client is gone. */
 int rpc_send(struct rpc_call *c, const ProtobufCMessage *msg);
-/* The same, but a client that has not taken the previous message within timeout_ms is cut
- * off (its call cancelled) and CP_ECANCELED returned: a stalled reader must not hold a worker
- * and an upstream transfer forever. */
-int rpc_send_within(struct rpc_call *c, const ProtobufCMessage *msg, int64_t timeout_ms);
 /* Ends a stream with a status. */
 int rpc_finish(struct rpc_call *c, int grpc_status, const char *details);
 /* Holds a stream open without further messages until the client leaves or the server stops
@@ -60,7 +60,7 @@ int rpc_finish(struct rpc_call *c, int grpc_status, const char *details);
 void rpc_park(struct rpc_call *c);
 /* Non-zero once the client cancelled, its deadline passed or the server is stopping. */
 int rpc_cancelled(struct rpc_call *c);
-int rpc_cancelled_cb(void *c); /* the same, shaped for proxy_request.cancelled */
+int rpc_cancelled_cb(void *c); /* the same, shaped as a cancellation poll */
 
 /* Server lifecycle. */
 struct rpc_server;
@@ -74,7 +74,9 @@ void rpc_server_stop(struct rpc_server *s, int grace_ms);
 struct plugin_state {
     struct proxy_counters ctr;
     struct proxy_env env;
-    struct cp_pool *pool;
+    struct cp_loop *loops[16];
+    size_t nloops;
+    struct cp_pool *cpu, *io;
     int64_t start_unix_ms;
     _Atomic int stopping;
     _Atomic uint64_t rpc_calls, rpc_errors, rpc_inflight;
@@ -101,6 +103,16 @@ struct plugin_instance {
     struct proxy_ds *px;
 };
 
+/* The instance for the call's data source, found or built, handed to ready(ctx, in, err) on
+ * some thread: at once when it is live, else after it was built on the cpu pool (settings are
+ * parsed and a module loaded there). in is a reference (plugin_instance_put), or NULL with
+ * err. Returns CP_ENOMEM when nothing could be started (ready never runs). */
+int plugin_instance_with(const Pluginv2__PluginContext *pc, int (*cancelled)(void *),
+                         void *cancel_ctx,
+                         void (*ready)(void *ctx, struct plugin_instance *in,
+                                       const struct cp_err *err),
+                         void *ctx);
+
 /* Finds or builds the instance for the call's data source (org and uid; rebuilt when its
  * settings changed). The returned
  * reference must be released with plugin_instance_put. CP_ECONFIG with err naming the key;
@@ -126,7 +138,6 @@ void svc_controller_shutdown(struct rpc_call *c, const uint8_t *req, size_t len)
 void svc_check_health(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_collect_metrics(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len);
-int svc_call_resource_fast(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_subscribe_stream(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_publish_stream(struct rpc_call *c, const uint8_t *req, size_t len);

@@ -1,14 +1,31 @@
 /* svc_data.c - Data/QueryData: every query of the request runs through the pipeline
- * concurrently and answers in its own DataResponse, keyed by refId, with an HTTP-style status
- * (always set) and Arrow frames. */
+ * concurrently (on the event loop) and answers in its own DataResponse, keyed by refId, with
+ * an HTTP-style status (always set) and Arrow frames. The reply goes out when the last query
+ * is done. */
 #include "plugin_int.h"
 
 #include <grpc/status.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define MAX_HEADERS 128
+
+/* One QueryData: freed with the gRPC call (on_free). */
+struct data_front {
+    struct rpc_call *c;
+    Pluginv2__QueryDataRequest *rq;
+    struct plugin_instance *in;
+    struct proxy_query *qs;
+    struct proxy_query_result *res;
+    size_t n;
+    struct cp_user user;
+    struct proxy_header hs[MAX_HEADERS];
+    size_t nh;
+    pthread_mutex_t mu;
+    struct proxy_batch *batch;
+};
 
 /* Grafana's string header map: "http_<Name>" keys (some versions send Authorization,
  * X-ID-Token and Cookie unprefixed). Returns borrowed name/value pairs. */
@@ -26,6 +43,117 @@ static size_t flatten(const Pluginv2__QueryDataRequest *rq, struct proxy_header 
     return k;
 }
 
+static void front_free(void *ctx)
+{
+    struct data_front *f = ctx;
+    proxy_batch_release(f->batch);
+    for (size_t i = 0; f->res && i < f->n; i++)
+        proxy_query_result_dispose(&f->res[i]);
+    free(f->res);
+    free(f->qs);
+    plugin_instance_put(f->in);
+    pthread_mutex_destroy(&f->mu);
+    if (f->rq)
+        pluginv2__query_data_request__free_unpacked(f->rq, NULL);
+    free(f);
+}
+
+static void on_cancel(void *ctx)
+{
+    struct data_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    struct proxy_batch *b = f->batch;
+    pthread_mutex_unlock(&f->mu);
+    proxy_batch_cancel(b);
+}
+
+static const struct rpc_events front_events = {NULL, on_cancel, front_free};
+
+/* Every result is set: one DataResponse per query. */
+static void reply(void *ctx)
+{
+    struct data_front *f = ctx;
+    size_t n = f->n, nbins = 0;
+    for (size_t i = 0; i < n; i++)
+        nbins += f->res[i].nframes;
+    Pluginv2__QueryDataResponse__ResponsesEntry *entries = calloc(n ? n : 1, sizeof *entries);
+    Pluginv2__QueryDataResponse__ResponsesEntry **eptrs = calloc(n ? n : 1, sizeof *eptrs);
+    Pluginv2__DataResponse *drs = calloc(n ? n : 1, sizeof *drs);
+    ProtobufCBinaryData *bins = calloc(nbins ? nbins : 1, sizeof *bins);
+    if (!entries || !eptrs || !drs || !bins) {
+        rpc_fail(f->c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct proxy_query_result *r = &f->res[i];
+        pluginv2__query_data_response__responses_entry__init(&entries[i]);
+        pluginv2__data_response__init(&drs[i]);
+        entries[i].key = (char *)f->qs[i].ref_id;
+        entries[i].value = &drs[i];
+        eptrs[i] = &entries[i];
+        drs[i].status = r->status ? r->status : 500;
+        if (r->error) {
+            drs[i].error = r->error;
+            drs[i].errorsource = (char *)(r->downstream ? "downstream" : "plugin");
+        }
+        drs[i].n_frames = r->nframes;
+        drs[i].frames = &bins[b];
+        for (size_t k = 0; k < r->nframes; k++, b++) {
+            bins[b].data = r->frames[k];
+            bins[b].len = r->frame_lens[k];
+        }
+        if (r->error) {
+            struct cp_kv kv[] = {CP_KV_S("refId", entries[i].key), CP_KV_S("error", r->error),
+                                 CP_KV_I("status", drs[i].status)};
+            plugin_log(r->downstream ? CP_LOG_WARN : CP_LOG_INFO, "query failed", kv, 3);
+        }
+    }
+    Pluginv2__QueryDataResponse resp = PLUGINV2__QUERY_DATA_RESPONSE__INIT;
+    resp.n_responses = n;
+    resp.responses = eptrs;
+    rpc_reply(f->c, &resp.base);
+out:
+    free(bins);
+    free(drs);
+    free(eptrs);
+    free(entries);
+}
+
+/* Every query answers the same settings error. */
+static void reply_error(struct data_front *f, const struct cp_err *err)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        f->res[i].status = cp_http_status(err->code);
+        f->res[i].error = cp_utf8_fix(strdup(cp_err_text(err)));
+    }
+    reply(f);
+}
+
+static void instance_ready(void *ctx, struct plugin_instance *in, const struct cp_err *err)
+{
+    struct data_front *f = ctx;
+    if (!in) {
+        reply_error(f, err);
+        return;
+    }
+    f->in = in;
+    struct proxy_batch *b = NULL;
+    if (proxy_query_start(in->px, f->qs, f->n, &f->user, f->hs, f->nh, f->res, reply, f, &b) !=
+        0) {
+        struct cp_err e;
+        cp_err_set(&e, CP_ENOMEM, "out of memory");
+        reply_error(f, &e);
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    f->batch = b;
+    int gone = rpc_cancelled(f->c);
+    pthread_mutex_unlock(&f->mu);
+    if (gone)
+        proxy_batch_cancel(b);
+}
+
 void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
 {
     Pluginv2__QueryDataRequest *rq = pluginv2__query_data_request__unpack(NULL, len, req);
@@ -33,90 +161,44 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
         rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed QueryDataRequest");
         return;
     }
+    struct data_front *f = calloc(1, sizeof *f);
     size_t n = rq->n_queries;
-    struct proxy_query *qs = calloc(n ? n : 1, sizeof *qs);
-    struct proxy_query_result *res = calloc(n ? n : 1, sizeof *res);
-    Pluginv2__QueryDataResponse__ResponsesEntry *entries = calloc(n ? n : 1, sizeof *entries);
-    Pluginv2__QueryDataResponse__ResponsesEntry **eptrs = calloc(n ? n : 1, sizeof *eptrs);
-    Pluginv2__DataResponse *drs = calloc(n ? n : 1, sizeof *drs);
-    ProtobufCBinaryData *bins = NULL;
-    if (!qs || !res || !entries || !eptrs || !drs) {
-        rpc_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+    if (f) {
+        f->qs = calloc(n ? n : 1, sizeof *f->qs);
+        f->res = calloc(n ? n : 1, sizeof *f->res);
     }
-    const Pluginv2__PluginContext *pc = rq->plugincontext;
-    struct plugin_instance *in = NULL;
-    struct cp_err err = {0};
-    if (plugin_instance_get(pc, rpc_cancelled_cb, c, &in, &err) != 0) {
-        for (size_t i = 0; i < n; i++) {
-            res[i].status = cp_http_status(err.code);
-            res[i].error = cp_utf8_fix(strdup(cp_err_text(&err)));
+    if (!f || !f->qs || !f->res) {
+        if (f) {
+            free(f->qs);
+            free(f->res);
+            free(f);
         }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            const Pluginv2__DataQuery *q = rq->queries[i];
-            qs[i].ref_id = q->refid && *q->refid ? q->refid : "A";
-            qs[i].json = (const char *)q->json.data;
-            qs[i].json_len = q->json.len;
-            qs[i].from_ms = q->timerange ? q->timerange->fromepochms : 0;
-            qs[i].to_ms = q->timerange ? q->timerange->toepochms : 0;
-            qs[i].interval_ms = q->intervalms;
-            qs[i].max_data_points = q->maxdatapoints;
-        }
-        struct cp_user user;
-        plugin_user_from_ctx(pc, &user);
-        struct proxy_header hs[MAX_HEADERS];
-        size_t nh = flatten(rq, hs, MAX_HEADERS);
-        proxy_query_data(in->px, qs, n, &user, hs, nh, rpc_cancelled_cb, c, res);
-        plugin_instance_put(in);
-    }
-
-    size_t nbins = 0;
-    for (size_t i = 0; i < n; i++)
-        nbins += res[i].nframes;
-    bins = calloc(nbins ? nbins : 1, sizeof *bins);
-    if (!bins) {
+        pluginv2__query_data_request__free_unpacked(rq, NULL);
         rpc_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+        return;
     }
-    size_t b = 0;
+    pthread_mutex_init(&f->mu, NULL);
+    f->c = c;
+    f->rq = rq;
+    f->n = n;
     for (size_t i = 0; i < n; i++) {
-        pluginv2__query_data_response__responses_entry__init(&entries[i]);
-        pluginv2__data_response__init(&drs[i]);
-        entries[i].key = (char *)(rq->queries[i]->refid && *rq->queries[i]->refid
-                                      ? rq->queries[i]->refid
-                                      : "A");
-        entries[i].value = &drs[i];
-        eptrs[i] = &entries[i];
-        drs[i].status = res[i].status ? res[i].status : 500;
-        if (res[i].error) {
-            drs[i].error = res[i].error;
-            drs[i].errorsource = (char *)(res[i].downstream ? "downstream" : "plugin");
-        }
-        drs[i].n_frames = res[i].nframes;
-        drs[i].frames = &bins[b];
-        for (size_t f = 0; f < res[i].nframes; f++, b++) {
-            bins[b].data = res[i].frames[f];
-            bins[b].len = res[i].frame_lens[f];
-        }
-        if (res[i].error) {
-            struct cp_kv kv[] = {CP_KV_S("refId", entries[i].key), CP_KV_S("error", res[i].error),
-                                 CP_KV_I("status", drs[i].status)};
-            plugin_log(res[i].downstream ? CP_LOG_WARN : CP_LOG_INFO, "query failed", kv, 3);
-        }
+        const Pluginv2__DataQuery *q = rq->queries[i];
+        f->qs[i] = (struct proxy_query){
+            .ref_id = q->refid && *q->refid ? q->refid : "A",
+            .json = (const char *)q->json.data,
+            .json_len = q->json.len,
+            .from_ms = q->timerange ? q->timerange->fromepochms : 0,
+            .to_ms = q->timerange ? q->timerange->toepochms : 0,
+            .interval_ms = q->intervalms,
+            .max_data_points = q->maxdatapoints,
+        };
     }
-    Pluginv2__QueryDataResponse resp = PLUGINV2__QUERY_DATA_RESPONSE__INIT;
-    resp.n_responses = n;
-    resp.responses = eptrs;
-    rpc_reply(c, &resp.base);
-out:
-    for (size_t i = 0; res && i < n; i++)
-        proxy_query_result_dispose(&res[i]);
-    free(bins);
-    free(drs);
-    free(eptrs);
-    free(entries);
-    free(res);
-    free(qs);
-    pluginv2__query_data_request__free_unpacked(rq, NULL);
+    plugin_user_from_ctx(rq->plugincontext, &f->user);
+    f->nh = flatten(rq, f->hs, MAX_HEADERS);
+    rpc_set_events(c, &front_events, f);
+    if (plugin_instance_with(rq->plugincontext, rpc_cancelled_cb, c, instance_ready, f) != 0) {
+        struct cp_err e;
+        cp_err_set(&e, CP_ENOMEM, "out of memory");
+        reply_error(f, &e);
+    }
 }

@@ -1,12 +1,17 @@
 /*
  * svc_resource.c - Resource/CallResource: the request becomes a proxy_request; the answer is
  * streamed back as CallResourceResponse messages. Code and headers go in the first message
- * only; bodies are sent in chunks of up to CHUNK bytes, so a large body never sits in memory
- * twice and small ones take exactly one message.
+ * only; bodies go in messages of about CHUNK bytes, one in flight at a time: while one is on
+ * its way the pipeline is told to pause (PROXY_PAUSE), which pauses the upstream transfer, and
+ * resumed when it has left. Small answers take exactly one message with the status.
+ *
+ * A memory hit (and a refusal decided from the request alone) is answered on the
+ * completion-queue thread itself; everything else starts a pipeline call and returns.
  */
 #include "plugin_int.h"
 
 #include <grpc/status.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,123 +19,208 @@
 #define CHUNK (256 * 1024)
 #define MAX_REQ_HEADERS 256
 
-struct res_sink {
+/* One CallResource: the decoded request, the answer being sent, the pipeline call. Freed
+ * with the gRPC call (on_free). */
+struct res_front {
     struct rpc_call *c;
-    int64_t send_timeout_ms; /* a client that stops reading for this long is dropped */
-    int started, sent_any, failed;
+    Pluginv2__CallResourceRequest *rq;
+    struct proxy_header hs[MAX_REQ_HEADERS];
+    struct proxy_request pr;
+    struct plugin_instance *in;
+    struct proxy_call *call;
+    pthread_mutex_t mu;
+    int started, sent_any, ended;
+    int paused;    /* the pipeline was told PROXY_PAUSE */
+    int final;     /* the answer is complete: send the rest and the status */
     int code;
     Pluginv2__CallResourceResponse__HeadersEntry *entries;
     Pluginv2__CallResourceResponse__HeadersEntry **entry_ptrs;
     Pluginv2__StringList *lists;
-    char ***values;
     size_t nentries;
-    struct cp_buf buf;
+    struct cp_buf buf; /* body not sent yet */
 };
 
-static void sink_dispose(struct res_sink *s)
+static void drop_headers(struct res_front *f)
 {
-    for (size_t i = 0; i < s->nentries; i++) {
-        free(s->entries[i].key);
-        for (size_t k = 0; k < s->lists[i].n_values; k++)
-            free(s->lists[i].values[k]);
-        free(s->lists[i].values);
+    for (size_t i = 0; i < f->nentries; i++) {
+        free(f->entries[i].key);
+        for (size_t k = 0; k < f->lists[i].n_values; k++)
+            free(f->lists[i].values[k]);
+        free(f->lists[i].values);
     }
-    free(s->entries);
-    free(s->entry_ptrs);
-    free(s->lists);
-    free(s->values);
-    cp_buf_free(&s->buf);
+    free(f->entries);
+    free(f->entry_ptrs);
+    free(f->lists);
+    f->entries = NULL;
+    f->entry_ptrs = NULL;
+    f->lists = NULL;
+    f->nentries = 0;
+}
+
+static void front_free(void *ctx)
+{
+    struct res_front *f = ctx;
+    proxy_call_release(f->call);
+    plugin_instance_put(f->in);
+    drop_headers(f);
+    cp_buf_free(&f->buf);
+    pthread_mutex_destroy(&f->mu);
+    if (f->rq)
+        pluginv2__call_resource_request__free_unpacked(f->rq, NULL);
+    free(f);
 }
 
 /* Groups the answer's headers by name into the map<string,StringList> of the first message. */
-static int res_start(void *ctx, int status, const struct proxy_header *h, size_t n)
+static int res_head(void *ctx, int status, const struct proxy_header *h, size_t n)
 {
-    struct res_sink *s = ctx;
-    if (s->started) {
-        /* a second answer (an error after the upstream's head): only possible while nothing
-         * has been sent; otherwise the stream must fail */
-        if (s->sent_any)
-            return CP_ECANCELED;
-        sink_dispose(s);
-        s->entries = NULL;
-        s->entry_ptrs = NULL;
-        s->lists = NULL;
-        s->values = NULL;
-        s->nentries = 0;
-        memset(&s->buf, 0, sizeof s->buf);
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    if (f->sent_any) {
+        rc = CP_ECANCELED; /* a second head after bytes went out: the stream must fail */
+        goto out;
     }
-    s->started = 1;
-    s->code = status;
-    s->entries = calloc(n ? n : 1, sizeof *s->entries);
-    s->entry_ptrs = calloc(n ? n : 1, sizeof *s->entry_ptrs);
-    s->lists = calloc(n ? n : 1, sizeof *s->lists);
-    if (!s->entries || !s->entry_ptrs || !s->lists)
-        return CP_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
+    drop_headers(f); /* a second head before anything was sent replaces the first */
+    f->buf.len = 0;
+    f->started = 1;
+    f->code = status;
+    f->entries = calloc(n ? n : 1, sizeof *f->entries);
+    f->entry_ptrs = calloc(n ? n : 1, sizeof *f->entry_ptrs);
+    f->lists = calloc(n ? n : 1, sizeof *f->lists);
+    if (!f->entries || !f->entry_ptrs || !f->lists) {
+        rc = CP_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
         size_t k;
-        for (k = 0; k < s->nentries; k++)
-            if (!strcasecmp(s->entries[k].key, h[i].name))
+        for (k = 0; k < f->nentries; k++)
+            if (!strcasecmp(f->entries[k].key, h[i].name))
                 break;
-        if (k == s->nentries) {
-            pluginv2__call_resource_response__headers_entry__init(&s->entries[k]);
-            pluginv2__string_list__init(&s->lists[k]);
-            if (!(s->entries[k].key = strdup(h[i].name)))
-                return CP_ENOMEM;
-            cp_utf8_fix(s->entries[k].key); /* protobuf strings must be UTF-8 */
-            s->entries[k].value = &s->lists[k];
-            s->entry_ptrs[k] = &s->entries[k];
-            s->nentries++;
+        if (k == f->nentries) {
+            pluginv2__call_resource_response__headers_entry__init(&f->entries[k]);
+            pluginv2__string_list__init(&f->lists[k]);
+            if (!(f->entries[k].key = strdup(h[i].name))) {
+                rc = CP_ENOMEM;
+                break;
+            }
+            cp_utf8_fix(f->entries[k].key); /* protobuf strings must be UTF-8 */
+            f->entries[k].value = &f->lists[k];
+            f->entry_ptrs[k] = &f->entries[k];
+            f->nentries++;
         }
-        Pluginv2__StringList *l = &s->lists[k];
+        Pluginv2__StringList *l = &f->lists[k];
         char **nv = realloc(l->values, (l->n_values + 1) * sizeof *nv);
-        if (!nv)
-            return CP_ENOMEM;
+        if (!nv || !(nv[l->n_values] = strdup(h[i].value))) {
+            if (nv)
+                l->values = nv;
+            rc = CP_ENOMEM;
+            break;
+        }
         l->values = nv;
-        if (!(l->values[l->n_values] = strdup(h[i].value)))
-            return CP_ENOMEM;
         cp_utf8_fix(l->values[l->n_values]);
         l->n_values++;
     }
-    return 0;
+out:
+    pthread_mutex_unlock(&f->mu);
+    return rc;
 }
 
-/* Sends what is buffered; the last message of the answer carries the OK status in the same
- * batch (a one-message answer is then a single batch, like a unary reply). */
-static int flush(struct res_sink *s, int last)
+/* Sends what is buffered as one message; the last one carries the status in the same batch.
+ * Caller holds f->mu. Returns 0, CP_EBUSY (a message is in flight) or CP_ECANCELED. */
+static int flush(struct res_front *f, int last)
 {
     Pluginv2__CallResourceResponse m = PLUGINV2__CALL_RESOURCE_RESPONSE__INIT;
-    if (!s->sent_any) {
-        m.code = s->code;
-        m.n_headers = s->nentries;
-        m.headers = s->entry_ptrs;
+    if (!f->sent_any) {
+        m.code = f->code;
+        m.n_headers = f->nentries;
+        m.headers = f->entry_ptrs;
     }
-    m.body.data = (uint8_t *)s->buf.p;
-    m.body.len = s->buf.len;
-    int rc = last ? rpc_reply(s->c, &m.base) : rpc_send_within(s->c, &m.base, s->send_timeout_ms);
-    s->sent_any = 1;
-    s->buf.len = 0;
-    if (rc)
-        s->failed = 1;
+    m.body.data = (uint8_t *)f->buf.p;
+    m.body.len = f->buf.len;
+    int rc = last ? rpc_reply(f->c, &m.base) : rpc_send(f->c, &m.base);
+    if (rc == 0) {
+        f->sent_any = 1;
+        f->buf.len = 0;
+        if (last)
+            f->ended = 1;
+    }
     return rc;
 }
 
 static int res_body(void *ctx, const void *p, size_t n)
 {
-    struct res_sink *s = ctx;
-    if (s->failed)
-        return CP_ECANCELED;
-    const char *b = p;
-    while (n) {
-        size_t room = CHUNK - s->buf.len, take = n < room ? n : room;
-        if (cp_buf_add(&s->buf, b, take) != 0)
-            return CP_ENOMEM;
-        b += take;
-        n -= take;
-        if (s->buf.len >= CHUNK && flush(s, 0) != 0)
-            return CP_ECANCELED;
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    if (f->buf.len >= CHUNK) {
+        rc = flush(f, 0);
+        if (rc == CP_EBUSY) {
+            f->paused = 1; /* resumed by on_sent */
+            pthread_mutex_unlock(&f->mu);
+            return PROXY_PAUSE;
+        }
     }
-    return 0;
+    if (!rc && cp_buf_add(&f->buf, p, n) != 0)
+        rc = CP_ENOMEM;
+    if (!rc && f->buf.len >= CHUNK && flush(f, 0) == CP_ECANCELED)
+        rc = CP_ECANCELED;
+    pthread_mutex_unlock(&f->mu);
+    return rc;
 }
+
+/* Ends the gRPC call for an answer that is complete (final) or broke off. Caller holds mu. */
+static void end_answer(struct res_front *f)
+{
+    if (f->ended)
+        return;
+    /* the last message (queued behind one in flight, if any) carries the status */
+    if (f->final && flush(f, 1) == 0)
+        return;
+    f->ended = 1;
+    rpc_finish(f->c, rpc_cancelled(f->c) ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL,
+               f->started ? "response interrupted" : "no response");
+}
+
+static void res_done(void *ctx, int rc)
+{
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->final = rc == 0 && f->started;
+    end_answer(f);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* A message left: send the next one, end the call, or let the pipeline go on. */
+static void on_sent(void *ctx)
+{
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    int resume = 0;
+    if (f->final) {
+        end_answer(f);
+    } else if (f->buf.len >= CHUNK) {
+        flush(f, 0);
+    }
+    if (f->paused && !f->final) {
+        f->paused = 0;
+        resume = 1;
+    }
+    struct proxy_call *call = f->call;
+    pthread_mutex_unlock(&f->mu);
+    if (resume)
+        proxy_call_resume(call);
+}
+
+static void on_cancel(void *ctx)
+{
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    struct proxy_call *call = f->call;
+    pthread_mutex_unlock(&f->mu);
+    proxy_call_cancel(call); /* NULL-safe: not started yet, or answered already */
+}
+
+static const struct rpc_events front_events = {on_sent, on_cancel, front_free};
 
 /* Flattens Grafana's map<string,StringList> into name/value pairs (borrowed strings). */
 static size_t flatten(const Pluginv2__CallResourceRequest *rq, struct proxy_header *out,
@@ -205,52 +295,49 @@ static int has_nul_in_strings(const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Fills a proxy_request from Grafana's message (everything borrowed from rq and hs). */
-static void to_request(struct rpc_call *c, const Pluginv2__CallResourceRequest *rq,
-                       struct proxy_header *hs, struct proxy_request *pr)
+/* A proxy_sink over the front. */
+static struct proxy_sink sink_of(struct res_front *f)
 {
-    memset(pr, 0, sizeof *pr);
-    pr->method = rq->method;
-    pr->path = rq->path;
-    pr->raw_url = rq->url && *rq->url ? rq->url : NULL;
-    pr->headers = hs;
-    pr->nheaders = flatten(rq, hs, MAX_REQ_HEADERS);
-    pr->body = rq->body.data;
-    pr->body_len = rq->body.len;
-    plugin_user_from_ctx(rq->plugincontext, &pr->user);
-    pr->cancelled = rpc_cancelled_cb;
-    pr->cancel_ctx = c;
+    return (struct proxy_sink){res_head, res_body, res_done, f};
 }
 
-int svc_call_resource_fast(struct rpc_call *c, const uint8_t *req, size_t len)
+/* Answers a plugin error decided here, before any pipeline. */
+static void answer_error(struct res_front *f, int status, const char *msg)
 {
-    if (has_nul_in_strings(req, len))
-        return 0;
-    Pluginv2__CallResourceRequest *rq = pluginv2__call_resource_request__unpack(NULL, len, req);
-    if (!rq)
-        return 0; /* the usual way answers INVALID_ARGUMENT */
-    const Pluginv2__PluginContext *pc = rq->plugincontext;
-    struct plugin_instance *in = plugin_instance_peek(pc);
-    int done = 0;
-    if (in) {
-        struct res_sink s = {0};
-        s.c = c;
-        struct proxy_sink sink = {res_start, res_body, &s};
-        struct proxy_header hs[MAX_REQ_HEADERS];
-        struct proxy_request pr;
-        to_request(c, rq, hs, &pr);
-        /* one message at most: a second would have to wait for this thread to deliver the
-         * first */
-        done = proxy_resource_fast(in->px, &pr, &sink, CHUNK - 1);
-        if (done && (s.buf.len || !s.sent_any))
-            flush(&s, 1);
-        else if (done)
-            rpc_finish(c, GRPC_STATUS_OK, NULL);
-        sink_dispose(&s);
-        plugin_instance_put(in);
+    struct proxy_sink sink = sink_of(f);
+    res_done(f, proxy_send_error(&sink, status, msg));
+}
+
+static void start_call(struct res_front *f, struct plugin_instance *in)
+{
+    struct proxy_sink sink = sink_of(f);
+    f->in = in;
+    /* one message at most on this thread: a second would have to wait for the first */
+    if (proxy_resource_fast(in->px, &f->pr, &sink, CHUNK - 1)) {
+        res_done(f, 0);
+        return;
     }
-    pluginv2__call_resource_request__free_unpacked(rq, NULL);
-    return done;
+    struct proxy_call *call = NULL;
+    if (proxy_resource_start(in->px, &f->pr, &sink, &call) != 0) {
+        answer_error(f, 500, "out of memory");
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    f->call = call;
+    int gone = rpc_cancelled(f->c);
+    pthread_mutex_unlock(&f->mu);
+    if (gone) /* the client left while the call was being started */
+        proxy_call_cancel(call);
+}
+
+static void instance_ready(void *ctx, struct plugin_instance *in, const struct cp_err *err)
+{
+    struct res_front *f = ctx;
+    if (!in) {
+        answer_error(f, cp_http_status(err->code), cp_err_text(err));
+        return;
+    }
+    start_call(f, in);
 }
 
 void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
@@ -260,32 +347,28 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
         rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed CallResourceRequest");
         return;
     }
-    struct res_sink s = {0};
-    s.c = c;
-    struct proxy_sink sink = {res_start, res_body, &s};
-    const Pluginv2__PluginContext *pc = rq->plugincontext;
-    struct plugin_instance *in = NULL;
-    struct cp_err err = {0};
-    int rc;
-    if (has_nul_in_strings(req, len)) {
-        rc = proxy_send_error(&sink, 400, "bad request: NUL byte in method, path or url");
-    } else if (plugin_instance_get(pc, rpc_cancelled_cb, c, &in, &err) != 0) {
-        rc = proxy_send_error(&sink, cp_http_status(err.code), cp_err_text(&err));
-    } else {
-        struct proxy_header hs[MAX_REQ_HEADERS];
-        struct proxy_request pr;
-        to_request(c, rq, hs, &pr);
-        s.send_timeout_ms = proxy_ds_cfg(in->px)->timeout_ms;
-        rc = proxy_resource(in->px, &pr, &sink);
-        plugin_instance_put(in);
+    struct res_front *f = calloc(1, sizeof *f);
+    if (!f) {
+        pluginv2__call_resource_request__free_unpacked(rq, NULL);
+        rpc_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
     }
-    if (!rc && !s.failed && s.started && (s.buf.len || !s.sent_any))
-        rc = flush(&s, 1); /* ends the call */
-    else if (!rc && !s.failed && s.started)
-        rpc_finish(c, GRPC_STATUS_OK, NULL);
-    if (rc || s.failed || !s.started)
-        rpc_finish(c, rpc_cancelled(c) ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL,
-                   s.started ? "response interrupted" : "no response");
-    sink_dispose(&s);
-    pluginv2__call_resource_request__free_unpacked(rq, NULL);
+    pthread_mutex_init(&f->mu, NULL);
+    f->c = c;
+    f->rq = rq;
+    f->pr = (struct proxy_request){.method = rq->method,
+                                   .path = rq->path,
+                                   .raw_url = rq->url && *rq->url ? rq->url : NULL,
+                                   .headers = f->hs,
+                                   .nheaders = flatten(rq, f->hs, MAX_REQ_HEADERS),
+                                   .body = rq->body.data,
+                                   .body_len = rq->body.len};
+    plugin_user_from_ctx(rq->plugincontext, &f->pr.user);
+    rpc_set_events(c, &front_events, f);
+    if (has_nul_in_strings(req, len)) {
+        answer_error(f, 400, "bad request: NUL byte in method, path or url");
+        return;
+    }
+    if (plugin_instance_with(rq->plugincontext, rpc_cancelled_cb, c, instance_ready, f) != 0)
+        answer_error(f, 500, "out of memory");
 }

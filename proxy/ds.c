@@ -1,6 +1,7 @@
 /*
- * ds.c - the per-data-source state of the pipeline: creation from parsed settings, the
- * health check, usage figures, and process-wide libcurl set-up.
+ * ds.c - the per-data-source state of the pipeline: creation from parsed settings (and the
+ * loop it lives on), references and the free on its loop, the health check, usage figures,
+ * and process-wide libcurl set-up.
  */
 #include "proxy_int.h"
 
@@ -15,6 +16,7 @@
  * has a thread-safe curl_global_init (CURL_VERSION_THREADSAFE), checked at start. */
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static int curl_ready;
+static _Atomic unsigned next_loop;
 
 static void curl_init_once(void) { curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
 
@@ -65,6 +67,31 @@ static void set_blob(struct curl_blob *b, const struct cfg_secret *s)
     }
 }
 
+static void auth_hold(void *ctx, int delta)
+{
+    struct proxy_ds *ds = ctx;
+    if (delta > 0)
+        proxy__ds_ref(ds);
+    else
+        proxy_ds_free(ds);
+}
+
+/* The last of it, on its loop: the multi handles live there. */
+static void ds_destroy(struct proxy_ds *ds)
+{
+    cache_flights_free(ds->flights);
+    cache_store_close(ds->store);
+    auth_ds_free(ds->auth);
+    proxy__http_close(ds);
+    free(ds->origin);
+    free(ds->host);
+    free(ds->base_path);
+    cfg_ds_free(ds->cfg);
+    free(ds);
+}
+
+static void ds_destroy_job(void *arg) { ds_destroy(arg); }
+
 int proxy_ds_new(struct cfg_ds *cfg, const struct proxy_env *env, struct proxy_ds **out,
                  struct cp_err *err)
 {
@@ -82,21 +109,28 @@ int proxy_ds_new(struct cfg_ds *cfg, const struct proxy_env *env, struct proxy_d
     atomic_init(&ds->refs, 1);
     ds->cfg = cfg;
     ds->env = *env;
-    if ((rc = proxy__share_init(ds)) || (rc = split_url(ds))) {
+    ds->loop = env->nloops ? env->loops[atomic_fetch_add(&next_loop, 1) % env->nloops] : NULL;
+    if ((rc = split_url(ds))) {
         cp_err_set(err, rc, "out of memory");
         goto fail;
     }
     set_blob(&ds->ca_blob, &cfg->tls_ca_cert);
     set_blob(&ds->cert_blob, &cfg->tls_client_cert);
     set_blob(&ds->key_blob, &cfg->tls_client_key);
-    struct auth_env aenv = {env->log, env->ctr ? env->ctr->authz : NULL, env->module_dir};
+    struct auth_env aenv = {.log = env->log,
+                            .decisions = env->ctr ? env->ctr->authz : NULL,
+                            .module_dir = env->module_dir,
+                            .loop = ds->loop,
+                            .cpu = env->cpu,
+                            .hold = auth_hold,
+                            .hold_ctx = ds};
     if ((rc = auth_ds_new(cfg, &aenv, &ds->auth, err)))
         goto fail;
     struct cache_env cenv = {env->log, env->ctr ? &env->ctr->redis_errors : NULL,
                              env->ctr ? &env->ctr->evictions : NULL};
     if ((rc = cache_store_open(cfg, &cenv, &ds->store, err)))
         goto fail;
-    ds->store_is_local = ds->store && !strcmp(cache_store_backend(ds->store), "memory");
+    ds->store_caps = cache_store_caps(ds->store);
     if (!(ds->flights = cache_flights_new())) {
         rc = cp_err_set(err, CP_ENOMEM, "out of memory");
         goto fail;
@@ -104,7 +138,7 @@ int proxy_ds_new(struct cfg_ds *cfg, const struct proxy_env *env, struct proxy_d
     *out = ds;
     return 0;
 fail:
-    proxy_ds_free(ds);
+    ds_destroy(ds); /* never used on a loop yet */
     return rc;
 }
 
@@ -114,18 +148,40 @@ void proxy_ds_free(struct proxy_ds *ds)
 {
     if (!ds || atomic_fetch_sub(&ds->refs, 1) != 1)
         return;
-    cache_flights_free(ds->flights);
-    cache_store_close(ds->store);
-    auth_ds_free(ds->auth);
-    proxy__share_cleanup(ds);
-    free(ds->origin);
-    free(ds->host);
-    free(ds->base_path);
-    cfg_ds_free(ds->cfg);
-    free(ds);
+    if (!ds->loop || cp_loop_is_current(ds->loop) || cp_loop_post(ds->loop, ds_destroy_job, ds))
+        ds_destroy(ds); /* here, or the loop has stopped (its handles went with it) */
 }
 
 const struct cfg_ds *proxy_ds_cfg(const struct proxy_ds *ds) { return ds->cfg; }
+
+struct ds_job {
+    struct proxy_ds *ds;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void run_ds_job(void *arg)
+{
+    struct ds_job *j = arg;
+    j->fn(j->arg);
+    proxy_ds_free(j->ds);
+    free(j);
+}
+
+int proxy__post(struct proxy_ds *ds, void (*fn)(void *arg), void *arg)
+{
+    struct ds_job *j = malloc(sizeof *j);
+    if (!j)
+        return CP_ENOMEM;
+    proxy__ds_ref(ds);
+    *j = (struct ds_job){ds, fn, arg};
+    int rc = cp_loop_post(ds->loop, run_ds_job, j);
+    if (rc) {
+        atomic_fetch_sub(&ds->refs, 1); /* the caller still holds one */
+        free(j);
+    }
+    return rc;
+}
 
 void proxy_cache_usage(struct proxy_ds *ds, uint64_t *entries, uint64_t *bytes)
 {
@@ -135,99 +191,182 @@ void proxy_cache_usage(struct proxy_ds *ds, uint64_t *entries, uint64_t *bytes)
     *bytes = u.bytes;
 }
 
-/* The health check needs the upstream's status only; its body is read and dropped. */
-static int health_head(void *ctx, int status, const struct cache_header *h, size_t n)
+void proxy_upstream_usage(struct proxy_ds *ds, int *running, int *queued)
 {
-    (void)h, (void)n;
-    *(int *)ctx = status;
+    *running = atomic_load(&ds->running);
+    *queued = atomic_load(&ds->queued);
+}
+
+/* ---- health check --------------------------------------------------------------------------- */
+
+struct health {
+    struct proxy_ds *ds;
+    void (*done)(void *ctx, int ok, const char *msg, const char *details);
+    void *ctx;
+    struct auth_outgoing og;
+    struct auth_creds creds;
+    char *path;
+    struct proxy__xfer *x;
+    int status;
+    int fetch_rc;
+    struct cp_err err;
+    int64_t t0;
+    int ok;
+    struct cp_buf msg;
+    int cache_rc;
+    struct cp_err cache_err;
+};
+
+static void health_finish(struct health *h)
+{
+    struct proxy_ds *ds = h->ds;
+    const struct cfg_ds *cfg = ds->cfg;
+    json_t *d = json_pack("{s:s,s:i,s:s,s:s}", "upstream", ds->host, "status", h->status,
+                          "cache", cache_store_backend(ds->store), "authType",
+                          cfg_auth_type_name(cfg->auth_type));
+    char *details = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    h->done(h->ctx, h->ok, h->msg.p ? h->msg.p : "", details ? details : "{}");
+    free(details);
+    auth_creds_wipe(&h->creds);
+    cp_buf_free(&h->msg);
+    free(h->path);
+    free(h);
+    proxy_ds_free(ds);
+}
+
+static void ping_work(void *arg)
+{
+    struct health *h = arg;
+    h->cache_rc = cache_ping(h->ds->store, &h->cache_err);
+}
+
+static void ping_done(void *arg)
+{
+    struct health *h = arg;
+    struct proxy_ds *ds = h->ds;
+    int64_t ms = (cp_mono_ns() - h->t0) / 1000000;
+    if (h->cache_rc) {
+        cp_buf_addf(&h->msg, "Upstream OK (%d in %lld ms), but the %s cache is unavailable: %s. "
+                             "Calls still work, uncached",
+                    h->status, (long long)ms, cache_store_backend(ds->store),
+                    cp_err_text(&h->cache_err));
+    } else {
+        h->ok = 1;
+        cp_buf_addf(&h->msg, "Upstream OK (%d in %lld ms); cache: %s", h->status, (long long)ms,
+                    cache_store_backend(ds->store));
+    }
+    health_finish(h);
+}
+
+/* On the io pool: the ping may wait on Redis. */
+static void ping_job(void *arg)
+{
+    struct health *h = arg;
+    ping_work(h);
+    if (proxy__post(h->ds, ping_done, h) != 0)
+        ping_done(h);
+}
+
+static int health_head(void *ctx, int status, const struct cache_header *hd, size_t n)
+{
+    (void)hd, (void)n;
+    ((struct health *)ctx)->status = status;
     return 0;
 }
 
 static int health_body(void *ctx, const void *p, size_t n)
 {
     (void)ctx, (void)p, (void)n;
-    return 0;
+    return 0; /* the status is all the check needs */
 }
 
-int proxy_check_health(struct proxy_ds *ds, int *ok, struct cp_buf *msg, struct cp_buf *details)
+static void health_fetched(void *ctx, int rc, const struct cp_err *err)
 {
+    struct health *h = ctx;
+    struct proxy_ds *ds = h->ds;
     const struct cfg_ds *cfg = ds->cfg;
-    struct cp_err err = {0};
-    struct auth_creds creds = {0};
-    int hstatus = 0;
-    char *path = NULL;
-    *ok = 0;
-    int64_t t0 = cp_mono_ns();
-
-    size_t pl = strlen(ds->base_path) + strlen(cfg->health_path) + 1;
-    path = malloc(pl);
-    if (!path)
-        return CP_ENOMEM;
-    snprintf(path, pl, "%s%s", ds->base_path, cfg->health_path);
-    struct auth_outgoing og = {NULL, "GET", path, NULL, 0, NULL, NULL, cp_now_ms() / 1000,
-                               NULL, NULL};
-    int rc = 0;
-    if (cfg->auth_type == CFG_AUTH_FORWARD_OAUTH) {
-        /* the user's token only exists on user calls: test reachability without it */
-    } else {
-        rc = auth_inject(ds->auth, &og, &creds, &err);
-    }
-    if (rc) {
-        cp_buf_addf(msg, "Credentials could not be prepared: %s", cp_err_text(&err));
-        goto out;
-    }
-    struct proxy__upstream_req rq = {"GET", path, NULL, 0, &creds, NULL, 0, cfg->timeout_ms,
-                                     NULL, NULL};
-    struct proxy__upstream_sink sk = {health_head, health_body, &hstatus};
-    rc = proxy__fetch(ds, &rq, &sk, &err);
-    int64_t ms = (cp_mono_ns() - t0) / 1000000;
-    if (rc) {
-        if (rc == CP_ETIMEDOUT)
-            cp_buf_addf(msg, "Upstream %s did not answer GET %s within %lld s: check the URL "
+    if (rc == CP_ETIMEDOUT) {
+        cp_buf_addf(&h->msg, "Upstream %s did not answer GET %s within %lld s: check the URL "
                              "and the timeout",
-                        ds->host, cfg->health_path, (long long)(cfg->timeout_ms / 1000));
-        else
-            cp_buf_addf(msg, "Upstream unreachable: %s. Check the URL, DNS, firewall and TLS "
+                    ds->host, cfg->health_path, (long long)(cfg->timeout_ms / 1000));
+    } else if (rc) {
+        cp_buf_addf(&h->msg, "Upstream unreachable: %s. Check the URL, DNS, firewall and TLS "
                              "settings",
-                        cp_err_text(&err));
-        rc = 0;
-        goto out;
+                    cp_err_text(err));
+    } else if (h->status == 401 || h->status == 403) {
+        cp_buf_addf(&h->msg, "Upstream answered %d to GET %s: check the credentials (authType %s)",
+                    h->status, cfg->health_path, cfg_auth_type_name(cfg->auth_type));
+    } else if (h->status < 200 || h->status > 399) {
+        cp_buf_addf(&h->msg, "Upstream answered %d to GET %s: check the URL and healthPath",
+                    h->status, cfg->health_path);
+    } else if (ds->store) {
+        if (!(ds->store_caps & CACHE_CAP_NO_IO) && cp_pool_submit(ds->env.io, ping_job, h) == 0)
+            return;
+        ping_work(h);
+        ping_done(h);
+        return;
+    } else {
+        ping_done(h);
+        return;
     }
-    if (hstatus == 401 || hstatus == 403) {
-        cp_buf_addf(msg, "Upstream answered %d to GET %s: check the credentials (authType %s)",
-                    hstatus, cfg->health_path, cfg_auth_type_name(cfg->auth_type));
-        goto out;
+    health_finish(h);
+}
+
+static void health_creds(void *arg, int rc, const struct cp_err *err)
+{
+    struct health *h = arg;
+    struct proxy_ds *ds = h->ds;
+    if (rc) {
+        cp_buf_addf(&h->msg, "Credentials could not be prepared: %s", cp_err_text(err));
+        health_finish(h);
+        return;
     }
-    if (hstatus < 200 || hstatus > 399) {
-        cp_buf_addf(msg, "Upstream answered %d to GET %s: check the URL and healthPath",
-                    hstatus, cfg->health_path);
-        goto out;
+    struct proxy__upstream_req rq = {.method = "GET",
+                                     .path_query = h->path,
+                                     .creds = &h->creds,
+                                     .timeout_ms = ds->cfg->timeout_ms};
+    struct proxy__upstream_sink sk = {health_head, health_body, health_fetched, h};
+    struct cp_err e = {0};
+    if (proxy__fetch_start(ds, &rq, &sk, &h->x, &e) != 0)
+        health_fetched(h, e.code, &e);
+}
+
+static void health_start(void *arg)
+{
+    struct health *h = arg;
+    struct proxy_ds *ds = h->ds;
+    h->t0 = cp_mono_ns();
+    h->og = (struct auth_outgoing){.method = "GET", .path_query = h->path,
+                                   .now_unix = cp_now_ms() / 1000};
+    if (ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH) {
+        /* the user's token only exists on user calls: test reachability without it */
+        health_creds(h, 0, NULL);
+        return;
     }
-    if (ds->store) {
-        struct cp_err cerr = {0};
-        if (cache_ping(ds->store, &cerr) != 0) {
-            cp_buf_addf(msg, "Upstream OK (%d in %lld ms), but the %s cache is unavailable: "
-                             "%s. Calls still work, uncached",
-                        hstatus, (long long)ms, cache_store_backend(ds->store),
-                        cp_err_text(&cerr));
-            goto out;
-        }
+    auth_inject_async(ds->auth, &h->og, &h->creds, health_creds, h);
+}
+
+int proxy_check_health(struct proxy_ds *ds,
+                       void (*done)(void *ctx, int ok, const char *msg, const char *details),
+                       void *ctx)
+{
+    struct health *h = calloc(1, sizeof *h);
+    size_t pl = strlen(ds->base_path) + strlen(ds->cfg->health_path) + 1;
+    if (!h || !(h->path = malloc(pl))) {
+        free(h);
+        return CP_ENOMEM;
     }
-    *ok = 1;
-    cp_buf_addf(msg, "Upstream OK (%d in %lld ms); cache: %s", hstatus, (long long)ms,
-                cache_store_backend(ds->store));
-out:
-    if (details) {
-        json_t *d = json_pack("{s:s,s:i,s:s,s:s}", "upstream", ds->host, "status", hstatus,
-                              "cache", cache_store_backend(ds->store), "authType",
-                              cfg_auth_type_name(cfg->auth_type));
-        char *s = d ? json_dumps(d, JSON_COMPACT) : NULL;
-        if (s)
-            cp_buf_addstr(details, s);
-        free(s);
-        json_decref(d);
+    snprintf(h->path, pl, "%s%s", ds->base_path, ds->cfg->health_path);
+    proxy__ds_ref(ds);
+    h->ds = ds;
+    h->done = done;
+    h->ctx = ctx;
+    int rc = proxy__post(ds, health_start, h);
+    if (rc) {
+        free(h->path);
+        free(h);
+        proxy_ds_free(ds);
     }
-    auth_creds_wipe(&creds);
-    free(path);
     return rc;
 }

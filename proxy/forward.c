@@ -1,11 +1,12 @@
 /*
- * forward.c - one upstream request with libcurl, on the instance's shared connection pool.
+ * forward.c - upstream transfers on the instance's event loop: libcurl easy handles run by the
+ * instance's multi handle (its connection pool, DNS cache and TLS sessions, capped at
+ * maxConnections), so any number of calls in flight costs no thread.
  *
- * Each instance owns a CURLSH sharing connections, DNS and TLS sessions across all its easy
- * handles, so every user's call reuses the same warm connections (HTTP/2 when the upstream
- * offers it over TLS). Easy handles themselves are pooled too. The response is handed to the
- * caller as it arrives: headers once, then body chunks, so large bodies stream through
- * without being held whole.
+ * The answer is handed over as it arrives: the head once, then body pieces. A receiver that
+ * cannot take a piece yet says PROXY_PAUSE: the transfer is paused (libcurl keeps the piece
+ * and offers it again after proxy__fetch_resume), which is the back-pressure from the client
+ * to the upstream. Everything here runs on the instance's loop thread.
  */
 #include "proxy_int.h"
 
@@ -15,7 +16,6 @@
 #include <strings.h>
 
 #define MAX_IDLE_EASY 64
-#define POOL_CONNECTIONS 64
 #define MAX_RESP_HEADERS 200
 #define MAX_HEADER_BYTES (256 * 1024)
 
@@ -33,120 +33,109 @@ static int is_dropped(const char *name)
     return 0;
 }
 
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a, void *ud)
-{
-    (void)h, (void)a;
-    struct proxy_ds *ds = ud;
-    pthread_mutex_lock(&ds->share_mu[data]);
-}
+/* ---- the instance's multi handle and idle easy handles (loop thread) -------------------------- */
 
-static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+struct cp_http *proxy__http(struct proxy_ds *ds)
 {
-    (void)h;
-    struct proxy_ds *ds = ud;
-    pthread_mutex_unlock(&ds->share_mu[data]);
-}
-
-int proxy__share_init(struct proxy_ds *ds)
-{
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&ds->share_mu[i], NULL);
-    pthread_mutex_init(&ds->easy_mu, NULL);
-    ds->share = curl_share_init();
-    if (!ds->share)
-        return CP_ENOMEM;
-    curl_share_setopt(ds->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(ds->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(ds->share, CURLSHOPT_USERDATA, ds);
-    curl_share_setopt(ds->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-    curl_share_setopt(ds->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(ds->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    return 0;
-}
-
-void proxy__share_cleanup(struct proxy_ds *ds)
-{
-    for (size_t i = 0; i < ds->neasy; i++)
-        curl_easy_cleanup(ds->easy[i]);
-    free(ds->easy);
-    ds->easy = NULL;
-    ds->neasy = 0;
-    if (ds->share)
-        curl_share_cleanup(ds->share);
-    ds->share = NULL;
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&ds->share_mu[i]);
-    pthread_mutex_destroy(&ds->easy_mu);
+    if (!ds->http)
+        ds->http = cp_http_new(ds->loop, (long)ds->cfg->max_connections, &ds->running,
+                               &ds->queued);
+    return ds->http;
 }
 
 static CURL *easy_get(struct proxy_ds *ds)
 {
-    CURL *h = NULL;
-    pthread_mutex_lock(&ds->easy_mu);
-    if (ds->neasy)
-        h = ds->easy[--ds->neasy];
-    pthread_mutex_unlock(&ds->easy_mu);
-    if (!h)
-        h = curl_easy_init();
-    return h;
+    return ds->neasy ? ds->easy[--ds->neasy] : curl_easy_init();
 }
 
 static void easy_put(struct proxy_ds *ds, CURL *h)
 {
     curl_easy_reset(h);
-    pthread_mutex_lock(&ds->easy_mu);
-    if (ds->neasy < MAX_IDLE_EASY) {
-        if (ds->neasy == ds->easy_cap) {
-            size_t nc = ds->easy_cap ? ds->easy_cap * 2 : 8;
-            CURL **ne = realloc(ds->easy, nc * sizeof *ne);
-            if (ne) {
-                ds->easy = ne;
-                ds->easy_cap = nc;
-            }
-        }
-        if (ds->neasy < ds->easy_cap) {
-            ds->easy[ds->neasy++] = h;
-            h = NULL;
+    if (ds->neasy == ds->easy_cap && ds->easy_cap < MAX_IDLE_EASY) {
+        size_t nc = ds->easy_cap ? ds->easy_cap * 2 : 8;
+        CURL **ne = realloc(ds->easy, nc * sizeof *ne);
+        if (ne) {
+            ds->easy = ne;
+            ds->easy_cap = nc;
         }
     }
-    pthread_mutex_unlock(&ds->easy_mu);
-    if (h)
+    if (ds->neasy < ds->easy_cap)
+        ds->easy[ds->neasy++] = h;
+    else
         curl_easy_cleanup(h);
 }
 
-/* Per-transfer state. */
-struct xfer {
+void proxy__http_close(struct proxy_ds *ds)
+{
+    for (size_t i = 0; i < ds->neasy; i++)
+        curl_easy_cleanup(ds->easy[i]);
+    free(ds->easy);
+    ds->easy = NULL;
+    ds->neasy = ds->easy_cap = 0;
+    cp_http_free(ds->http);
+    ds->http = NULL;
+}
+
+/* ---- one transfer ------------------------------------------------------------------------------ */
+
+struct proxy__xfer {
     struct proxy_ds *ds;
-    const struct proxy__upstream_req *rq;
-    const struct proxy__upstream_sink *sink;
+    CURL *h;
+    struct proxy__upstream_sink sink;
+    struct curl_slist *hl;
+    struct cp_buf url;
+    char method[40];
     int status;
     int head_done;
-    struct cache_header *h;
+    struct cache_header *hdr;
     size_t nh;
     size_t header_bytes;
-    int64_t received, max;
+    int64_t received, max, timeout_ms;
+    int64_t t0;
     int abort_code; /* why we aborted: CP_ERESPBIG, CP_ECANCELED, CP_EUPSTREAM */
+    int paused;
 };
 
-static void free_headers(struct xfer *x)
+static void free_headers(struct proxy__xfer *x)
 {
     for (size_t i = 0; i < x->nh; i++) {
-        free(x->h[i].name);
-        free(x->h[i].value);
+        free(x->hdr[i].name);
+        free(x->hdr[i].value);
     }
-    free(x->h);
-    x->h = NULL;
+    free(x->hdr);
+    x->hdr = NULL;
     x->nh = 0;
 }
 
-static int finish_head(struct xfer *x)
+static void wipe_slist(struct curl_slist *l)
+{
+    for (struct curl_slist *i = l; i; i = i->next)
+        explicit_bzero(i->data, strlen(i->data));
+    curl_slist_free_all(l);
+}
+
+/* Frees the transfer; its easy handle goes back to the idle list. */
+static void xfer_free(struct proxy__xfer *x)
+{
+    free_headers(x);
+    wipe_slist(x->hl);
+    if (x->url.p)
+        explicit_bzero(x->url.p, x->url.len);
+    cp_buf_free(&x->url);
+    if (x->h)
+        easy_put(x->ds, x->h);
+    proxy_ds_free(x->ds);
+    free(x);
+}
+
+static int finish_head(struct proxy__xfer *x)
 {
     if (x->head_done)
         return 0;
     x->head_done = 1;
-    for (size_t i = 0; i < x->nh && strcmp(x->rq->method, "HEAD"); i++)
-        if (!strcasecmp(x->h[i].name, "Content-Length")) {
-            long long cl = atoll(x->h[i].value);
+    for (size_t i = 0; i < x->nh && strcmp(x->method, "HEAD"); i++)
+        if (!strcasecmp(x->hdr[i].name, "Content-Length")) {
+            long long cl = atoll(x->hdr[i].value);
             if (x->max > 0 && cl > x->max) {
                 x->abort_code = CP_ERESPBIG;
                 return -1;
@@ -156,33 +145,33 @@ static int finish_head(struct xfer *x)
     size_t w = 0;
     char *conn = NULL; /* a copy: the Connection header itself is freed in the loop below */
     for (size_t i = 0; i < x->nh; i++)
-        if (!strcasecmp(x->h[i].name, "Connection")) {
+        if (!strcasecmp(x->hdr[i].name, "Connection")) {
             free(conn);
-            conn = strdup(x->h[i].value);
+            conn = strdup(x->hdr[i].value);
         }
     for (size_t i = 0; i < x->nh; i++) {
-        int drop = is_dropped(x->h[i].name);
+        int drop = is_dropped(x->hdr[i].name);
         if (!drop && conn) {
-            size_t nl = strlen(x->h[i].name);
+            size_t nl = strlen(x->hdr[i].name);
             for (const char *c = conn; *c;) {
                 while (*c == ' ' || *c == ',')
                     c++;
                 size_t tl = strcspn(c, ", ");
-                if (tl == nl && !strncasecmp(c, x->h[i].name, nl))
+                if (tl == nl && !strncasecmp(c, x->hdr[i].name, nl))
                     drop = 1;
                 c += tl;
             }
         }
         if (drop) {
-            free(x->h[i].name);
-            free(x->h[i].value);
+            free(x->hdr[i].name);
+            free(x->hdr[i].value);
         } else {
-            x->h[w++] = x->h[i];
+            x->hdr[w++] = x->hdr[i];
         }
     }
     x->nh = w;
     free(conn);
-    if (x->sink->on_head(x->sink->ctx, x->status, x->h, x->nh) != 0) {
+    if (x->sink.on_head(x->sink.ctx, x->status, x->hdr, x->nh) != 0) {
         x->abort_code = CP_ECANCELED;
         return -1;
     }
@@ -191,7 +180,7 @@ static int finish_head(struct xfer *x)
 
 static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 {
-    struct xfer *x = ud;
+    struct proxy__xfer *x = ud;
     size_t len = sz * n;
     x->header_bytes += len;
     if (x->header_bytes > MAX_HEADER_BYTES) {
@@ -216,18 +205,18 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
     const char *colon = memchr(p, ':', len);
     if (!colon || colon == p || x->nh >= MAX_RESP_HEADERS)
         return sz * n; /* folded or junk lines are ignored */
-    struct cache_header *nh = realloc(x->h, (x->nh + 1) * sizeof *nh);
+    struct cache_header *nh = realloc(x->hdr, (x->nh + 1) * sizeof *nh);
     if (!nh)
         return 0;
-    x->h = nh;
+    x->hdr = nh;
     const char *v = colon + 1;
     while (v < p + len && (*v == ' ' || *v == '\t'))
         v++;
-    x->h[x->nh].name = strndup(p, (size_t)(colon - p));
-    x->h[x->nh].value = strndup(v, (size_t)(p + len - v));
-    if (!x->h[x->nh].name || !x->h[x->nh].value) {
-        free(x->h[x->nh].name);
-        free(x->h[x->nh].value);
+    x->hdr[x->nh].name = strndup(p, (size_t)(colon - p));
+    x->hdr[x->nh].value = strndup(v, (size_t)(p + len - v));
+    if (!x->hdr[x->nh].name || !x->hdr[x->nh].value) {
+        free(x->hdr[x->nh].name);
+        free(x->hdr[x->nh].value);
         return 0;
     }
     x->nh++;
@@ -236,42 +225,33 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 {
-    struct xfer *x = ud;
+    struct proxy__xfer *x = ud;
     size_t len = sz * n;
     if (!x->head_done && finish_head(x) != 0)
         return 0;
-    x->received += (int64_t)len;
-    if (x->max > 0 && x->received > x->max) {
+    if (x->max > 0 && x->received + (int64_t)len > x->max) {
         x->abort_code = CP_ERESPBIG;
         return 0;
     }
-    if (x->sink->on_body(x->sink->ctx, p, len) != 0) {
+    int rc = x->sink.on_body(x->sink.ctx, p, len);
+    if (rc == PROXY_PAUSE) {
+        x->paused = 1;
+        return CURL_WRITEFUNC_PAUSE; /* libcurl keeps these bytes and offers them again */
+    }
+    if (rc != 0) {
         x->abort_code = CP_ECANCELED;
         return 0;
     }
+    x->received += (int64_t)len;
     return len;
-}
-
-static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-    (void)a, (void)b, (void)c, (void)d;
-    struct xfer *x = ud;
-    if (x->rq->cancelled && x->rq->cancelled(x->rq->cancel_ctx)) {
-        x->abort_code = CP_ECANCELED;
-        return 1;
-    }
-    return 0;
 }
 
 /* A header line curl would send as written: the name an RFC 9110 token, the value free of
  * line breaks (anything else could smuggle a second request to the upstream). */
 int proxy__header_ok(const char *name, const char *value)
 {
-    if (!name || !*name || !value)
+    if (!proxy__is_token(name) || !value)
         return 0;
-    for (const char *c = name; *c; c++)
-        if (!isalnum((unsigned char)*c) && !strchr("!#$%&'*+-.^_`|~", *c))
-            return 0;
     for (const char *c = value; *c; c++)
         if (*c == '\r' || *c == '\n')
             return 0;
@@ -303,12 +283,7 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
     return nl ? nl : l;
 }
 
-static void wipe_slist(struct curl_slist *l)
-{
-    for (struct curl_slist *i = l; i; i = i->next)
-        explicit_bzero(i->data, strlen(i->data));
-    curl_slist_free_all(l);
-}
+static int status_class(int status) { return status >= 100 && status < 600 ? status / 100 : 0; }
 
 /* Connecting (DNS, TCP, TLS) gets at most 10 s of the call's timeout. */
 static int64_t connect_timeout_ms(int64_t timeout_ms)
@@ -323,28 +298,79 @@ static int connected(CURL *h)
     return curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK && t > 0;
 }
 
-static int status_class(int status) { return status >= 100 && status < 600 ? status / 100 : 0; }
+static void on_done(void *arg, int code)
+{
+    struct proxy__xfer *x = arg;
+    struct proxy_ds *ds = x->ds;
+    CURLcode cc = (CURLcode)code;
+    struct cp_err err = {0};
+    int rc = 0;
+    atomic_fetch_add(&ds->upstream_requests, 1);
+    struct proxy_counters *ctr = ds->env.ctr;
+    if (ctr)
+        cp_hist_observe_ns(&ctr->upstream_duration, (uint64_t)(cp_mono_ns() - x->t0));
+    const char *host = ds->host;
+    if (cc == CURLE_OK && !x->head_done && x->status >= 200)
+        rc = finish_head(x) == 0 ? 0 : x->abort_code;
+    if (cc == CURLE_OK && !rc) {
+        if (ctr)
+            atomic_fetch_add(&ctr->upstream[status_class(x->status)], 1);
+    } else {
+        if (ctr)
+            atomic_fetch_add(&ctr->upstream[0], 1);
+        if (x->abort_code == CP_ERESPBIG)
+            rc = cp_err_set(&err, CP_ERESPBIG,
+                            "upstream response larger than maxResponseBytes (%lld bytes)",
+                            (long long)x->max);
+        else if (x->abort_code == CP_ECANCELED)
+            rc = cp_err_set(&err, CP_ECANCELED, "request cancelled by the client");
+        else if (cc == CURLE_OPERATION_TIMEDOUT && !connected(x->h))
+            rc = cp_err_set(&err, CP_EUPSTREAM, "could not connect to upstream %s within %lld s",
+                            host, (long long)(connect_timeout_ms(x->timeout_ms) / 1000));
+        else if (cc == CURLE_OPERATION_TIMEDOUT)
+            rc = cp_err_set(&err, CP_ETIMEDOUT, "upstream %s did not answer within %lld s", host,
+                            (long long)(x->timeout_ms / 1000));
+        else if (x->abort_code == CP_EUPSTREAM)
+            rc = cp_err_set(&err, CP_EUPSTREAM, "upstream %s sent oversized headers", host);
+        else
+            rc = cp_err_set(&err, CP_EUPSTREAM, "upstream %s failed: %s", host,
+                            curl_easy_strerror(cc));
+    }
+    x->sink.on_done(x->sink.ctx, rc, &err);
+    xfer_free(x);
+}
 
-int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
-                 const struct proxy__upstream_sink *sink, struct cp_err *err)
+int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
+                       const struct proxy__upstream_sink *sink, struct proxy__xfer **out,
+                       struct cp_err *err)
 {
     const struct cfg_ds *cfg = ds->cfg;
-    struct xfer x = {ds, rq, sink, 0, 0, NULL, 0, 0, 0, cfg->max_response_bytes, 0};
-    CURL *h = easy_get(ds);
-    if (!h)
+    struct cp_http *http = proxy__http(ds);
+    struct proxy__xfer *x = calloc(1, sizeof *x);
+    *out = NULL;
+    if (!x || !http || !(x->h = easy_get(ds))) {
+        if (x)
+            free(x);
         return cp_err_set(err, CP_ENOMEM, "out of memory");
+    }
+    proxy__ds_ref(ds);
+    x->ds = ds;
+    x->sink = *sink;
+    x->max = cfg->max_response_bytes;
+    x->timeout_ms = rq->timeout_ms;
+    snprintf(x->method, sizeof x->method, "%s", rq->method);
+    CURL *h = x->h;
 
     /* URL: the configured origin + the upstream path (base path included) + query, with the
      * API key appended as a query parameter when configured so */
-    struct cp_buf url = {0};
-    int rc = cp_buf_addstr(&url, ds->origin);
+    int rc = cp_buf_addstr(&x->url, ds->origin);
     if (!rc)
-        rc = cp_buf_addstr(&url, rq->path_query);
+        rc = cp_buf_addstr(&x->url, rq->path_query);
     if (!rc && rq->creds && rq->creds->query_name) {
         char *k = curl_easy_escape(h, rq->creds->query_name, 0);
         char *v = curl_easy_escape(h, rq->creds->query_value, 0);
         if (k && v)
-            rc = cp_buf_addf(&url, "%s%s=%s", strchr(rq->path_query, '?') ? "&" : "?", k, v);
+            rc = cp_buf_addf(&x->url, "%s%s=%s", strchr(rq->path_query, '?') ? "&" : "?", k, v);
         else
             rc = CP_ENOMEM;
         if (v)
@@ -352,48 +378,38 @@ int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
         curl_free(k);
         curl_free(v);
     }
-    struct curl_slist *hl = NULL;
     int fail = rc != 0;
     for (size_t i = 0; i < rq->nheaders; i++)
-        hl = add_header(hl, rq->headers[i].name, rq->headers[i].value, &fail);
+        x->hl = add_header(x->hl, rq->headers[i].name, rq->headers[i].value, &fail);
     if (rq->creds)
         for (size_t i = 0; i < rq->creds->n; i++)
-            hl = add_header(hl, rq->creds->h[i].name, rq->creds->h[i].value, &fail);
+            x->hl = add_header(x->hl, rq->creds->h[i].name, rq->creds->h[i].value, &fail);
     if (!fail) { /* "Expect:" removes curl's 100-continue round trip */
-        struct curl_slist *nl = curl_slist_append(hl, "Expect:");
+        struct curl_slist *nl = curl_slist_append(x->hl, "Expect:");
         fail = !nl;
-        hl = nl ? nl : hl;
+        x->hl = nl ? nl : x->hl;
     }
     if (fail) {
-        wipe_slist(hl);
-        if (url.p)
-            explicit_bzero(url.p, url.len);
-        cp_buf_free(&url);
-        easy_put(ds, h);
+        xfer_free(x);
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     }
 
-    curl_easy_setopt(h, CURLOPT_SHARE, ds->share);
-    curl_easy_setopt(h, CURLOPT_URL, url.p);
+    curl_easy_setopt(h, CURLOPT_URL, x->url.p);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hl);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)rq->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout_ms(rq->timeout_ms));
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* the shared pool keeps this many idle connections; curl's default (a handful) would
-     * close and reopen connections as soon as a few users call at once */
-    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, (long)POOL_CONNECTIONS);
     curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+    /* never wait for another transfer's connection to show whether it multiplexes: open one */
+    curl_easy_setopt(h, CURLOPT_PIPEWAIT, 0L);
     if (cfg->tls_skip_verify) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -413,51 +429,36 @@ int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
     } else {
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
         if (rq->body_len || strcmp(rq->method, "GET")) {
+            /* the body stays with the caller until on_done */
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body_len ? rq->body : "");
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
         }
     }
-
-    int64_t t0 = cp_mono_ns();
-    CURLcode cc = curl_easy_perform(h);
-    uint64_t dt = (uint64_t)(cp_mono_ns() - t0);
-    atomic_fetch_add(&ds->upstream_requests, 1);
-    struct proxy_counters *ctr = ds->env.ctr;
-    if (ctr)
-        cp_hist_observe_ns(&ctr->upstream_duration, dt);
-
-    const char *host = ds->host;
-    if (cc == CURLE_OK && !x.head_done && x.status >= 200)
-        rc = finish_head(&x) == 0 ? 0 : x.abort_code;
-    if (cc == CURLE_OK && !rc) {
-        rc = 0;
-        if (ctr)
-            atomic_fetch_add(&ctr->upstream[status_class(x.status)], 1);
-    } else {
-        if (ctr)
-            atomic_fetch_add(&ctr->upstream[0], 1);
-        if (x.abort_code == CP_ERESPBIG)
-            rc = cp_err_set(err, CP_ERESPBIG,
-                            "upstream response larger than maxResponseBytes (%lld bytes)",
-                            (long long)x.max);
-        else if (x.abort_code == CP_ECANCELED || cc == CURLE_ABORTED_BY_CALLBACK)
-            rc = cp_err_set(err, CP_ECANCELED, "request cancelled by the client");
-        else if (cc == CURLE_OPERATION_TIMEDOUT && !connected(h))
-            rc = cp_err_set(err, CP_EUPSTREAM, "could not connect to upstream %s within %lld s",
-                            host, (long long)(connect_timeout_ms(rq->timeout_ms) / 1000));
-        else if (cc == CURLE_OPERATION_TIMEDOUT)
-            rc = cp_err_set(err, CP_ETIMEDOUT, "upstream %s did not answer within %lld s", host,
-                            (long long)(rq->timeout_ms / 1000));
-        else if (x.abort_code == CP_EUPSTREAM)
-            rc = cp_err_set(err, CP_EUPSTREAM, "upstream %s sent oversized headers", host);
-        else
-            rc = cp_err_set(err, CP_EUPSTREAM, "upstream %s failed: %s", host,
-                            curl_easy_strerror(cc));
+    x->t0 = cp_mono_ns();
+    if (cp_http_add(http, h, on_done, x) != 0) {
+        xfer_free(x);
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
     }
-    free_headers(&x);
-    wipe_slist(hl);
-    explicit_bzero(url.p, url.len);
-    cp_buf_free(&url);
-    easy_put(ds, h);
-    return rc;
+    *out = x;
+    return 0;
+}
+
+void proxy__fetch_resume(struct proxy__xfer *x)
+{
+    if (x && x->paused) {
+        x->paused = 0;
+        /* may offer the kept bytes again at once, from inside this call */
+        curl_easy_pause(x->h, CURLPAUSE_CONT);
+    }
+}
+
+void proxy__fetch_abort(struct proxy__xfer *x)
+{
+    if (!x)
+        return;
+    cp_http_abort(x->ds->http, x->h);
+    /* the connection may be mid-answer: it must not go back to the pool */
+    curl_easy_cleanup(x->h);
+    x->h = NULL;
+    xfer_free(x);
 }

@@ -1,11 +1,13 @@
 /*
- * proxy.h - the request pipeline shared by the gRPC services and the standalone HTTP front:
- * routing of resource paths, path safety, authorization, credentials, cache, coalescing and
- * forwarding to the upstream with libcurl; plus data queries (JSON to Arrow frames).
+ * proxy.h - the request pipeline every front uses: one admission phase (method, path, query,
+ * allowedPaths, sizes, authorization), then the cache (lookup, coalescing, stale serving),
+ * credentials, the upstream call with libcurl and the answer; plus data queries (JSON to
+ * frames).
  *
- * One struct proxy_ds per data source instance holds the long-lived state (settings, curl
- * connection pool, auth state, cache store). It is immutable after creation apart from
- * internally synchronised parts, so any number of threads may call into it at once.
+ * Threads: each data source instance lives on one event loop (base.h). Its calls run there
+ * without blocking; Redis and CPU-heavy work (frames, modules) go to bounded pools and come
+ * back to the loop. Fronts start calls from any thread and receive the answer through a sink
+ * whose callbacks run on the instance's threads, never two at once for one call.
  */
 #ifndef CP_PROXY_H
 #define CP_PROXY_H
@@ -28,6 +30,7 @@ struct proxy_counters {
     _Atomic uint64_t redis_errors;
     _Atomic uint64_t evictions;
     _Atomic uint64_t errors; /* plugin-made error answers */
+    _Atomic int64_t calls;   /* calls and background refreshes in flight */
 };
 enum { PROXY_HIT, PROXY_MISS, PROXY_STALE, PROXY_BYPASS };
 enum { PROXY_KIND_RESOURCE, PROXY_KIND_QUERY };
@@ -36,15 +39,18 @@ enum { PROXY_KIND_RESOURCE, PROXY_KIND_QUERY };
 struct proxy_env {
     const struct cp_logger *log;
     struct proxy_counters *ctr;
-    struct cp_pool *pool;   /* background work (revalidation, concurrent queries) */
+    struct cp_loop **loops; /* instances are spread over these, one loop each */
+    size_t nloops;
+    struct cp_pool *cpu;    /* frames, modules: about one thread per core */
+    struct cp_pool *io;     /* Redis commands (bounded by their own timeouts) */
     const char *module_dir; /* CACHINGPROXY_MODULE_DIR, or NULL: no modules */
-    _Atomic int *stopping;  /* set when the process stops: background work gives up */
 };
 
-/* Builds an instance from parsed settings; takes ownership of cfg in every case. */
+/* Builds an instance from parsed settings; takes ownership of cfg in every case. May load a
+ * module (blocking): call it off the loops. */
 int proxy_ds_new(struct cfg_ds *cfg, const struct proxy_env *env, struct proxy_ds **out,
                  struct cp_err *err);
-/* Frees an instance once no call uses it any more. NULL-safe. */
+/* Drops the caller's reference; the instance is freed on its loop once no call uses it. */
 void proxy_ds_free(struct proxy_ds *ds);
 const struct cfg_ds *proxy_ds_cfg(const struct proxy_ds *ds);
 
@@ -53,7 +59,8 @@ struct proxy_header {
     const char *value;
 };
 
-/* A resource request. Everything is borrowed for the duration of proxy_resource(). */
+/* A resource request (CallResource, or the standalone front's resources). Everything is
+ * borrowed until the sink's done runs. */
 struct proxy_request {
     const char *method;
     const char *path;    /* resource path after resources/, percent-decoded ("proxy/a/b") */
@@ -63,38 +70,46 @@ struct proxy_request {
     const void *body;
     size_t body_len;
     struct cp_user user;
-    /* Polled during upstream transfers; non-zero aborts them (client gone). */
-    int (*cancelled)(void *ctx);
-    void *cancel_ctx;
 };
 
-/* Where a response goes. start() is called exactly once, before any body(). A non-zero
- * return from either aborts the request (client gone). */
+/* sink.body's answer when the receiver cannot take more now: nothing was taken; the pipeline
+ * waits for proxy_call_resume and offers the same bytes again. */
+#define PROXY_PAUSE 1
+
+/* Where an answer goes. head runs once, before any body; done runs last, exactly once: rc 0
+ * when the answer is complete, else the answer broke off (or never started: a cancelled call).
+ * A non-zero return from head or a negative one from body aborts the call. */
 struct proxy_sink {
-    int (*start)(void *ctx, int status, const struct proxy_header *h, size_t n);
+    int (*head)(void *ctx, int status, const struct proxy_header *h, size_t n);
     int (*body)(void *ctx, const void *p, size_t n);
+    void (*done)(void *ctx, int rc);
     void *ctx;
 };
 
-/* Handles one resource call (proxy/<path>, cache/stats, cache/purge) and answers it through
- * sink, errors included (as JSON {"error","status"}). Returns 0, or a negative code when the
- * answer could not be delivered completely. */
-int proxy_resource(struct proxy_ds *ds, const struct proxy_request *rq,
-                   const struct proxy_sink *sink);
+struct proxy_call;
+
+/* Starts a resource call (proxy/<path>, cache/stats, cache/purge); its answer, errors
+ * included (as JSON {"error","status"}), goes to sink. Any thread. *out holds a reference for
+ * the caller (proxy_call_release after done), also when the call ended before this returned.
+ * CP_ENOMEM: nothing started, the sink is never called. */
+int proxy_resource_start(struct proxy_ds *ds, const struct proxy_request *rq,
+                         const struct proxy_sink *sink, struct proxy_call **out);
+/* The receiver can take more after PROXY_PAUSE. Any thread. */
+void proxy_call_resume(struct proxy_call *c);
+/* The client is gone: the upstream transfer stops (unless identical calls wait for its
+ * answer) and done follows soon with CP_ECANCELED. Any thread; harmless after done. */
+void proxy_call_cancel(struct proxy_call *c);
+void proxy_call_release(struct proxy_call *c);
 
 /* Answers a resource call on the spot when that needs no I/O: a plugin error decided from
  * the request alone, or a fresh hit of a memory cache whose body is at most max_body bytes.
- * Returns 1 when answered, 0 when the call needs proxy_resource (nothing was sent). Never
- * blocks: safe on an I/O thread. */
+ * Returns 1 when answered (head and body called; done is not), 0 when the call needs
+ * proxy_resource_start (nothing was called). Never blocks: safe on an I/O thread. */
 int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
                         const struct proxy_sink *sink, size_t max_body);
 
-/* Answers an error as JSON {"error": msg, "status": N} through sink. */
+/* Answers an error as JSON {"error": msg, "status": N} through sink (head and body). */
 int proxy_send_error(const struct proxy_sink *sink, int status, const char *msg);
-
-/* Health check: the upstream's healthPath with the configured credentials, then the cache
- * backend. Fills *ok and a message a user can act on; details (JSON object text) optional. */
-int proxy_check_health(struct proxy_ds *ds, int *ok, struct cp_buf *msg, struct cp_buf *details);
 
 /* ---- queries ----------------------------------------------------------------------------- */
 
@@ -107,8 +122,8 @@ struct proxy_query {
 
 /* The answer to one query: Arrow IPC file bytes of each frame, or an error with a status. */
 struct proxy_query_result {
-    int status; /* HTTP-style: 200 on success */
-    char *error; /* owned, or NULL */
+    int status;     /* HTTP-style: 200 on success */
+    char *error;    /* owned, or NULL */
     int downstream; /* error source: 1 downstream (upstream), 0 plugin */
     unsigned char **frames; /* owned */
     size_t *frame_lens;
@@ -116,18 +131,35 @@ struct proxy_query_result {
 };
 void proxy_query_result_dispose(struct proxy_query_result *r);
 
-/* Runs the queries of one request concurrently; results[i] answers queries[i]. */
-void proxy_query_data(struct proxy_ds *ds, const struct proxy_query *queries, size_t n,
-                      const struct cp_user *user, const struct proxy_header *headers,
-                      size_t nheaders, int (*cancelled)(void *), void *cancel_ctx,
-                      struct proxy_query_result *results);
+struct proxy_batch;
 
-/* ---- cache stats for metrics ---------------------------------------------------------------- */
+/* Runs the queries of one request concurrently; results[i] answers queries[i]. done(ctx)
+ * runs once, on an instance thread, when every result is set. Everything passed is borrowed
+ * until then. *out: a reference for the caller (proxy_batch_release after done). */
+int proxy_query_start(struct proxy_ds *ds, const struct proxy_query *queries, size_t n,
+                      const struct cp_user *user, const struct proxy_header *headers,
+                      size_t nheaders, struct proxy_query_result *results,
+                      void (*done)(void *ctx), void *ctx, struct proxy_batch **out);
+/* The client is gone: every query stops (its result says so) and done follows. */
+void proxy_batch_cancel(struct proxy_batch *b);
+void proxy_batch_release(struct proxy_batch *b);
+
+/* ---- health and usage -------------------------------------------------------------------- */
+
+/* Health check: the upstream's healthPath with the configured credentials, then the cache
+ * backend. done(ctx, ok, message, details) runs once on an instance thread with a message a
+ * user can act on and a JSON object of details (both borrowed for the call). */
+int proxy_check_health(struct proxy_ds *ds,
+                       void (*done)(void *ctx, int ok, const char *msg, const char *details),
+                       void *ctx);
 
 /* Entries and bytes held by this instance's cache (0 for off; Redis: its near cache). */
 void proxy_cache_usage(struct proxy_ds *ds, uint64_t *entries, uint64_t *bytes);
+/* Upstream transfers of this instance running now, and of those waiting for a connection
+ * (maxConnections reached, or connecting). */
+void proxy_upstream_usage(struct proxy_ds *ds, int *running, int *queued);
 
-/* Process-wide start/stop of shared clients (curl global init, Redis pools). */
+/* Process-wide start/stop of shared clients (curl global init). */
 int proxy_global_init(void);
 void proxy_global_cleanup(void);
 

@@ -16,26 +16,36 @@
 /* ---- instance state ----------------------------------------------------------------------- */
 
 struct proxy_ds {
-    _Atomic unsigned refs; /* the owner's, plus one per background job */
+    _Atomic unsigned refs; /* the owner's, plus one per call, transfer or background job */
     struct cfg_ds *cfg;
     struct proxy_env env;
+    struct cp_loop *loop;      /* where this instance's calls run */
     struct auth_ds *auth;
     struct cache_store *store; /* NULL: cache off */
-    int store_is_local;        /* the store answers without I/O (memory) */
+    unsigned store_caps;       /* CACHE_CAP_* of the store */
     struct cache_flights *flights;
-    CURLSH *share; /* connection pool, DNS cache and TLS sessions of this instance */
-    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
-    pthread_mutex_t easy_mu;
-    CURL **easy; /* idle easy handles, reused so their connections stay warm */
+    /* loop thread only: */
+    struct cp_http *http; /* connection pool, DNS cache, TLS sessions; made on first use */
+    CURL **easy;          /* idle easy handles */
     size_t neasy, easy_cap;
+    /* immutable: */
     char *origin;    /* "scheme://host[:port]" of cfg->url */
     char *host;      /* "host[:port]", for messages */
     char *base_path; /* path part of cfg->url, "" or "/v2" */
     struct curl_blob ca_blob, cert_blob, key_blob;
     _Atomic uint64_t hits, misses, stale, bypass, coalesced, upstream_requests, errors;
+    _Atomic int running, queued; /* upstream transfers, mirrored from the loop for metrics */
 };
 
-/* An upstream request as forward.c sends it. */
+void proxy__ds_ref(struct proxy_ds *ds); /* released with proxy_ds_free */
+/* Runs fn(arg) on the instance's loop, holding a reference on ds meanwhile (released after
+ * fn). CP_ECANCELED when the loop has stopped. Any thread. */
+int proxy__post(struct proxy_ds *ds, void (*fn)(void *arg), void *arg);
+
+/* ---- upstream transfers (forward.c; loop thread) ------------------------------------------- */
+
+/* An upstream request as forward.c sends it; copied by proxy__fetch_start except body, which
+ * stays the caller's until on_done. */
 struct proxy__upstream_req {
     const char *method;
     const char *path_query; /* upstream path (base path included) and "?query" */
@@ -45,80 +55,79 @@ struct proxy__upstream_req {
     const void *body;
     size_t body_len;
     int64_t timeout_ms;
-    int (*cancelled)(void *ctx);
-    void *cancel_ctx;
 };
 
-/* Receives the upstream response as it arrives. on_head is called once before any on_body;
- * returning non-zero from either aborts the transfer. */
+/* Receives the upstream response as it arrives: on_head once before any on_body; on_body may
+ * answer PROXY_PAUSE (nothing taken: the transfer waits for proxy__fetch_resume); any other
+ * non-zero return from either aborts the transfer. on_done runs last, once: 0 when a response
+ * was received (whatever its status), else CP_EUPSTREAM, CP_ETIMEDOUT, CP_ERESPBIG,
+ * CP_ECANCELED with err detail (host only, never the query or credentials). */
 struct proxy__upstream_sink {
     int (*on_head)(void *ctx, int status, const struct cache_header *h, size_t n);
     int (*on_body)(void *ctx, const void *p, size_t n);
+    void (*on_done)(void *ctx, int rc, const struct cp_err *err);
     void *ctx;
 };
 
-/* Sends one request upstream with the instance's connection pool. Returns 0 when a response
- * was received (whatever its status), else CP_EUPSTREAM, CP_ETIMEDOUT, CP_ERESPBIG,
- * CP_ECANCELED with err detail (host only, never the query or credentials). */
-int proxy__fetch(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
-                 const struct proxy__upstream_sink *sink, struct cp_err *err);
+struct proxy__xfer;
+/* Starts one request with the instance's connection pool. On failure nothing is called. */
+int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq,
+                       const struct proxy__upstream_sink *sink, struct proxy__xfer **out,
+                       struct cp_err *err);
+void proxy__fetch_resume(struct proxy__xfer *x);
+/* Stops the transfer now (its connection is closed); on_done never runs. */
+void proxy__fetch_abort(struct proxy__xfer *x);
+/* The instance's multi handle (made on first use) and its release. */
+struct cp_http *proxy__http(struct proxy_ds *ds);
+void proxy__http_close(struct proxy_ds *ds);
 
-void proxy__ds_ref(struct proxy_ds *ds); /* released with proxy_ds_free */
-
-/* Connection pool of an instance (forward.c). */
-int proxy__share_init(struct proxy_ds *ds);
-void proxy__share_cleanup(struct proxy_ds *ds);
-
-/* ---- the cached call (pipeline.c) ----------------------------------------------------------- */
+/* ---- admission (admit.c) ---------------------------------------------------------------------- */
 
 #define CP_MAX_FWD_HEADERS 64  /* client headers passed upstream */
 #define CP_MAX_OUT_HEADERS 220 /* headers of one answer to the client */
+#define CP_MAX_PATH 8192
+/* Cap on client headers forwarded upstream (upstreams and libcurl refuse far less). */
+#define CP_MAX_FWD_HEADER_BYTES 65536
 
-/* One upstream call as both resources and queries make it. Borrowed for proxy__run. */
-struct proxy__call {
+/* What a front asks for, in its own terms. Borrowed. */
+struct proxy__incoming {
     enum cache_kind kind;
-    const char *method;
-    const char *path;  /* normalised, relative to the data source URL: "/items/1" */
-    const char *query; /* encoded query string without '?', or NULL */
-    const struct proxy_header *fwd; /* client headers allowed upstream (forwardHeaders) */
-    size_t nfwd;
+    const char *method;   /* as the client sent it (any case) */
+    const char *path;     /* resources: the decoded sub-path after "proxy/"; queries: the
+                           * model's path after placeholders, without its query */
+    const char *raw_path; /* resources: the escaped sub-path (Grafana's url), or NULL */
+    const char *query;    /* query string without '?', or NULL */
+    const struct proxy_header *headers; /* the client's headers (forwardHeaders filters) */
+    size_t nheaders;
+    const struct proxy_header *own; /* queries: the model's headers (checked by the front) */
+    size_t nown;
     const void *body;
     size_t body_len;
     const struct cp_user *user;
-    const char *fwd_authorization, *fwd_id_token; /* forwardOAuth tokens */
-    int refresh;            /* Cache-Control: no-cache from an Editor or Admin */
-    int scope_override;     /* -1, or the cfg_scope a module named */
-    int64_t ttl_override_ms; /* -1, or the query's cacheTtl */
-    int (*cancelled)(void *ctx);
-    void *cancel_ctx;
-    /* Queries: what is cached and answered is not the upstream's answer but its transform
-     * (the frame). transform turns a 2xx answer into the body for this caller and the body
-     * to keep (they differ only in saying miss or hit); arg is its recipe, a string that also
-     * goes into the key and is copied by background refreshes. A transform that fails leaves
-     * the raw answer to the caller. NULL for resources. */
-    int (*transform)(const char *arg, const void *raw, size_t len, struct cp_buf *for_caller,
-                     struct cp_buf *for_cache);
-    const char *transform_arg;
-    /* Where the credentials of the upstream call are kept (caller storage, wiped by the caller
-     * once its last error text and log line are written, so echoes of them are redacted);
-     * NULL: the fetch keeps them only while it runs. */
-    struct auth_creds *creds;
 };
 
-/* Runs the call through the cache and the upstream, answering through sink. *result gets
- * PROXY_HIT/MISS/STALE/BYPASS; *transformed (may be NULL) tells whether the body answered is
- * the transform's. Returns 0 once an answer was given; an error before any answer (the caller
- * answers it, e.g. as JSON) or after a partial one (the stream is broken). */
-int proxy__run(struct proxy_ds *ds, const struct proxy__call *c, const struct proxy_sink *sink,
-               int *result, int *transformed, struct cp_err *err);
-/* A fresh hit answered without I/O, when the store allows it and the body is at most max_body
- * bytes: 1 answered, 0 not (nothing sent), negative when the answer broke off. */
-int proxy__try_hit(struct proxy_ds *ds, const struct proxy__call *c,
-                   const struct proxy_sink *sink, size_t max_body);
-/* The lifetime for a call: override, else the first cache rule matching path, else the
- * resource or query default. */
-int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const char *path,
-                       int64_t override_ms);
+/* The call as it goes upstream, once admitted. Strings point into the call or the front's
+ * request (borrowed until the call ends). */
+struct proxy__admitted {
+    char method[40]; /* upper case */
+    char path[CP_MAX_PATH]; /* normalised, relative to the data source URL: "/items/1" */
+    const char *query;
+    struct proxy_header fwd[CP_MAX_FWD_HEADERS + 32]; /* the model's, then forwarded ones */
+    size_t nfwd;
+    const void *body;
+    size_t body_len;
+    const char *fwd_authorization, *fwd_id_token; /* forwardOAuth tokens */
+    int refresh; /* Cache-Control: no-cache from an Editor or Admin */
+};
+
+/* The checks of admission that need nothing but the request, in one order for every front:
+ * method token (400; CONNECT and TRACE 405), path normalisation (400), query string (400),
+ * allowedPaths (404), body size (413), forwarded headers and their size (413). Then the
+ * caller authorizes (auth_authorize_async, or auth_authorize_local on a fast path).
+ * CP_E* with err on a refusal. */
+int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
+                 struct proxy__admitted *out, struct cp_err *err);
+
 /* Keeps the client headers forwardHeaders allows (never Cookie, Authorization, framing). */
 size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header *in, size_t n,
                              struct proxy_header *out, size_t max);
@@ -126,19 +135,57 @@ size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header
 int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp_user *u);
 /* First value of a header (case-insensitive name), or NULL. */
 const char *proxy__header(const struct proxy_header *h, size_t n, const char *name);
-
-/* forwardOAuth: the user's token is a secret while the call runs (add 1, then 0). */
-void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add);
+/* 1 when s is an RFC 9110 token (methods, header names). */
+int proxy__is_token(const char *s);
 /* 1 when name is an RFC 9110 token and value holds no line break. */
 int proxy__header_ok(const char *name, const char *value);
 /* 0 for headers no query may set (credentials, cookies, framing). */
 int proxy__header_allowed_in_query(const char *name);
-/* 0 for methods never sent upstream (CONNECT, TRACE); m upper case. */
-int proxy__method_forwardable(const char *m);
 /* Bytes the headers take on the wire ("Name: value\r\n"). */
 size_t proxy__headers_size(const struct proxy_header *h, size_t n);
-/* Cap on client headers forwarded upstream (upstreams and libcurl refuse far less). */
-#define CP_MAX_FWD_HEADER_BYTES 65536
+
+/* ---- the call (call.c) ----------------------------------------------------------------------- */
+
+/* How a call answers, chosen by the front that made it. */
+struct proxy__call_ops {
+    int (*head)(struct proxy_call *c, int status, const struct proxy_header *h, size_t n);
+    int (*body)(struct proxy_call *c, const void *p, size_t n); /* 0, PROXY_PAUSE, <0 */
+    /* the call ends without an answer (refused, or the upstream failed before answering):
+     * the front answers err its own way; head/body may be called from here */
+    void (*error)(struct proxy_call *c, const struct cp_err *err);
+    void (*done)(struct proxy_call *c, int rc);
+};
+
+/* Starts a call on the instance's loop: admission, authorization, cache, upstream, answer.
+ * in is copied by admission before this returns... on the loop: so in must stay valid until
+ * ops->done. ctx is the front's; *out holds a reference for the caller. recipe: queries, the
+ * frame recipe (JSON text, copied): the answer is transformed into an Arrow frame. */
+int proxy__call_start(struct proxy_ds *ds, const struct proxy__incoming *in,
+                      const struct proxy__call_ops *ops, void *ctx, int64_t ttl_override_ms,
+                      const char *recipe, struct proxy_call **out);
+void *proxy__call_ctx(const struct proxy_call *c);
+/* After done: PROXY_HIT/MISS/STALE/BYPASS, and whether the body was the transform's. */
+int proxy__call_result(const struct proxy_call *c, int *transformed);
+/* The fast path's hit: 1 answered through sink (head and body), 0 not, <0 broke off. */
+int proxy__try_hit(struct proxy_ds *ds, const struct proxy__admitted *a,
+                   const struct cp_user *user, int scope_override,
+                   const struct proxy_sink *sink, size_t max_body);
+/* The lifetime for a call: override, else the first cache rule matching path, else the
+ * resource or query default. */
+int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const char *path,
+                       int64_t override_ms);
+void proxy__count_error(struct proxy_ds *ds);
+
+/* Turns an upstream JSON answer into the Arrow frame of a query (recipe: refId, root,
+ * columns, format as JSON): mine says result ("miss", "bypass") in its meta.custom.cache,
+ * keep says "hit". CP_EUPSTREAM when
+ * the answer is not JSON, CP_EINVAL when the query cannot make a frame of it (err says why),
+ * CP_ENOMEM. query.c. */
+int proxy__frame_transform(const char *recipe, const void *raw, size_t len, const char *result,
+                           struct cp_buf *mine, struct cp_buf *keep, struct cp_err *err);
+
+/* forwardOAuth: the user's token is a secret while the call runs (add 1, then 0). */
+void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add);
 
 /* ---- queries (query.c) ---------------------------------------------------------------------- */
 

@@ -1,8 +1,10 @@
 /*
- * query.c - data queries (SPEC.md section 7): the query model, placeholders substituted in
- * the backend (so alerting works without the frontend) after aligning the time range to
- * timeAlign, the same authorization, credentials, cache and coalescing as resources, and one
- * Arrow frame per query. Queries of one request run concurrently; each fails on its own.
+ * query.c - data queries (SPEC.md section 7): the query model translated into a pipeline
+ * call (placeholders substituted in the backend, so alerting works without the frontend,
+ * after aligning the time range to timeAlign), the same admission, authorization,
+ * credentials, cache and coalescing as resources, and one Arrow frame per query, made in one
+ * place (proxy__frame_transform). Queries of one request run concurrently on the loop; each
+ * fails on its own.
  */
 #include "proxy_int.h"
 
@@ -113,42 +115,6 @@ char *proxy__substitute(const char *s, const struct proxy__range *rg)
     return b.p ? cp_buf_take(&b, NULL) : strdup("");
 }
 
-/* ---- one query -------------------------------------------------------------------------------- */
-
-struct qsink {
-    int status;
-    struct cp_buf body;
-};
-
-static int q_start(void *ctx, int status, const struct proxy_header *h, size_t n)
-{
-    (void)h, (void)n;
-    ((struct qsink *)ctx)->status = status;
-    return 0;
-}
-
-static int q_body(void *ctx, const void *p, size_t n)
-{
-    struct qsink *q = ctx;
-    return cp_buf_add(&q->body, p, n) ? CP_ERESPBIG : 0;
-}
-
-/* The request-wide inputs every query of one QueryData shares. */
-struct qctx {
-    struct proxy_ds *ds;
-    const struct cp_user *user;
-    const struct proxy_header *headers;
-    size_t nheaders;
-    int (*cancelled)(void *);
-    void *cancel_ctx;
-};
-
-static const char *result_name(int r)
-{
-    static const char *const n[] = {"hit", "miss", "stale", "bypass"};
-    return r >= 0 && r < 4 ? n[r] : "bypass";
-}
-
 /* Appends one query parameter, encoded. */
 static int add_param(struct cp_buf *q, const char *k, const char *v)
 {
@@ -199,412 +165,353 @@ static int build_params(json_t *params, const struct proxy__range *rg, struct cp
     return 0;
 }
 
-/* The transform of query answers (proxy__call.transform): the upstream's JSON into the Arrow
- * frame, once saying "miss" for the caller and once saying "hit" for the cache. */
-static int frame_transform(const char *arg, const void *raw, size_t len, struct cp_buf *mine,
-                           struct cp_buf *keep)
+/* ---- the frame: one place where answers become frames ---------------------------------------- */
+
+int proxy__frame_transform(const char *recipe, const void *raw, size_t len, const char *result,
+                           struct cp_buf *mine, struct cp_buf *keep, struct cp_err *err)
 {
     json_error_t je;
-    json_t *recipe = json_loads(arg, 0, &je);
+    json_t *r = json_loads(recipe, 0, &je);
     json_t *doc = len ? json_loadb(raw, len, 0, &je) : NULL;
     struct frame fr = {0};
-    struct cp_err err;
-    const char *ref = json_string_value(json_object_get(recipe, "refId"));
-    int rc = CP_EINVAL;
-    if (recipe && doc && ref &&
-        frame_from_json(doc, recipe, ref, "miss", &fr, &err) == 0 &&
-        frame_arrow_encode(&fr, mine) == 0 && frame_set_cache(&fr, "hit") == 0 &&
-        frame_arrow_encode(&fr, keep) == 0)
-        rc = 0;
+    const char *ref = json_string_value(json_object_get(r, "refId"));
+    int rc = 0;
+    if (!doc)
+        rc = cp_err_set(err, CP_EUPSTREAM, "the upstream's answer is not JSON");
+    else if (!r || !ref)
+        rc = cp_err_set(err, CP_ENOMEM, "out of memory");
+    else if ((rc = frame_from_json(doc, r, ref, result, &fr, err)) != 0)
+        rc = err->code == CP_ENOMEM ? CP_ENOMEM : CP_EINVAL;
+    else if (frame_arrow_encode(&fr, mine) != 0 || frame_set_cache(&fr, "hit") != 0 ||
+             frame_arrow_encode(&fr, keep) != 0)
+        rc = cp_err_set(err, CP_ENOMEM, "could not encode the frame");
     frame_dispose(&fr);
     json_decref(doc);
-    json_decref(recipe);
+    json_decref(r);
     return rc;
 }
 
-static int is_token(const char *m)
+/* ---- one query -------------------------------------------------------------------------------- */
+
+struct qrun {
+    struct proxy_batch *b;
+    const struct proxy_query *q;
+    struct proxy_query_result *r;
+    json_t *m;
+    char *path_sub, *body, *recipe;
+    struct cp_buf query;
+    struct proxy_header hs[32];
+    size_t nh;
+    struct proxy__incoming in;
+    struct proxy_call *call;
+    char method[40];
+    int status;
+    struct cp_buf answer; /* the frame, or the upstream's answer when there is none */
+};
+
+struct proxy_batch {
+    _Atomic unsigned refs; /* the caller's, plus one while queries run */
+    struct proxy_ds *ds;
+    const struct cp_user *user;
+    const struct proxy_header *headers;
+    size_t nheaders;
+    struct qrun *runs;
+    size_t n;
+    _Atomic size_t left;
+    void (*done)(void *ctx);
+    void *ctx;
+};
+
+static void batch_unref(struct proxy_batch *b)
 {
-    if (!*m || strlen(m) > 32)
-        return 0;
-    for (; *m; m++)
-        if (!isalnum((unsigned char)*m) && !strchr("!#$%&'*+-.^_`|~", *m))
-            return 0;
-    return 1;
+    if (atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        struct qrun *q = &b->runs[i];
+        proxy_call_release(q->call);
+        json_decref(q->m);
+        free(q->path_sub);
+        free(q->body);
+        free(q->recipe);
+        cp_buf_free(&q->query);
+        cp_buf_free(&q->answer);
+    }
+    proxy_ds_free(b->ds);
+    free(b->runs);
+    free(b);
 }
 
-static void run_query(const struct qctx *qc, const struct proxy_query *q,
-                      struct proxy_query_result *r)
+void proxy_batch_release(struct proxy_batch *b)
 {
-    struct proxy_ds *ds = qc->ds;
-    const struct cfg_ds *cfg = ds->cfg;
-    json_error_t je;
-    json_t *m = json_loadb(q->json ? q->json : "{}", q->json_len ? q->json_len : 2, 0, &je);
-    char *path_sub = NULL, *body = NULL, *recipe_text = NULL;
-    struct cp_buf query = {0};
-    struct qsink sink = {0};
-    json_t *doc = NULL;
-    struct frame fr = {0};
-    struct auth_creds creds = {0};
-    const char *user_token = NULL; /* forwardOAuth: a secret until the error text is clean */
-    memset(r, 0, sizeof *r);
-    r->status = 200;
-    if (!json_is_object(m)) {
-        set_error(r, 400, 0, "the query is not a JSON object");
-        goto out;
-    }
+    if (b)
+        batch_unref(b);
+}
 
-    /* time range aligned to timeAlign, so relative ranges of different users meet */
-    int64_t align = cfg->cache.time_align_ms;
-    struct proxy__range rg = {q->from_ms, q->to_ms, q->interval_ms, q->max_data_points};
-    if (align > 0) {
-        rg.from_ms -= ((rg.from_ms % align) + align) % align;
-        rg.to_ms -= ((rg.to_ms % align) + align) % align;
-    }
+/* An error text reaches the user only redacted (an upstream may echo a credential) and as
+ * valid UTF-8. Called while the query's credentials are still registered. */
+static void clean_error(struct proxy_ds *ds, struct proxy_query_result *r)
+{
+    if (!r->error)
+        return;
+    char clean[700];
+    cp_redact(ds->env.log, r->error, clean, sizeof clean);
+    free(r->error);
+    r->error = strdup(cp_utf8_fix(clean));
+}
 
-    json_t *jm = json_object_get(m, "method"), *jp = json_object_get(m, "path"),
-           *jparams = json_object_get(m, "params"), *jh = json_object_get(m, "headers"),
-           *jb = json_object_get(m, "body"), *jttl = json_object_get(m, "cacheTtl");
-    if ((jm && !json_is_null(jm) && !json_is_string(jm)) ||
-        (jp && !json_is_null(jp) && !json_is_string(jp))) {
-        set_error(r, 400, 0, "%s must be a string", jm && !json_is_string(jm) ? "method" : "path");
-        goto out;
+static void one_done(struct qrun *q)
+{
+    struct proxy_batch *b = q->b;
+    if (atomic_fetch_sub(&b->left, 1) == 1) {
+        b->done(b->ctx);
+        batch_unref(b);
     }
-    if (jparams && !json_is_null(jparams) && !json_is_object(jparams)) {
-        set_error(r, 400, 0, "params must be an object");
-        goto out;
-    }
-    if (jh && !json_is_null(jh) && !json_is_object(jh)) {
-        set_error(r, 400, 0, "headers must be an object");
-        goto out;
-    }
-    if (jb && !json_is_null(jb) && !json_is_string(jb) && !json_is_object(jb) &&
-        !json_is_array(jb)) {
-        set_error(r, 400, 0, "body must be a string");
-        goto out;
-    }
-    char method[40];
-    snprintf(method, sizeof method, "%s", json_is_string(jm) ? json_string_value(jm) : "GET");
-    for (char *c = method; *c; c++)
-        *c = (char)toupper((unsigned char)*c);
-    if (!is_token(method)) {
-        set_error(r, 400, 0, "method is not a valid HTTP method");
-        goto out;
-    }
-    if (!proxy__method_forwardable(method)) {
-        set_error(r, 405, 0, "method %s is never forwarded", method);
-        goto out;
-    }
-    int64_t ttl_override = -1;
-    if (jttl && !json_is_null(jttl)) {
-        if (json_is_number(jttl) && json_number_value(jttl) >= 0 &&
-            json_number_value(jttl) <= MAX_CACHE_TTL_S)
-            ttl_override = (int64_t)(json_number_value(jttl) * 1000);
-        else if (!json_is_string(jttl) || cfg_duration_parse(json_string_value(jttl),
-                                                              &ttl_override) != 0) {
-            set_error(r, 400, 0, "cacheTtl must be a duration such as \"5m\" or seconds, at "
-                                 "most 10 years");
-            goto out;
-        }
-    }
+}
 
-    /* path (placeholders first, then the same normalisation as resource paths) */
-    path_sub = proxy__substitute(json_is_string(jp) ? json_string_value(jp) : "/", &rg);
-    if (!path_sub) {
-        set_error(r, 500, 0, "out of memory");
-        goto out;
-    }
-    char *qmark = strchr(path_sub, '?');
-    if (qmark) {
-        *qmark = 0;
-        if (qmark[1] && cp_buf_addstr(&query, qmark + 1)) {
-            set_error(r, 500, 0, "out of memory");
-            goto out;
-        }
-    }
-    char path[MAX_PATH];
-    struct cp_err err = {0};
-    const char *rel = path_sub;
-    while (*rel == '/')
-        rel++;
-    if (proxy__path_normalize(rel, NULL, path, sizeof path, &err) != 0) {
-        set_error(r, 400, 0, "path: %s", cp_err_text(&err));
-        goto out;
-    }
-    for (const char *c = query.p; c && *c; c++)
-        if ((unsigned char)*c <= 0x20 || *c == '#') {
-            set_error(r, 400, 0, "path: query string holds spaces or control characters");
-            goto out;
-        }
-    if (json_is_object(jparams) && build_params(jparams, &rg, &query, r) != 0) {
-        if (!r->error)
-            set_error(r, 500, 0, "out of memory");
-        goto out;
-    }
-    if (jb && !json_is_null(jb)) {
-        char *raw = json_is_string(jb) ? strdup(json_string_value(jb))
-                                       : json_dumps(jb, JSON_COMPACT);
-        body = raw ? proxy__substitute(raw, &rg) : NULL;
-        free(raw);
-        if (!body) {
-            set_error(r, 500, 0, "out of memory");
-            goto out;
-        }
-    }
-    if (!auth_glob_any(&cfg->allowed_paths, path)) {
-        set_error(r, 404, 0, "path %.200s is not in allowedPaths", path);
-        goto out;
-    }
-    struct auth_decision d;
-    struct auth_request ar = {qc->user, method, path, query.p, cfg->uid};
-    auth_authorize(ds->auth, &ar, &d);
-    if (!d.allow) {
-        set_error(r, 403, 0, "%s %s: %s", method, path, d.reason[0] ? d.reason : "denied");
-        goto out;
-    }
+static int q_head(struct proxy_call *c, int status, const struct proxy_header *h, size_t n)
+{
+    (void)h, (void)n;
+    struct qrun *q = proxy__call_ctx(c);
+    q->status = status;
+    q->answer.max = (size_t)q->b->ds->cfg->max_response_bytes;
+    return 0;
+}
 
-    /* headers: the query's own (never credentials or framing), then the forwarded ones */
-    struct proxy_header hs[MAX_QUERY_HEADERS + CP_MAX_FWD_HEADERS];
-    size_t nh = 0;
-    if (json_is_object(jh)) {
-        const char *k;
-        json_t *v;
-        struct proxy_header tmp[MAX_QUERY_HEADERS];
-        size_t nt = 0;
-        json_object_foreach(jh, k, v)
-        {
-            if (!json_is_string(v) || !proxy__header_ok(k, json_string_value(v))) {
-                set_error(r, 400, 0, "headers: \"%.60s\" is not a valid header name and value",
-                          k);
-                goto out;
-            }
-            if (nt < MAX_QUERY_HEADERS)
-                tmp[nt++] = (struct proxy_header){k, json_string_value(v)};
-        }
-        for (size_t i = 0; i < nt; i++) {
-            int clash = 0;
-            for (size_t c = 0; c < cfg->nheaders; c++)
-                clash |= !strcasecmp(cfg->headers[c].name, tmp[i].name);
-            if (!clash && proxy__header_allowed_in_query(tmp[i].name))
-                hs[nh++] = tmp[i];
-        }
-    }
-    nh += proxy__filter_headers(cfg, qc->headers, qc->nheaders, hs + nh, CP_MAX_FWD_HEADERS);
-    if (proxy__headers_size(hs, nh) > CP_MAX_FWD_HEADER_BYTES) {
-        set_error(r, 413, 0, "headers to send upstream exceed %d bytes", CP_MAX_FWD_HEADER_BYTES);
-        goto out;
-    }
+static int q_body(struct proxy_call *c, const void *p, size_t n)
+{
+    struct qrun *q = proxy__call_ctx(c);
+    return cp_buf_add(&q->answer, p, n) ? CP_ERESPBIG : 0;
+}
 
-    sink.body.max = (size_t)cfg->max_response_bytes;
-    struct proxy_sink ps = {q_start, q_body, &sink};
-    struct proxy__call c = {
-        .kind = CACHE_KIND_QUERY,
-        .method = method,
-        .path = path,
-        .query = query.p,
-        .fwd = hs,
-        .nfwd = nh,
-        .body = body,
-        .body_len = body ? strlen(body) : 0,
-        .user = qc->user,
-        .fwd_authorization = proxy__header(qc->headers, qc->nheaders, "Authorization"),
-        .fwd_id_token = proxy__header(qc->headers, qc->nheaders, "X-ID-Token"),
-        .scope_override = d.scope,
-        .ttl_override_ms = ttl_override,
-        .cancelled = qc->cancelled,
-        .cancel_ctx = qc->cancel_ctx,
-        .transform = frame_transform,
-        .creds = &creds,
-    };
-    /* the frame is what the cache keeps: its recipe is the refId and the model's shaping */
-    json_t *recipe = json_pack("{s:s,s:O?,s:O?,s:O?}", "refId", q->ref_id ? q->ref_id : "A",
-                               "root", json_object_get(m, "root"), "columns",
-                               json_object_get(m, "columns"), "format",
-                               json_object_get(m, "format"));
-    recipe_text = recipe ? json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(recipe);
-    if (!recipe_text) {
-        set_error(r, 500, 0, "out of memory");
-        goto out;
-    }
-    c.transform_arg = recipe_text;
-    int result = PROXY_BYPASS, transformed = 0;
-    proxy__user_token(ds, c.fwd_authorization, 1);
-    user_token = c.fwd_authorization;
-    int rc = proxy__run(ds, &c, &ps, &result, &transformed, &err);
-    if (rc) {
-        int st = rc == CP_ERESPBIG || sink.body.len >= sink.body.max
-                     ? 502
-                     : cp_http_status(err.code ? err.code : rc);
-        set_error(r, st, rc != CP_ENOMEM && rc != CP_EBADREQ,
-                  "%s", rc == CP_ERESPBIG || sink.body.len >= sink.body.max
-                            ? "upstream answer larger than maxResponseBytes"
-                            : cp_err_text(&err));
-        goto out;
-    }
-    if (sink.status < 200 || sink.status > 299) {
+static int downstream_code(int code)
+{
+    return code == CP_EUPSTREAM || code == CP_ETIMEDOUT || code == CP_ERESPBIG ||
+           code == CP_ECANCELED;
+}
+
+static void q_error(struct proxy_call *c, const struct cp_err *err)
+{
+    struct qrun *q = proxy__call_ctx(c);
+    int code = err->code ? err->code : CP_EINTERNAL;
+    set_error(q->r, cp_http_status(code), downstream_code(code), "%s", cp_err_text(err));
+}
+
+static void q_done(struct proxy_call *c, int rc)
+{
+    struct qrun *q = proxy__call_ctx(c);
+    struct proxy_query_result *r = q->r;
+    struct proxy_ds *ds = q->b->ds;
+    int transformed = 0;
+    proxy__call_result(c, &transformed);
+    if (r->error) {
+        /* set by q_error */
+    } else if (rc == CP_ERESPBIG || (q->answer.max && q->answer.len >= q->answer.max)) {
+        set_error(r, 502, 1, "upstream answer larger than maxResponseBytes");
+    } else if (rc) {
+        set_error(r, rc == CP_ECANCELED ? 499 : 502, 1, "%s", cp_strerror(rc));
+    } else if (q->status < 200 || q->status > 299) {
         /* the start of the answer, redacted before it is cut: a secret the upstream echoed
          * across the cut is still found whole */
         char head[4096], clean[8192], snippet[161];
-        size_t hn = sink.body.len < sizeof head - 1 ? sink.body.len : sizeof head - 1;
+        size_t hn = q->answer.len < sizeof head - 1 ? q->answer.len : sizeof head - 1;
         for (size_t i = 0; i < hn; i++)
-            head[i] = sink.body.p[i] ? sink.body.p[i] : ' ';
+            head[i] = q->answer.p[i] ? q->answer.p[i] : ' ';
         head[hn] = 0;
         cp_redact(ds->env.log, head, clean, sizeof clean);
         size_t n = strlen(clean) < 160 ? strlen(clean) : 160;
         for (size_t i = 0; i < n; i++)
             snippet[i] = isprint((unsigned char)clean[i]) ? clean[i] : ' ';
         snippet[n] = 0;
-        set_error(r, sink.status >= 400 ? sink.status : 502, 1, "upstream answered %d to %s %s%s%s",
-                  sink.status, method, path, n ? ": " : "", snippet);
-        goto out;
-    }
-    if (transformed) { /* the cache or the pipeline made the frame already */
-        if (!(r->frames = malloc(sizeof *r->frames)) ||
-            !(r->frame_lens = malloc(sizeof *r->frame_lens))) {
-            set_error(r, 500, 0, "out of memory");
-            goto out;
-        }
-        r->frames[0] = (unsigned char *)cp_buf_take(&sink.body, &r->frame_lens[0]);
+        set_error(r, q->status >= 400 ? q->status : 502, 1, "upstream answered %d to %s %s%s%s",
+                  q->status, q->method, q->in.path, n ? ": " : "", snippet);
+    } else if (!transformed) {
+        set_error(r, 500, 0, "the answer made no frame");
+    } else if (!(r->frames = malloc(sizeof *r->frames)) ||
+               !(r->frame_lens = malloc(sizeof *r->frame_lens))) {
+        set_error(r, 500, 0, "out of memory");
+    } else {
+        r->frames[0] = (unsigned char *)cp_buf_take(&q->answer, &r->frame_lens[0]);
         r->nframes = 1;
         r->status = 200;
-        goto out;
     }
-    doc = sink.body.len ? json_loadb(sink.body.p, sink.body.len, 0, &je) : NULL;
-    if (!doc) {
-        set_error(r, 502, 1, "upstream answer to %s %s is not JSON", method, path);
-        goto out;
-    }
-    if (frame_from_json(doc, m, q->ref_id ? q->ref_id : "A", result_name(result), &fr,
-                             &err) != 0) {
-        set_error(r, err.code == CP_ENOMEM ? 500 : 400, 0, "%s", cp_err_text(&err));
-        goto out;
-    }
-    struct cp_buf arrow = {0};
-    if (frame_arrow_encode(&fr, &arrow) != 0 || !(r->frames = malloc(sizeof *r->frames)) ||
-        !(r->frame_lens = malloc(sizeof *r->frame_lens))) {
-        cp_buf_free(&arrow);
-        set_error(r, 500, 0, "could not encode the frame");
-        goto out;
-    }
-    r->frames[0] = (unsigned char *)cp_buf_take(&arrow, &r->frame_lens[0]);
-    r->nframes = 1;
-    r->status = 200;
-out:
-    if (r->error) { /* an upstream may echo credentials: no secret reaches the user */
-        char clean[700];
-        cp_redact(ds->env.log, r->error, clean, sizeof clean);
-        free(r->error);
-        r->error = strdup(cp_utf8_fix(clean));
-    }
-    auth_creds_wipe(&creds);
-    proxy__user_token(ds, user_token, 0);
-    free(recipe_text);
-    frame_dispose(&fr);
-    json_decref(doc);
-    json_decref(m);
-    cp_buf_free(&sink.body);
-    cp_buf_free(&query);
-    free(path_sub);
-    free(body);
+    clean_error(ds, r);
+    one_done(q);
 }
 
-/* ---- running queries concurrently ------------------------------------------------------------ */
+static const struct proxy__call_ops query_ops = {q_head, q_body, q_error, q_done};
 
-struct batch {
-    const struct qctx *qc;
-    const struct proxy_query *queries;
-    struct proxy_query_result *results;
-    _Atomic int *claimed;
-    size_t n, done;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    _Atomic unsigned refs; /* the caller's plus one per queued job */
-};
-
-struct job {
-    struct batch *b;
-    size_t i;
-};
-
-static void batch_unref(struct batch *b)
+/* The query model in the pipeline's terms; 0, or an error set in the result. */
+static int translate(struct qrun *q)
 {
-    if (atomic_fetch_sub(&b->refs, 1) != 1)
-        return;
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
-    free(b->claimed);
-    free(b);
-}
-
-/* Runs query i unless someone already took it. */
-static void try_run(struct batch *b, size_t i)
-{
-    if (atomic_exchange(&b->claimed[i], 1))
-        return;
-    run_query(b->qc, &b->queries[i], &b->results[i]);
-    pthread_mutex_lock(&b->mu);
-    b->done++;
-    pthread_cond_broadcast(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-}
-
-static void job_run(void *arg)
-{
-    struct job *j = arg;
-    struct batch *b = j->b;
-    /* a job that runs after the caller went home finds its query claimed and does nothing */
-    try_run(b, j->i);
-    free(j);
-    batch_unref(b);
-}
-
-void proxy_query_data(struct proxy_ds *ds, const struct proxy_query *queries, size_t n,
-                      const struct cp_user *user, const struct proxy_header *headers,
-                      size_t nheaders, int (*cancelled)(void *), void *cancel_ctx,
-                      struct proxy_query_result *results)
-{
-    struct qctx qc = {ds, user, headers, nheaders, cancelled, cancel_ctx};
-    if (n == 1 || !ds->env.pool) {
-        for (size_t i = 0; i < n; i++)
-            run_query(&qc, &queries[i], &results[i]);
-        return;
+    struct proxy_batch *b = q->b;
+    const struct cfg_ds *cfg = b->ds->cfg;
+    const struct proxy_query *pq = q->q;
+    struct proxy_query_result *r = q->r;
+    json_error_t je;
+    q->m = json_loadb(pq->json ? pq->json : "{}", pq->json_len ? pq->json_len : 2, 0, &je);
+    if (!json_is_object(q->m)) {
+        set_error(r, 400, 0, "the query is not a JSON object");
+        return CP_EINVAL;
     }
-    struct batch *b = calloc(1, sizeof *b);
-    _Atomic int *claimed = calloc(n, sizeof *claimed);
-    if (!b || !claimed) {
-        free(b);
-        free(claimed);
-        for (size_t i = 0; i < n; i++)
-            run_query(&qc, &queries[i], &results[i]);
-        return;
+    json_t *m = q->m;
+    /* time range aligned to timeAlign, so relative ranges of different users meet */
+    int64_t align = cfg->cache.time_align_ms;
+    struct proxy__range rg = {pq->from_ms, pq->to_ms, pq->interval_ms, pq->max_data_points};
+    if (align > 0) {
+        rg.from_ms -= ((rg.from_ms % align) + align) % align;
+        rg.to_ms -= ((rg.to_ms % align) + align) % align;
     }
-    b->qc = &qc;
-    b->queries = queries;
-    b->results = results;
-    b->claimed = claimed;
-    b->n = n;
-    pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
-    atomic_init(&b->refs, 1);
-    /* hand all but the first to the pool; this thread runs the first and then helps with
-     * whatever no worker has picked up yet, so a busy pool never stalls the request */
-    for (size_t i = 1; i < n; i++) {
-        struct job *j = malloc(sizeof *j);
-        if (!j)
-            break;
-        j->b = b;
-        j->i = i;
-        atomic_fetch_add(&b->refs, 1);
-        if (cp_pool_submit(ds->env.pool, job_run, j) != 0) {
-            atomic_fetch_sub(&b->refs, 1);
-            free(j);
+    json_t *jm = json_object_get(m, "method"), *jp = json_object_get(m, "path"),
+           *jparams = json_object_get(m, "params"), *jh = json_object_get(m, "headers"),
+           *jb = json_object_get(m, "body"), *jttl = json_object_get(m, "cacheTtl");
+    if ((jm && !json_is_null(jm) && !json_is_string(jm)) ||
+        (jp && !json_is_null(jp) && !json_is_string(jp))) {
+        set_error(r, 400, 0, "%s must be a string", jm && !json_is_string(jm) ? "method" : "path");
+        return CP_EINVAL;
+    }
+    if (jparams && !json_is_null(jparams) && !json_is_object(jparams)) {
+        set_error(r, 400, 0, "params must be an object");
+        return CP_EINVAL;
+    }
+    if (jh && !json_is_null(jh) && !json_is_object(jh)) {
+        set_error(r, 400, 0, "headers must be an object");
+        return CP_EINVAL;
+    }
+    if (jb && !json_is_null(jb) && !json_is_string(jb) && !json_is_object(jb) &&
+        !json_is_array(jb)) {
+        set_error(r, 400, 0, "body must be a string");
+        return CP_EINVAL;
+    }
+    snprintf(q->method, sizeof q->method, "%s", json_is_string(jm) ? json_string_value(jm) : "GET");
+    int64_t ttl_override = -1;
+    if (jttl && !json_is_null(jttl)) {
+        if (json_is_number(jttl) && json_number_value(jttl) >= 0 &&
+            json_number_value(jttl) <= MAX_CACHE_TTL_S)
+            ttl_override = (int64_t)(json_number_value(jttl) * 1000);
+        else if (!json_is_string(jttl) ||
+                 cfg_duration_parse(json_string_value(jttl), &ttl_override) != 0) {
+            set_error(r, 400, 0, "cacheTtl must be a duration such as \"5m\" or seconds, at "
+                                 "most 10 years");
+            return CP_EINVAL;
         }
     }
-    for (size_t i = 0; i < n; i++)
-        try_run(b, i);
-    pthread_mutex_lock(&b->mu);
-    while (b->done < n)
-        pthread_cond_wait(&b->cv, &b->mu);
-    pthread_mutex_unlock(&b->mu);
-    batch_unref(b);
+    /* path (placeholders first; admission normalises it like resource paths) */
+    q->path_sub = proxy__substitute(json_is_string(jp) ? json_string_value(jp) : "/", &rg);
+    if (!q->path_sub) {
+        set_error(r, 500, 0, "out of memory");
+        return CP_ENOMEM;
+    }
+    char *qmark = strchr(q->path_sub, '?');
+    if (qmark) {
+        *qmark = 0;
+        if (qmark[1] && cp_buf_addstr(&q->query, qmark + 1)) {
+            set_error(r, 500, 0, "out of memory");
+            return CP_ENOMEM;
+        }
+    }
+    if (json_is_object(jparams) && build_params(jparams, &rg, &q->query, r) != 0) {
+        if (!r->error)
+            set_error(r, 500, 0, "out of memory");
+        return CP_EINVAL;
+    }
+    if (jb && !json_is_null(jb)) {
+        char *raw = json_is_string(jb) ? strdup(json_string_value(jb))
+                                       : json_dumps(jb, JSON_COMPACT);
+        q->body = raw ? proxy__substitute(raw, &rg) : NULL;
+        free(raw);
+        if (!q->body) {
+            set_error(r, 500, 0, "out of memory");
+            return CP_ENOMEM;
+        }
+    }
+    /* the query's own headers: never credentials or framing, nor a data source header's name */
+    if (json_is_object(jh)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(jh, k, v)
+        {
+            if (!json_is_string(v) || !proxy__header_ok(k, json_string_value(v))) {
+                set_error(r, 400, 0, "headers: \"%.60s\" is not a valid header name and value",
+                          k);
+                return CP_EINVAL;
+            }
+            int clash = 0;
+            for (size_t c = 0; c < cfg->nheaders; c++)
+                clash |= !strcasecmp(cfg->headers[c].name, k);
+            if (!clash && proxy__header_allowed_in_query(k) &&
+                q->nh < sizeof q->hs / sizeof q->hs[0])
+                q->hs[q->nh++] = (struct proxy_header){k, json_string_value(v)};
+        }
+    }
+    /* the frame is what the cache keeps: its recipe is the refId and the model's shaping */
+    json_t *recipe = json_pack("{s:s,s:O?,s:O?,s:O?}", "refId", pq->ref_id ? pq->ref_id : "A",
+                               "root", json_object_get(m, "root"), "columns",
+                               json_object_get(m, "columns"), "format",
+                               json_object_get(m, "format"));
+    q->recipe = recipe ? json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(recipe);
+    if (!q->recipe) {
+        set_error(r, 500, 0, "out of memory");
+        return CP_ENOMEM;
+    }
+    q->in = (struct proxy__incoming){.kind = CACHE_KIND_QUERY,
+                                     .method = q->method,
+                                     .path = q->path_sub,
+                                     .query = q->query.p,
+                                     .headers = b->headers,
+                                     .nheaders = b->nheaders,
+                                     .own = q->hs,
+                                     .nown = q->nh,
+                                     .body = q->body,
+                                     .body_len = q->body ? strlen(q->body) : 0,
+                                     .user = b->user};
+    return proxy__call_start(b->ds, &q->in, &query_ops, q, ttl_override, q->recipe, &q->call);
+}
+
+int proxy_query_start(struct proxy_ds *ds, const struct proxy_query *queries, size_t n,
+                      const struct cp_user *user, const struct proxy_header *headers,
+                      size_t nheaders, struct proxy_query_result *results,
+                      void (*done)(void *ctx), void *ctx, struct proxy_batch **out)
+{
+    struct proxy_batch *b = calloc(1, sizeof *b);
+    struct qrun *runs = calloc(n ? n : 1, sizeof *runs);
+    if (!b || !runs) {
+        free(b);
+        free(runs);
+        return CP_ENOMEM;
+    }
+    proxy__ds_ref(ds);
+    b->ds = ds;
+    b->user = user;
+    b->headers = headers;
+    b->nheaders = nheaders;
+    b->runs = runs;
+    b->n = n;
+    b->done = done;
+    b->ctx = ctx;
+    atomic_init(&b->refs, 2);          /* the caller's and the running queries' */
+    atomic_init(&b->left, n + 1);      /* each query, and this function */
+    *out = b;
+    for (size_t i = 0; i < n; i++) {
+        struct qrun *q = &runs[i];
+        q->b = b;
+        q->q = &queries[i];
+        q->r = &results[i];
+        memset(q->r, 0, sizeof *q->r);
+        q->r->status = 200;
+        if (translate(q) != 0) {
+            if (!q->r->error)
+                set_error(q->r, 500, 0, "out of memory");
+            clean_error(ds, q->r);
+            one_done(q);
+        }
+    }
+    one_done(&(struct qrun){.b = b});
+    return 0;
+}
+
+void proxy_batch_cancel(struct proxy_batch *b)
+{
+    for (size_t i = 0; b && i < b->n; i++)
+        proxy_call_cancel(b->runs[i].call);
 }

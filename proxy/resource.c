@@ -1,33 +1,16 @@
 /*
- * resource.c - resource calls (SPEC.md section 4): routing of proxy/<path>, cache/stats and
- * cache/purge; request checks in the order that keeps the upstream safe (method, path,
- * allowedPaths, body size, authorization) before the cached call runs.
+ * resource.c - resource calls (SPEC.md section 4): the routes proxy/<path>, cache/stats and
+ * cache/purge, plugin errors answered as JSON {"error","status"}, and the fast path that
+ * answers memory hits and refusals on the caller's thread. proxy/<path> goes through the
+ * pipeline (call.c) after the one admission phase (admit.c).
  */
 #include "proxy_int.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define MAX_PATH 8192
-
-/* Request headers never forwarded, whatever forwardHeaders says: credentials Grafana used,
- * cookies, hop-by-hop and framing headers. */
-static const char *const never_forwarded[] = {
-    "Authorization", "Cookie",           "Host",    "Connection", "Keep-Alive",
-    "Proxy-Authorization", "TE",         "Trailer", "Transfer-Encoding", "Upgrade",
-    "Content-Length", "Expect",          "X-ID-Token", "X-Grafana-Id", NULL};
-
-const char *proxy__header(const struct proxy_header *h, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strcasecmp(h[i].name, name))
-            return h[i].value;
-    return NULL;
-}
 
 int proxy_send_error(const struct proxy_sink *sink, int status, const char *msg)
 {
@@ -38,7 +21,7 @@ int proxy_send_error(const struct proxy_sink *sink, int status, const char *msg)
     json_decref(j);
     struct proxy_header h[] = {{"Content-Type", "application/json"},
                                {"Cache-Control", "no-store"}};
-    int rc = sink->start(sink->ctx, status, h, 2);
+    int rc = sink->head(sink->ctx, status, h, 2);
     if (!rc && body)
         rc = sink->body(sink->ctx, body, strlen(body));
     free(body);
@@ -53,109 +36,38 @@ static int send_json(const struct proxy_sink *sink, int status, json_t *j)
         return proxy_send_error(sink, 500, "out of memory");
     struct proxy_header h[] = {{"Content-Type", "application/json"},
                                {"Cache-Control", "no-store"}};
-    int rc = sink->start(sink->ctx, status, h, 2);
+    int rc = sink->head(sink->ctx, status, h, 2);
     if (!rc)
         rc = sink->body(sink->ctx, body, strlen(body));
     free(body);
     return rc ? CP_ECANCELED : 0;
 }
 
+/* A plugin error: counted, redacted (an upstream may echo a credential), answered as JSON. */
 static int fail(struct proxy_ds *ds, const struct proxy_sink *sink, const struct cp_err *err)
 {
-    atomic_fetch_add(&ds->errors, 1);
-    if (ds->env.ctr)
-        atomic_fetch_add(&ds->env.ctr->errors, 1);
+    proxy__count_error(ds);
     char text[sizeof err->msg + 64];
-    cp_redact(ds->env.log, cp_err_text(err), text, sizeof text); /* no secret reaches users */
+    cp_redact(ds->env.log, cp_err_text(err), text, sizeof text);
     return proxy_send_error(sink, cp_http_status(err->code), text);
 }
 
-/* An HTTP method must be a token (RFC 9110 section 5.6.2). */
-static int valid_method(const char *m)
+/* Answers synchronously and ends the call (routes that need no pipeline). */
+static int answered(const struct proxy_sink *sink, int rc, struct proxy_call **out)
 {
-    if (!m || !*m || strlen(m) > 32)
-        return 0;
-    for (; *m; m++)
-        if (!isalnum((unsigned char)*m) && !strchr("!#$%&'*+-.^_`|~", *m))
-            return 0;
-    return 1;
-}
-
-static int is_never_forwarded(const char *name)
-{
-    for (size_t i = 0; never_forwarded[i]; i++)
-        if (!strcasecmp(name, never_forwarded[i]))
-            return 1;
-    return 0;
-}
-
-int proxy__header_allowed_in_query(const char *name) { return !is_never_forwarded(name); }
-
-int proxy__method_forwardable(const char *m)
-{
-    /* CONNECT would open a tunnel through the upstream, TRACE echoes the request (and with
-     * it the credentials added here) */
-    return strcmp(m, "CONNECT") && strcmp(m, "TRACE");
-}
-
-size_t proxy__headers_size(const struct proxy_header *h, size_t n)
-{
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += strlen(h[i].name) + strlen(h[i].value) + 4;
-    return total;
-}
-
-void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add)
-{
-    if (ds->cfg->auth_type != CFG_AUTH_FORWARD_OAUTH || !authorization || !*authorization)
-        return;
-    const char *sp = strchr(authorization, ' ');
-    const char *token = sp ? sp + 1 : authorization;
-    if (add)
-        cp_log_secret_add(ds->env.log, token);
-    else
-        cp_log_secret_remove(ds->env.log, token);
-}
-
-/* Client headers allowed upstream by forwardHeaders. */
-size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header *in, size_t n,
-                             struct proxy_header *out, size_t max)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < max; i++)
-        if (!is_never_forwarded(in[i].name) && cfg_strlist_has_ci(&cfg->forward_headers,
-                                                                  in[i].name))
-            out[k++] = in[i];
-    return k;
-}
-
-/* Cache-Control: no-cache (or Pragma: no-cache) from an Editor or Admin forces a refresh. */
-int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp_user *u)
-{
-    if (!u || !u->present || u->role < CFG_ROLE_EDITOR)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!strcasecmp(h[i].name, "Cache-Control")) {
-            struct cache_control cc;
-            cache_control_parse(h[i].value, &cc);
-            if (cc.no_cache || cc.no_store)
-                return 1;
-        }
-        if (!strcasecmp(h[i].name, "Pragma") && strcasestr(h[i].value, "no-cache"))
-            return 1;
-    }
+    sink->done(sink->ctx, rc);
+    *out = NULL;
     return 0;
 }
 
 /* Splits Grafana's url field ("proxy/a%20b?x=1", leading '/' optional) into the escaped
- * sub-path after "proxy/" and the query. Returns 0, or CP_EBADREQ when it does not name the
- * proxy route the decoded path names. */
+ * sub-path after "proxy/" and the query. Returns 0, 1 when there is no raw form (the decoded
+ * path alone is checked), or CP_EBADREQ when it does not name the proxy route. */
 static int split_raw(const char *raw_url, char *sub, size_t size, const char **query)
 {
     *query = NULL;
     if (!raw_url)
-        return 1; /* no raw form: the decoded path alone is checked */
+        return 1;
     const char *u = raw_url;
     while (*u == '/')
         u++;
@@ -184,105 +96,100 @@ static int split_raw(const char *raw_url, char *sub, size_t size, const char **q
     return 0;
 }
 
-/* A query string goes upstream as the client wrote it, but never with control characters,
- * spaces or a fragment. */
-static int valid_query(const char *q)
+/* The route of a resource path: "proxy/..." (sets *sub), "cache/stats", "cache/purge". */
+enum route { ROUTE_PROXY, ROUTE_STATS, ROUTE_PURGE, ROUTE_UNKNOWN };
+
+static enum route route_of(const char *path, const char **sub)
 {
-    for (; q && *q; q++)
-        if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '#')
-            return 0;
-    return 1;
+    const char *p = path ? path : "";
+    while (*p == '/')
+        p++;
+    if (!strncmp(p, "proxy/", 6) || !strcmp(p, "proxy")) {
+        *sub = p[5] ? p + 6 : "";
+        return ROUTE_PROXY;
+    }
+    if (!strcmp(p, "cache/stats"))
+        return ROUTE_STATS;
+    if (!strcmp(p, "cache/purge"))
+        return ROUTE_PURGE;
+    return ROUTE_UNKNOWN;
 }
 
-/* max_body > 0: the fast mode of proxy_resource_fast: answer only what needs no I/O and set
- * *answered; otherwise the call is always answered. */
-static int handle_proxy(struct proxy_ds *ds, const struct proxy_request *rq, const char *sub,
-                        const struct proxy_sink *sink, size_t max_body, int *answered)
+/* The front's request in the pipeline's terms. rawsub: storage for the escaped sub-path. */
+static int incoming_of(const struct proxy_request *rq, const char *sub, char *rawsub,
+                       size_t size, struct proxy__incoming *in, struct cp_err *err)
 {
-    const struct cfg_ds *cfg = ds->cfg;
-    *answered = 1;
-    struct cp_err err = {0};
-    char path[MAX_PATH], rawsub[MAX_PATH];
     const char *query = NULL;
-    int rs = split_raw(rq->raw_url, rawsub, sizeof rawsub, &query);
-    if (rs < 0) {
-        cp_err_set(&err, CP_EBADREQ, "request URL does not match the resource path");
-        return fail(ds, sink, &err);
-    }
-    if (proxy__path_normalize(sub, rs == 0 ? rawsub : NULL, path, sizeof path, &err) != 0)
-        return fail(ds, sink, &err);
-    if (!valid_query(query)) {
-        cp_err_set(&err, CP_EBADREQ, "query string holds spaces or control characters");
-        return fail(ds, sink, &err);
-    }
-    if (!auth_glob_any(&cfg->allowed_paths, path)) {
-        cp_err_set(&err, CP_ENOPATH, "path %.200s is not in allowedPaths", path);
-        return fail(ds, sink, &err);
-    }
-    if ((int64_t)rq->body_len > cfg->max_request_bytes) {
-        cp_err_set(&err, CP_ETOOBIG, "request body larger than maxRequestBytes (%lld bytes)",
-                   (long long)cfg->max_request_bytes);
-        return fail(ds, sink, &err);
-    }
-    struct auth_decision d;
-    struct auth_request ar = {&rq->user, rq->method, path, query, cfg->uid};
-    auth_authorize_uncounted(ds->auth, &ar, &d);
-    if (!d.allow || !max_body)
-        auth_count(ds->auth, d.allow); /* the fast mode counts only what it answers */
-    if (!d.allow) {
-        cp_err_set(&err, CP_EDENIED, "%s %s: %s", rq->method, path,
-                   d.reason[0] ? d.reason : "denied");
-        return fail(ds, sink, &err);
-    }
-
-    struct proxy_header fwd[CP_MAX_FWD_HEADERS];
-    size_t nfwd = proxy__filter_headers(cfg, rq->headers, rq->nheaders, fwd,
-                                        CP_MAX_FWD_HEADERS);
-    if (proxy__headers_size(fwd, nfwd) > CP_MAX_FWD_HEADER_BYTES) {
-        cp_err_set(&err, CP_ETOOBIG, "request headers to forward exceed %d bytes",
-                   CP_MAX_FWD_HEADER_BYTES);
-        return fail(ds, sink, &err);
-    }
-    struct auth_creds creds = {0};
-    struct proxy__call c = {
-        .kind = CACHE_KIND_RESOURCE,
-        .method = rq->method,
-        .path = path,
-        .query = query,
-        .fwd = fwd,
-        .nfwd = nfwd,
-        .body = rq->body,
-        .body_len = rq->body_len,
-        .user = &rq->user,
-        .fwd_authorization = proxy__header(rq->headers, rq->nheaders, "Authorization"),
-        .fwd_id_token = proxy__header(rq->headers, rq->nheaders, "X-ID-Token"),
-        .refresh = proxy__wants_refresh(rq->headers, rq->nheaders, &rq->user),
-        .scope_override = d.scope,
-        .ttl_override_ms = -1,
-        .cancelled = rq->cancelled,
-        .cancel_ctx = rq->cancel_ctx,
-        .creds = &creds,
-    };
-    int result;
-    if (max_body) {
-        int rc = proxy__try_hit(ds, &c, sink, max_body);
-        *answered = rc != 0;
-        if (*answered)
-            auth_count(ds->auth, 1);
-        return rc < 0 ? rc : 0;
-    }
-    proxy__user_token(ds, c.fwd_authorization, 1);
-    int rc = proxy__run(ds, &c, sink, &result, NULL, &err);
-    if (rc && rc != CP_ECANCELED) {
-        struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&err)), CP_KV_S("method", rq->method),
-                             CP_KV_S("path", path), CP_KV_S("dsUid", cfg->uid)};
-        cp_log(ds->env.log, CP_LOG_WARN, "upstream call failed", kv, 4);
-        rc = fail(ds, sink, &err);
-    }
-    auth_creds_wipe(&creds); /* after the last text that could echo them */
-    proxy__user_token(ds, c.fwd_authorization, 0);
-    return rc;
+    int rs = split_raw(rq->raw_url, rawsub, size, &query);
+    if (rs < 0)
+        return cp_err_set(err, CP_EBADREQ, "request URL does not match the resource path");
+    *in = (struct proxy__incoming){.kind = CACHE_KIND_RESOURCE,
+                                   .method = rq->method,
+                                   .path = sub,
+                                   .raw_path = rs == 0 ? rawsub : NULL,
+                                   .query = query,
+                                   .headers = rq->headers,
+                                   .nheaders = rq->nheaders,
+                                   .body = rq->body,
+                                   .body_len = rq->body_len,
+                                   .user = &rq->user};
+    return 0;
 }
+
+/* ---- proxy/<path> through the pipeline ------------------------------------------------------- */
+
+struct res {
+    struct proxy_ds *ds;
+    struct proxy_sink sink;
+    struct proxy__incoming in;
+    char rawsub[CP_MAX_PATH];
+    int error_sent; /* the call ended in an error answered as JSON: 1, or -1 when that broke */
+};
+
+static int res_head(struct proxy_call *c, int status, const struct proxy_header *h, size_t n)
+{
+    struct res *r = proxy__call_ctx(c);
+    return r->sink.head(r->sink.ctx, status, h, n);
+}
+
+static int res_body(struct proxy_call *c, const void *p, size_t n)
+{
+    struct res *r = proxy__call_ctx(c);
+    return r->sink.body(r->sink.ctx, p, n);
+}
+
+/* Refusals from admission and authorization are the client's doing; anything after them is
+ * the upstream's (or ours) and worth a warning. */
+static int upstream_side(int code)
+{
+    return code != CP_EBADREQ && code != CP_EDENIED && code != CP_ENOPATH &&
+           code != CP_ETOOBIG && code != CP_EMETHOD;
+}
+
+static void res_error(struct proxy_call *c, const struct cp_err *err)
+{
+    struct res *r = proxy__call_ctx(c);
+    if (upstream_side(err->code)) {
+        struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(err)), CP_KV_S("method", r->in.method),
+                             CP_KV_S("path", r->in.path), CP_KV_S("dsUid", r->ds->cfg->uid)};
+        cp_log(r->ds->env.log, CP_LOG_WARN, "upstream call failed", kv, 4);
+    }
+    r->error_sent = fail(r->ds, &r->sink, err) == 0 ? 1 : -1;
+}
+
+static void res_done(struct proxy_call *c, int rc)
+{
+    struct res *r = proxy__call_ctx(c);
+    /* an error answered as JSON is a complete answer */
+    if (r->error_sent)
+        rc = r->error_sent > 0 ? 0 : CP_ECANCELED;
+    r->sink.done(r->sink.ctx, rc);
+    free(r);
+}
+
+static const struct proxy__call_ops res_ops = {res_head, res_body, res_error, res_done};
+
+/* ---- cache/stats and cache/purge ---------------------------------------------------------------- */
 
 static int handle_stats(struct proxy_ds *ds, const struct proxy_sink *sink)
 {
@@ -302,114 +209,152 @@ static int handle_stats(struct proxy_ds *ds, const struct proxy_sink *sink)
     return send_json(sink, 200, j);
 }
 
+struct purge {
+    struct proxy_ds *ds;
+    struct proxy_sink sink;
+    json_t *body; /* holds prefix */
+    const char *prefix;
+    char login[128];
+};
+
+/* On the io pool when the store does I/O (Redis SCAN and deletes), else right away. */
+static void purge_run(void *arg)
+{
+    struct purge *p = arg;
+    struct proxy_ds *ds = p->ds;
+    struct cp_err err = {0};
+    uint64_t purged = 0;
+    int rc = ds->store ? cache_purge(ds->store, p->prefix, &purged, &err) : 0;
+    struct cp_kv kv[] = {CP_KV_S("prefix", p->prefix ? p->prefix : "/"),
+                         CP_KV_I("purged", purged), CP_KV_S("user", p->login),
+                         CP_KV_S("dsUid", ds->cfg->uid)};
+    cp_log(ds->env.log, rc ? CP_LOG_WARN : CP_LOG_INFO, rc ? "cache purge failed" : "cache purged",
+           kv, 4);
+    int sent = rc ? fail(ds, &p->sink, &err)
+                  : send_json(&p->sink, 200, json_pack("{s:I}", "purged", (json_int_t)purged));
+    p->sink.done(p->sink.ctx, sent);
+    json_decref(p->body);
+    free(p);
+    proxy_ds_free(ds);
+}
+
 static int handle_purge(struct proxy_ds *ds, const struct proxy_request *rq,
-                        const struct proxy_sink *sink)
+                        const struct proxy_sink *sink, struct proxy_call **out)
 {
     struct cp_err err = {0};
     if (!rq->user.present || rq->user.role != CFG_ROLE_ADMIN) {
         cp_err_set(&err, CP_EDENIED, "cache/purge is for Admins only");
-        return fail(ds, sink, &err);
+        return answered(sink, fail(ds, sink, &err), out);
     }
-    const char *prefix = NULL;
-    json_t *j = NULL;
+    struct purge *p = calloc(1, sizeof *p);
+    if (!p) {
+        cp_err_set(&err, CP_ENOMEM, "out of memory");
+        return answered(sink, fail(ds, sink, &err), out);
+    }
     if (rq->body_len) {
         json_error_t je;
-        j = json_loadb(rq->body, rq->body_len, 0, &je);
-        if (!json_is_object(j)) {
-            json_decref(j);
+        p->body = json_loadb(rq->body, rq->body_len, 0, &je);
+        json_t *pf = json_object_get(p->body, "prefix");
+        if (!json_is_object(p->body)) {
             cp_err_set(&err, CP_EBADREQ, "body must be a JSON object: {} or {\"prefix\":\"/x\"}");
-            return fail(ds, sink, &err);
+        } else if (pf && !json_is_null(pf) &&
+                   (!json_is_string(pf) || json_string_value(pf)[0] != '/')) {
+            cp_err_set(&err, CP_EBADREQ, "prefix must be a path starting with /");
+        } else if (pf && json_is_string(pf)) {
+            p->prefix = json_string_value(pf);
         }
-        json_t *p = json_object_get(j, "prefix");
-        if (p && !json_is_null(p)) {
-            if (!json_is_string(p) || json_string_value(p)[0] != '/') {
-                json_decref(j);
-                cp_err_set(&err, CP_EBADREQ, "prefix must be a path starting with /");
-                return fail(ds, sink, &err);
-            }
-            prefix = json_string_value(p);
+        if (err.code) {
+            json_decref(p->body);
+            free(p);
+            return answered(sink, fail(ds, sink, &err), out);
         }
     }
-    uint64_t purged = 0;
-    int rc = ds->store ? cache_purge(ds->store, prefix, &purged, &err) : 0;
-    struct cp_kv kv[] = {CP_KV_S("prefix", prefix ? prefix : "/"), CP_KV_I("purged", purged),
-                         CP_KV_S("user", rq->user.login), CP_KV_S("dsUid", ds->cfg->uid)};
-    cp_log(ds->env.log, rc ? CP_LOG_WARN : CP_LOG_INFO, rc ? "cache purge failed" : "cache purged",
-           kv, 4);
-    json_decref(j); /* prefix points into j: only after the log line */
-    if (rc)
-        return fail(ds, sink, &err);
-    return send_json(sink, 200, json_pack("{s:I}", "purged", (json_int_t)purged));
+    proxy__ds_ref(ds);
+    p->ds = ds;
+    p->sink = *sink;
+    snprintf(p->login, sizeof p->login, "%s", rq->user.login ? rq->user.login : "");
+    *out = NULL;
+    if ((ds->store_caps & CACHE_CAP_NO_IO) || !ds->store ||
+        cp_pool_submit(ds->env.io, purge_run, p) != 0)
+        purge_run(p);
+    return 0;
 }
 
-/* Methods are compared and sent upper-case ("get" would otherwise reach curl as a custom
- * method with a form body). Returns a copy in buf, or NULL when not a method token. */
-static const char *upper_method(const char *m, char *buf, size_t size)
-{
-    if (!valid_method(m) || strlen(m) >= size)
-        return NULL;
-    size_t i = 0;
-    for (; m[i]; i++)
-        buf[i] = (char)toupper((unsigned char)m[i]);
-    buf[i] = 0;
-    return buf;
-}
+/* ---- entry points ----------------------------------------------------------------------------- */
 
-int proxy_resource(struct proxy_ds *ds, const struct proxy_request *in,
-                   const struct proxy_sink *sink)
+int proxy_resource_start(struct proxy_ds *ds, const struct proxy_request *rq,
+                         const struct proxy_sink *sink, struct proxy_call **out)
 {
     struct cp_err err = {0};
-    char mbuf[40];
-    struct proxy_request copy = *in;
-    const struct proxy_request *rq = &copy;
-    if (!(copy.method = upper_method(in->method, mbuf, sizeof mbuf))) {
-        cp_err_set(&err, CP_EBADREQ, "missing or invalid HTTP method");
-        return fail(ds, sink, &err);
-    }
-    if (!proxy__method_forwardable(copy.method)) {
-        cp_err_set(&err, CP_EMETHOD, "method %s is never forwarded", copy.method);
-        return fail(ds, sink, &err);
-    }
-    const char *p = rq->path ? rq->path : "";
-    while (*p == '/')
-        p++;
-    int answered;
-    if (!strncmp(p, "proxy/", 6) || !strcmp(p, "proxy"))
-        return handle_proxy(ds, rq, p[5] ? p + 6 : "", sink, 0, &answered);
-    if (!strcmp(p, "cache/stats")) {
-        if (strcmp(rq->method, "GET")) {
+    const char *sub = NULL;
+    *out = NULL;
+    switch (route_of(rq->path, &sub)) {
+    case ROUTE_PROXY:
+        break;
+    case ROUTE_STATS:
+        if (!rq->method || strcasecmp(rq->method, "GET")) {
             cp_err_set(&err, CP_EMETHOD, "cache/stats answers GET only");
-            return fail(ds, sink, &err);
+            return answered(sink, fail(ds, sink, &err), out);
         }
-        return handle_stats(ds, sink);
-    }
-    if (!strcmp(p, "cache/purge")) {
-        if (strcmp(rq->method, "POST")) {
+        return answered(sink, handle_stats(ds, sink), out);
+    case ROUTE_PURGE:
+        if (!rq->method || strcasecmp(rq->method, "POST")) {
             cp_err_set(&err, CP_EMETHOD, "cache/purge answers POST only");
-            return fail(ds, sink, &err);
+            return answered(sink, fail(ds, sink, &err), out);
         }
-        return handle_purge(ds, rq, sink);
+        return handle_purge(ds, rq, sink, out);
+    case ROUTE_UNKNOWN:
+        if (!proxy__is_token(rq->method))
+            cp_err_set(&err, CP_EBADREQ, "missing or invalid HTTP method");
+        else
+            cp_err_set(&err, CP_ENOTFOUND, "unknown resource: use proxy/<path>, cache/stats or "
+                                           "cache/purge");
+        return answered(sink, fail(ds, sink, &err), out);
     }
-    cp_err_set(&err, CP_ENOTFOUND, "unknown resource: use proxy/<path>, cache/stats or "
-                                   "cache/purge");
-    return fail(ds, sink, &err);
+    struct res *r = calloc(1, sizeof *r);
+    if (!r)
+        return CP_ENOMEM;
+    r->ds = ds;
+    r->sink = *sink;
+    if (incoming_of(rq, sub, r->rawsub, sizeof r->rawsub, &r->in, &err) != 0) {
+        free(r);
+        return answered(sink, fail(ds, sink, &err), out);
+    }
+    int rc = proxy__call_start(ds, &r->in, &res_ops, r, -1, NULL, out);
+    if (rc)
+        free(r);
+    return rc;
 }
 
-int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *in,
+int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
                         const struct proxy_sink *sink, size_t max_body)
 {
-    if (!ds->store || !(ds->store_is_local && auth_is_local(ds->auth)) || !max_body)
+    const char *sub = NULL;
+    if (!(ds->store_caps & CACHE_CAP_NO_IO) || !auth_is_local(ds->auth) || !max_body ||
+        route_of(rq->path, &sub) != ROUTE_PROXY)
         return 0;
-    char mbuf[40];
-    struct proxy_request copy = *in;
-    const struct proxy_request *rq = &copy;
-    const char *p = rq->path ? rq->path : "";
-    while (*p == '/')
-        p++;
-    if (!(copy.method = upper_method(in->method, mbuf, sizeof mbuf)) ||
-        (strncmp(p, "proxy/", 6) && strcmp(p, "proxy")))
-        return 0; /* errors and the other resources take the usual way */
-    int answered = 0;
-    handle_proxy(ds, rq, p[5] ? p + 6 : "", sink, max_body, &answered);
-    return answered;
+    struct cp_err err = {0};
+    char rawsub[CP_MAX_PATH];
+    struct proxy__incoming in;
+    struct proxy__admitted a;
+    if (incoming_of(rq, sub, rawsub, sizeof rawsub, &in, &err) != 0 ||
+        proxy__admit(ds, &in, &a, &err) != 0) {
+        fail(ds, sink, &err);
+        return 1;
+    }
+    struct auth_decision d;
+    struct auth_request ar = {.user = &rq->user, .method = a.method, .path = a.path,
+                              .query = a.query, .ds_uid = ds->cfg->uid};
+    auth_authorize_local(ds->auth, &ar, &d);
+    if (!d.allow) {
+        auth_count(ds->auth, 0);
+        cp_err_set(&err, CP_EDENIED, "%s %s: %s", a.method, a.path,
+                   d.reason[0] ? d.reason : "denied");
+        fail(ds, sink, &err);
+        return 1;
+    }
+    int rc = proxy__try_hit(ds, &a, &rq->user, d.scope, sink, max_body);
+    if (rc != 0)
+        auth_count(ds->auth, 1); /* counted once, by the path that answers */
+    return rc != 0;
 }

@@ -163,8 +163,9 @@ def health(p, ds):
     return r.status, r.message
 
 
-def busy_workers(p):
-    return metrics(p).get('cachingproxy_workers{state="busy"}', 0)
+def coalesced_waiting(p):
+    """Calls of p waiting now for an identical call's outcome."""
+    return metrics(p).get("cachingproxy_coalesced_waiting", 0)
 
 
 def redis_warnings(p):
@@ -515,10 +516,10 @@ class CoalescingTest(MemoryBase):
         ds = self.ds()
         before, m0 = cache_requests(self.plugin), metrics(self.plugin)
         threads, results = self.concurrent([lambda: self.call(ds, "proxy/slow")] * 20)
-        # open the gate once the leader reached the upstream and all 20 calls are in the
-        # plugin (busy workers: the 20 calls and this CollectMetrics)
-        wait_for(lambda: self.up.count("/slow") >= 1 and busy_workers(self.plugin) >= 21,
-                 timeout=5)
+        # open the gate once the leader reached the upstream and the other 19 calls wait
+        # for it in the plugin
+        self.assertTrue(wait_for(lambda: self.up.count("/slow") >= 1 and
+                                 coalesced_waiting(self.plugin) >= 19, timeout=10))
         gate.set()
         for t in threads:
             t.join(CALL_TIMEOUT + 5)
@@ -616,8 +617,11 @@ class RedisSharedTest(Base):
         ds = self.rds()
         jobs = [lambda p=p: self.call(ds, "proxy/slow", p) for p in (self.p1, self.p2)] * 10
         threads, results = self.concurrent(jobs)
-        wait_for(lambda: self.up.count("/slow") >= 1 and busy_workers(self.p1) >= 11 and
-                 busy_workers(self.p2) >= 11, timeout=5)
+        # one leader per process: p1's at the upstream, p2's waiting on the Redis lock; the
+        # other nine of each wait in their process for their leader
+        self.assertTrue(wait_for(lambda: self.up.count("/slow") >= 1 and
+                                 coalesced_waiting(self.p1) >= 9 and
+                                 coalesced_waiting(self.p2) >= 9, timeout=10))
         gate.set()
         for t in threads:
             t.join(CALL_TIMEOUT + 5)

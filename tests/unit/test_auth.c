@@ -432,6 +432,11 @@ static void test_rules__no_user_matches_only_open_rules(void **state)
     cfg_ds_free(ds);
 }
 
+static void keep_decision(void *arg, const struct auth_decision *d)
+{
+    *(struct auth_decision *)arg = *d;
+}
+
 static void test_rules__authorize_counts_and_explains(void **state)
 {
     (void)state;
@@ -442,18 +447,24 @@ static void test_rules__authorize_counts_and_explains(void **state)
     struct cp_err err = {0};
     assert_int_equal(cfg_ds_parse(&in, &cfg, &err), 0);
     _Atomic uint64_t decisions[2] = {0, 0};
-    struct auth_env env = {NULL, decisions, NULL};
+    struct auth_env env = {.decisions = decisions};
     struct auth_ds *a = NULL;
     assert_int_equal(auth_ds_new(cfg, &env, &a, &err), 0);
+    assert_true(auth_is_local(a));
     struct cp_user u = user_of("u", NULL, CFG_ROLE_VIEWER, 1);
     struct auth_request rq = {&u, "GET", "/secret/x", NULL, "uid-1"};
-    struct auth_decision d;
-    assert_int_equal(auth_authorize(a, &rq, &d), 0);
+    /* rules alone decide at once, before auth_authorize_async returns */
+    struct auth_decision d = {.allow = -1};
+    auth_authorize_async(a, &rq, keep_decision, &d);
     assert_int_equal(d.allow, 0);
     assert_int_equal(d.scope, AUTH_SCOPE_DEFAULT);
     assert_non_null(strstr(d.reason, "1"));
     rq.path = "/open";
-    assert_int_equal(auth_authorize(a, &rq, &d), 0);
+    d.allow = -1;
+    auth_authorize_async(a, &rq, keep_decision, &d);
+    assert_int_equal(d.allow, 1);
+    /* the local form does not count */
+    auth_authorize_local(a, &rq, &d);
     assert_int_equal(d.allow, 1);
     assert_int_equal(atomic_load(&decisions[0]), 1);
     assert_int_equal(atomic_load(&decisions[1]), 1);

@@ -139,7 +139,7 @@ static void test_memory__backend_table(void **state)
     struct cache_store *s = NULL;
 
     assert_string_equal(be()->name, "memory");
-    assert_int_equal(be()->caps, 0);
+    assert_int_equal(be()->caps, CACHE_CAP_NO_IO); /* answers at once: no shared locks */
     assert_null(be()->lock);
     assert_null(be()->unlock);
     memset(&cfg, 0, sizeof cfg);
