@@ -12,8 +12,10 @@
 
 #define MAX_HEADERS 128
 
-/* One QueryData: freed with the gRPC call (on_free). */
+/* One QueryData. Two references: the gRPC call's (released by on_free) and the starter's
+ * (released once the queries are started), since the reply may end the call first. */
 struct data_front {
+    _Atomic int refs;
     struct rpc_call *c;
     Pluginv2__QueryDataRequest *rq;
     struct plugin_instance *in;
@@ -43,9 +45,10 @@ static size_t flatten(const Pluginv2__QueryDataRequest *rq, struct proxy_header 
     return k;
 }
 
-static void front_free(void *ctx)
+static void front_unref(struct data_front *f)
 {
-    struct data_front *f = ctx;
+    if (atomic_fetch_sub(&f->refs, 1) != 1)
+        return;
     proxy_batch_release(f->batch);
     for (size_t i = 0; f->res && i < f->n; i++)
         proxy_query_result_dispose(&f->res[i]);
@@ -57,6 +60,8 @@ static void front_free(void *ctx)
         pluginv2__query_data_request__free_unpacked(f->rq, NULL);
     free(f);
 }
+
+static void front_free(void *ctx) { front_unref(ctx); }
 
 static void on_cancel(void *ctx)
 {
@@ -135,6 +140,7 @@ static void instance_ready(void *ctx, struct plugin_instance *in, const struct c
     struct data_front *f = ctx;
     if (!in) {
         reply_error(f, err);
+        front_unref(f);
         return;
     }
     f->in = in;
@@ -144,6 +150,7 @@ static void instance_ready(void *ctx, struct plugin_instance *in, const struct c
         struct cp_err e;
         cp_err_set(&e, CP_ENOMEM, "out of memory");
         reply_error(f, &e);
+        front_unref(f);
         return;
     }
     pthread_mutex_lock(&f->mu);
@@ -152,6 +159,7 @@ static void instance_ready(void *ctx, struct plugin_instance *in, const struct c
     pthread_mutex_unlock(&f->mu);
     if (gone)
         proxy_batch_cancel(b);
+    front_unref(f); /* the starter's reference */
 }
 
 void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
@@ -178,6 +186,7 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
         return;
     }
     pthread_mutex_init(&f->mu, NULL);
+    atomic_init(&f->refs, 2);
     f->c = c;
     f->rq = rq;
     f->n = n;
@@ -200,5 +209,6 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len)
         struct cp_err e;
         cp_err_set(&e, CP_ENOMEM, "out of memory");
         reply_error(f, &e);
+        front_unref(f);
     }
 }

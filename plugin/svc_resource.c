@@ -19,9 +19,12 @@
 #define CHUNK (256 * 1024)
 #define MAX_REQ_HEADERS 256
 
-/* One CallResource: the decoded request, the answer being sent, the pipeline call. Freed
- * with the gRPC call (on_free). */
+/* One CallResource: the decoded request, the answer being sent, the pipeline call. Three
+ * references: the gRPC call's (released by on_free), the answer's (released once done has
+ * sent the end) and the starter's (released once the call is started), since the end may
+ * free the gRPC call while done or the starter still run. */
 struct res_front {
+    _Atomic int refs;
     struct rpc_call *c;
     Pluginv2__CallResourceRequest *rq;
     struct proxy_header hs[MAX_REQ_HEADERS];
@@ -57,9 +60,10 @@ static void drop_headers(struct res_front *f)
     f->nentries = 0;
 }
 
-static void front_free(void *ctx)
+static void front_unref(struct res_front *f)
 {
-    struct res_front *f = ctx;
+    if (atomic_fetch_sub(&f->refs, 1) != 1)
+        return;
     proxy_call_release(f->call);
     plugin_instance_put(f->in);
     drop_headers(f);
@@ -69,6 +73,8 @@ static void front_free(void *ctx)
         pluginv2__call_resource_request__free_unpacked(f->rq, NULL);
     free(f);
 }
+
+static void front_free(void *ctx) { front_unref(ctx); }
 
 /* Groups the answer's headers by name into the map<string,StringList> of the first message. */
 static int res_head(void *ctx, int status, const struct proxy_header *h, size_t n)
@@ -188,6 +194,7 @@ static void res_done(void *ctx, int rc)
     f->final = rc == 0 && f->started;
     end_answer(f);
     pthread_mutex_unlock(&f->mu);
+    front_unref(f); /* the answer's reference */
 }
 
 /* A message left: send the next one, end the call, or let the pipeline go on. */
@@ -333,11 +340,11 @@ static void start_call(struct res_front *f, struct plugin_instance *in)
 static void instance_ready(void *ctx, struct plugin_instance *in, const struct cp_err *err)
 {
     struct res_front *f = ctx;
-    if (!in) {
+    if (!in)
         answer_error(f, cp_http_status(err->code), cp_err_text(err));
-        return;
-    }
-    start_call(f, in);
+    else
+        start_call(f, in);
+    front_unref(f); /* the starter's reference */
 }
 
 void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
@@ -354,6 +361,7 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
         return;
     }
     pthread_mutex_init(&f->mu, NULL);
+    atomic_init(&f->refs, 3);
     f->c = c;
     f->rq = rq;
     f->pr = (struct proxy_request){.method = rq->method,
@@ -367,8 +375,11 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
     rpc_set_events(c, &front_events, f);
     if (has_nul_in_strings(req, len)) {
         answer_error(f, 400, "bad request: NUL byte in method, path or url");
+        front_unref(f);
         return;
     }
-    if (plugin_instance_with(rq->plugincontext, rpc_cancelled_cb, c, instance_ready, f) != 0)
+    if (plugin_instance_with(rq->plugincontext, rpc_cancelled_cb, c, instance_ready, f) != 0) {
         answer_error(f, 500, "out of memory");
+        front_unref(f);
+    }
 }
