@@ -101,7 +101,6 @@ export function HeadersSection({ options, onChange }: Props) {
           <IconButton
             name="trash-alt"
             aria-label={`Remove header ${i + 1}`}
-            tooltip="Remove header"
             onClick={() =>
               // rows after the removed one move down an index: their stored values stay behind
               update(rows.filter((_, j) => j !== i).map((r, j) => (j >= i && r.configured ? { ...r, configured: false, value: '' } : r)))

@@ -73,7 +73,7 @@ function ColumnsEditor({ columns, onChange }: { columns: QueryColumn[]; onChange
   return (
     <div data-testid="columns">
       {columns.map((c, i) => (
-        <Stack key={i} direction="row" gap={0.5} alignItems="center">
+        <Stack key={i} direction="row" gap={0.5} alignItems="center" data-testid={`column-${i + 1}`}>
           <Input
             id={`cp-column-${i + 1}-selector`}
             aria-label={`Column ${i + 1} selector`}
