@@ -4,9 +4,9 @@
  */
 import React from 'react';
 
-import { Alert, Button, Field, IconButton, Input, Stack } from '@grafana/ui';
+import { Alert, Button, Field, IconButton, Input } from '@grafana/ui';
 
-import { AmountField, ChoiceField, ListField, SecretField, SwitchField, TextField, normalizeGlob, normalizeMethod } from './fields';
+import { AmountField, ChoiceField, ListField, Row, SecretField, SwitchField, TextField, normalizeGlob, normalizeMethod } from './fields';
 import { Settings, amountText, isConfigured, parseAmount, pendingSecret, resetSecure, setCache, setSecure } from './options';
 import { CACHE_DEFAULTS, CacheBackend, CacheRule, CacheScope, CacheSettings, effectiveAuthType } from '../types';
 
@@ -21,7 +21,7 @@ function CacheRules({ rules, onChange }: { rules: CacheRule[]; onChange: (r: Cac
     <Field label="Per-path lifetimes" description="First match wins; ttl 0 never caches those paths.">
       <div data-testid="cache-rules">
         {rules.map((r, i) => (
-          <Stack key={i} direction="row" alignItems="flex-start" gap={1}>
+          <Row key={i} alignTop>
             <ListField
               id={`cp-cache-rule-${i + 1}-paths`}
               label={`Paths of lifetime ${i + 1}`}
@@ -40,7 +40,7 @@ function CacheRules({ rules, onChange }: { rules: CacheRule[]; onChange: (r: Cac
               />
             </Field>
             <IconButton name="trash-alt" aria-label={`Remove lifetime ${i + 1}`} onClick={() => set(rules.filter((_, j) => j !== i))} />
-          </Stack>
+          </Row>
         ))}
         <Button variant="secondary" icon="plus" size="sm" onClick={() => set([...rules, { paths: [], ttl: '5m' }])}>
           Add lifetime

@@ -6,10 +6,10 @@
  */
 import React from 'react';
 
-import { Button, IconButton, Input, SecretInput, Stack } from '@grafana/ui';
+import { Button, IconButton, Input, SecretInput } from '@grafana/ui';
 
 import { Settings } from './options';
-import { normalizeToken } from './fields';
+import { Row, normalizeToken } from './fields';
 
 export interface HeaderRow {
   name: string;
@@ -78,7 +78,7 @@ export function HeadersSection({ options, onChange }: Props) {
   return (
     <div data-testid="custom-headers">
       {rows.map((row, i) => (
-        <Stack key={i} direction="row" alignItems="center" gap={1}>
+        <Row key={i}>
           <Input
             id={`cp-httpHeaderName${i + 1}`}
             aria-label={`Header ${i + 1} name`}
@@ -106,7 +106,7 @@ export function HeadersSection({ options, onChange }: Props) {
               update(rows.filter((_, j) => j !== i).map((r, j) => (j >= i && r.configured ? { ...r, configured: false, value: '' } : r)))
             }
           />
-        </Stack>
+        </Row>
       ))}
       <Button variant="secondary" icon="plus" size="sm" onClick={() => update([...rows, { name: '', configured: false, value: '' }])}>
         Add header

@@ -5,7 +5,9 @@
  */
 import React, { useState } from 'react';
 
-import { Button, IconButton, Input, Stack } from '@grafana/ui';
+import { Button, IconButton, Input } from '@grafana/ui';
+
+import { Row } from './fields';
 
 export type KV = [string, string];
 
@@ -55,7 +57,7 @@ export function KeyValueEditor({ kind, value, repeat, onChange, onBlur }: Props)
   return (
     <div data-testid={`${kind}s`}>
       {rows.map(([k, v], i) => (
-        <Stack key={i} direction="row" gap={0.5} alignItems="center">
+        <Row key={i}>
           <Input
             id={`cp-${kind}-${i + 1}-name`}
             aria-label={`${kind} ${i + 1} name`}
@@ -75,7 +77,7 @@ export function KeyValueEditor({ kind, value, repeat, onChange, onBlur }: Props)
             onChange={(e) => update(rows.map((r, j) => (j === i ? [r[0], e.currentTarget.value] : r)))}
           />
           <IconButton name="times" aria-label={`Remove ${kind} ${i + 1}`} onClick={() => update(rows.filter((_, j) => j !== i))} />
-        </Stack>
+        </Row>
       ))}
       <Button variant="secondary" size="sm" icon="plus" onClick={() => setRows([...rows, ['', '']])}>
         Add {kind}

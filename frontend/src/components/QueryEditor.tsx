@@ -6,8 +6,9 @@ import React from 'react';
 import { css } from '@emotion/css';
 
 import { GrafanaTheme2, QueryEditorProps, SelectableValue } from '@grafana/data';
-import { Button, IconButton, InlineField, InlineFieldRow, Input, RadioButtonGroup, Select, Stack, TextArea, useStyles2 } from '@grafana/ui';
+import { Button, IconButton, InlineField, InlineFieldRow, Input, RadioButtonGroup, Select, TextArea, useStyles2 } from '@grafana/ui';
 
+import { Row } from './fields';
 import { KeyValueEditor } from './KeyValueEditor';
 import { amountText, parseAmount } from './options';
 import type { CachingProxyDataSource } from '../datasource';
@@ -73,7 +74,7 @@ function ColumnsEditor({ columns, onChange }: { columns: QueryColumn[]; onChange
   return (
     <div data-testid="columns">
       {columns.map((c, i) => (
-        <Stack key={i} direction="row" gap={0.5} alignItems="center" data-testid={`column-${i + 1}`}>
+        <Row key={i} testId={`column-${i + 1}`}>
           <Input
             id={`cp-column-${i + 1}-selector`}
             aria-label={`Column ${i + 1} selector`}
@@ -107,7 +108,7 @@ function ColumnsEditor({ columns, onChange }: { columns: QueryColumn[]; onChange
             />
           )}
           <IconButton name="times" aria-label={`Remove column ${i + 1}`} onClick={() => set(columns.filter((_, j) => j !== i))} />
-        </Stack>
+        </Row>
       ))}
       <Button variant="secondary" size="sm" icon="plus" onClick={() => set([...columns, { selector: '' }])}>
         Add column

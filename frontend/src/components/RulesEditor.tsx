@@ -47,6 +47,7 @@ const getStyles = (theme: GrafanaTheme2) => ({
     marginBottom: theme.spacing(1),
   }),
   title: css({ fontWeight: theme.typography.fontWeightMedium, marginRight: theme.spacing(2) }),
+  list: css({ marginBottom: theme.spacing(2) }),
 });
 
 export function RulesEditor({ rules, onChange }: Props) {
@@ -55,7 +56,7 @@ export function RulesEditor({ rules, onChange }: Props) {
   const edit = (i: number, patch: Partial<AuthRule>) => set(rules.map((r, j) => (j === i ? { ...r, ...patch } : r)));
 
   return (
-    <div data-testid="rules">
+    <div data-testid="rules" className={styles.list}>
       {rules.map((rule, i) => {
         const n = i + 1;
         return (

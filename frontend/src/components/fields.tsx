@@ -3,14 +3,37 @@
  * id, so its label is bound to it (screen readers, and tests that look fields up by label).
  */
 import React from 'react';
+import { css } from '@emotion/css';
 
-import { Field, Input, SecretInput, SecretTextArea, Switch, TagsInput, RadioButtonGroup } from '@grafana/ui';
-import { SelectableValue } from '@grafana/data';
+import { Field, Input, SecretInput, SecretTextArea, Switch, TagsInput, RadioButtonGroup, useStyles2 } from '@grafana/ui';
+import { GrafanaTheme2, SelectableValue } from '@grafana/data';
 
 import { amountText, parseAmount } from './options';
 import { Duration, Size } from '../types';
 
 const WIDTH = 48;
+
+const getRowStyles = (theme: GrafanaTheme2) => ({
+  row: css({
+    display: 'flex',
+    flexWrap: 'wrap',
+    alignItems: 'center',
+    gap: theme.spacing(0.5),
+    marginBottom: theme.spacing(0.5),
+    '& > *': { flex: '0 0 auto' },
+  }),
+  top: css({ alignItems: 'flex-start' }),
+});
+
+/** One line of a repeated group (a header, a param, a column): its controls side by side. */
+export function Row({ children, testId, alignTop }: { children: React.ReactNode; testId?: string; alignTop?: boolean }) {
+  const s = useStyles2(getRowStyles);
+  return (
+    <div className={alignTop ? `${s.row} ${s.top}` : s.row} data-testid={testId}>
+      {children}
+    </div>
+  );
+}
 
 interface TextFieldProps {
   id: string;
