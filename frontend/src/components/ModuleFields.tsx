@@ -4,8 +4,9 @@
  * keys the plugin merges over the plain ones.
  */
 import React, { useState } from 'react';
+import { css } from '@emotion/css';
 
-import { Field, TextArea } from '@grafana/ui';
+import { Field, TextArea, useStyles2 } from '@grafana/ui';
 
 import { SecretField, TextField } from './fields';
 import { Settings, isConfigured, pendingSecret, resetSecure, setJson, setSecure } from './options';
@@ -40,7 +41,11 @@ function configValue(text: string): Record<string, unknown> | string | undefined
   return text;
 }
 
+// as wide as its cols, like the secret text area beside it
+const getStyles = () => ({ text: css({ width: 'auto', maxWidth: '100%' }) });
+
 export function ModuleFields({ options, onChange, required }: Props) {
+  const styles = useStyles2(getStyles);
   const jd = options.jsonData;
   // the text as typed: re-serialising on each key press would fight the cursor
   const [text, setText] = useState(() => configText(jd.authModuleConfig));
@@ -62,6 +67,7 @@ export function ModuleFields({ options, onChange, required }: Props) {
       <Field label="Module configuration" description="JSON object given to the module" invalid={invalid} error="Not a JSON object">
         <TextArea
           id="cp-authModuleConfig"
+          className={styles.text}
           rows={4}
           cols={60}
           value={text}
