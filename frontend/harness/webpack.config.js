@@ -26,7 +26,7 @@ module.exports = (env = {}) => {
     resolve: { extensions: ['.ts', '.tsx', '.js'] },
     performance: { hints: false },
     stats: 'errors-warnings',
-    cache: { type: 'filesystem', cacheDirectory: path.join(out, '..', 'harness-webpack-cache') },
+    cache: { type: 'filesystem', cacheDirectory: path.join(__dirname, '..', 'node_modules', '.cache', 'harness-webpack') },
     plugins: [
       {
         apply(compiler) {
