@@ -23,8 +23,13 @@ import {
   SECURE_KEYS,
 } from '../types';
 
-const settingsC = fs.readFileSync(path.join(__dirname, '../../../config/settings.c'), 'utf8');
-const frameC = fs.readFileSync(path.join(__dirname, '../../../proxy/frame.c'), 'utf8');
+const ROOT = path.join(__dirname, '../../..');
+const settingsC = fs.readFileSync(path.join(ROOT, 'config/settings.c'), 'utf8');
+// the frame codec (column types, time formats) lives in its own module or, before, in proxy/
+const frameC = fs.readFileSync(
+  ['frame/frame.c', 'proxy/frame.c'].map((f) => path.join(ROOT, f)).find((f) => fs.existsSync(f))!,
+  'utf8'
+);
 
 function all(re: RegExp, text = settingsC): string[] {
   return Array.from(text.matchAll(re), (m) => m[1]);
