@@ -1,11 +1,12 @@
 # Convenience entry points. The two that matter (see README):
 #   make run    installs what is missing, builds, and runs the demo (plugin + demo upstream)
 #   make test   installs what is missing, builds, and runs every test
+# make package builds the installable plugin: dist/ and seed-cachingproxy-datasource-<version>.zip
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-asan bench clean
+.PHONY: all deps build run test test-asan bench clean package
 
 all: build
 
@@ -38,6 +39,9 @@ bench: build
 	$(BUILD)/cachingproxy-bench all --plugin $(BUILD)/gpx_cachingproxy
 	$(BUILD)/cachingproxy-bench-policy
 	$(BUILD)/cachingproxy-bench-frames --rows 10000
+
+package: build
+	frontend/scripts/package.sh $(BUILD) dist .
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
