@@ -1,8 +1,11 @@
 /*
- * bench_int.h - cross-file internals of cachingproxy-bench: the plugin process and its gRPC
- * channel (grpc_client.c), the in-process bare gRPC server used as a baseline
- * (bare_server.c), the upstream simulator (upstream_sim.c), the closed-loop cell runner and
- * scenarios (bench.c) and the tables / JSON output (report.c).
+ * bench_int.h - cross-file internals of cachingproxy-bench: children and signals (proc.c),
+ * the plugin process and its gRPC channel (grpc_client.c), the in-process bare gRPC server
+ * used as a baseline (bare_server.c), the upstream simulator (upstream_sim.c), the latency
+ * cells and scenarios (bench.c), the tables / JSON output (report.c); statistics and the Zipf
+ * sampler (stats.c), CSV traces (trace.c), the what-if simulation (whatif.c), the modes'
+ * drivers (driver.c, driver_grpc.c), workloads (workload.c), run reports (runreport.c), the
+ * HTML page (html.c), presets and the command line of the newer modes (modes.c).
  *
  * Errors: functions return 0 or a negative CP_E* code with detail in a caller's cp_err.
  */
@@ -26,10 +29,16 @@
 #define BENCH_START_TIMEOUT_MS 10000
 #define BENCH_STOP_TIMEOUT_MS 3000
 
-/* ---- interruption and child bookkeeping (bench.c) ---------------------------------------- */
+/* ---- interruption and child bookkeeping (proc.c) ----------------------------------------- */
 
 /* Set once SIGINT/SIGTERM arrived; loops stop at their next call. */
 extern _Atomic int bench_interrupted;
+/* Blocks SIGINT and SIGTERM in the calling thread (call before any other thread exists) and
+ * takes them in one thread with sigwait. quiet: no message (the bare server child). -1 when
+ * the thread cannot start. */
+int bench_signals_start(int quiet);
+/* Tells the signal thread that cleanup is over, so an interrupt no longer kills children. */
+void bench_cleanup_done(void);
 /* Records / forgets a child pid so an interrupt that overruns cleanup can still kill it. */
 void bench_child_track(pid_t pid);
 void bench_child_untrack(pid_t pid);
@@ -38,6 +47,139 @@ void bench_child_untrack(pid_t pid);
 pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the wait status or -1. */
 int bench_child_stop(pid_t pid, int timeout_ms);
+/* A free TCP port on 127.0.0.1 (bound then released), -1 on failure. */
+int bench_free_port(void);
+
+/* redis-server on a free loopback port, no persistence; pid -1 when absent. */
+struct bench_redis {
+    pid_t pid;
+    int port;
+};
+/* Starts bin and waits (5 s at most) for PONG. -1 with a reason in why ("skipped: ...") when
+ * it is missing or does not answer. */
+int bench_redis_start(const char *bin, struct bench_redis *r, char *why, size_t wsize);
+void bench_redis_stop(struct bench_redis *r);
+
+/* ---- statistics and distributions (stats.c) ---------------------------------------------- */
+
+/* splitmix64: the bench's generator (seedable, one word of state, good enough for loads). */
+static inline uint64_t bench_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [0, 1). */
+static inline double bench_rand_unit(uint64_t *state)
+{
+    return (double)(bench_rand(state) >> 11) * 0x1.0p-53;
+}
+
+/* Nearest-rank percentile (0 < p <= 100) of n sorted samples: the smallest sample with at
+ * least p % of all samples at or below it. 0 when n is 0. */
+int64_t bench_percentile(const int64_t *sorted, size_t n, double p);
+
+/* Latency histogram: bucket i counts samples in (bound[i-1], bound[i]] ms, 1-2-5 bounds from
+ * 0.01 ms to 100 s; the last bucket also takes everything above. */
+#define BENCH_HIST_BUCKETS 22
+const double *bench_hist_bounds_ms(void);
+void bench_hist_fill(const int64_t *sorted_ns, size_t n, uint64_t counts[BENCH_HIST_BUCKETS]);
+
+/* Zipf(s) over ranks 0..n-1: P(k) proportional to 1/(k+1)^s (rank 0 the most popular;
+ * s = 0 uniform). Exact inverse-CDF sampling: n doubles of memory. */
+#define BENCH_ZIPF_MAX 10000000ull
+struct bench_zipf {
+    uint64_t n;
+    double s;
+    double *cdf;
+};
+/* CP_EINVAL (n 0 or above BENCH_ZIPF_MAX, s outside 0..10), CP_ENOMEM. */
+int bench_zipf_init(struct bench_zipf *z, uint64_t n, double s);
+uint64_t bench_zipf_draw(const struct bench_zipf *z, uint64_t *rng);
+/* Probability of rank k. */
+double bench_zipf_prob(const struct bench_zipf *z, uint64_t k);
+void bench_zipf_dispose(struct bench_zipf *z);
+
+/* The simulator's latency: fixed a; uniform in [a, b]; lognormal of median a and p99 b (ms). */
+#define BENCH_MAX_LATENCY_MS 60000
+enum bench_dist_kind { BENCH_DIST_FIXED, BENCH_DIST_UNIFORM, BENCH_DIST_LOGNORMAL };
+struct bench_dist {
+    enum bench_dist_kind kind;
+    double a, b;
+    char text[64]; /* as given */
+};
+/* "20ms", "5ms..50ms", "lognormal:20ms:200ms" (durations as in the settings). CP_EINVAL. */
+int bench_latency_parse(const char *spec, struct bench_dist *d, struct cp_err *err);
+/* One draw in ms, capped at BENCH_MAX_LATENCY_MS. */
+double bench_dist_draw(const struct bench_dist *d, uint64_t *rng);
+/* "4KiB" or "1KiB..64KiB" into lo..hi bytes (at most BENCH_MAX_PAYLOAD). CP_EINVAL. */
+#define BENCH_MAX_PAYLOAD (64ull << 20)
+int bench_size_parse(const char *spec, uint64_t *lo, uint64_t *hi, struct cp_err *err);
+
+/* ---- CSV traces (trace.c) ------------------------------------------------------------------ */
+
+/* One recorded request; strings are interned in the trace (borrowed until bench_trace_free). */
+struct bench_trace_rec {
+    int64_t ts_ms;
+    size_t seq; /* line order, for a stable sort */
+    const char *user, *role, *method, *path;
+};
+struct bench_strings;
+struct bench_trace {
+    struct bench_trace_rec *recs; /* sorted by ts_ms, ties in line order */
+    size_t n;
+    uint64_t ignored; /* an unfinished last line that did not parse */
+    struct bench_strings *strings;
+};
+
+/* What one line holds; pointers into the line (or static role names). */
+struct bench_trace_fields {
+    int64_t ts_ms;
+    const char *user, *role, *method, *path; /* role canonical ("Viewer"), method upper case */
+};
+enum { BENCH_LINE_BLANK = 0, BENCH_LINE_HEADER = 1, BENCH_LINE_RECORD = 2 };
+/* Parses line[0..len) (no newline; a trailing CR is dropped; the line is modified). Returns a
+ * BENCH_LINE_* kind, or CP_EINVAL with the fault in why. */
+int bench_trace_parse_line(char *line, size_t len, struct bench_trace_fields *f, char *why,
+                           size_t wsize);
+/* Reads a whole trace ("-": stdin). A bad line fails with CP_EINVAL and "NAME:LINE: fault". */
+int bench_trace_read(FILE *in, const char *name, struct bench_trace **out, struct cp_err *err);
+int bench_trace_load(const char *path, struct bench_trace **out, struct cp_err *err);
+void bench_trace_free(struct bench_trace *t); /* NULL-safe */
+/* The format the parser reads. */
+void bench_trace_write_header(FILE *f);
+void bench_trace_write(FILE *f, int64_t ts_ms, const char *user, const char *role,
+                       const char *method, const char *path);
+
+/* ---- what-if simulation: `sim` (whatif.c) ------------------------------------------------- */
+
+/* A trace reduced to what cache policies see: a dense key per request and its time. */
+#define BENCH_WHATIF_BYPASS UINT32_MAX /* a request that is never cached */
+struct bench_whatif {
+    size_t n;
+    uint32_t *key;  /* per request; BENCH_WHATIF_BYPASS: per-user scope without a user */
+    int64_t *ts_ms; /* non-decreasing */
+    size_t *next;   /* next request of the same key, n when none */
+    uint32_t nkeys;
+};
+/* Keys are method + path (+ user when scope_user). CP_ENOMEM. */
+int bench_whatif_prepare(const struct bench_trace *t, int scope_user, struct bench_whatif *w,
+                         struct cp_err *err);
+/* From arrays (keys below 2^32 - 1 or BENCH_WHATIF_BYPASS; times non-decreasing). */
+int bench_whatif_init(struct bench_whatif *w, const uint32_t *keys, const int64_t *ts_ms,
+                      size_t n);
+void bench_whatif_dispose(struct bench_whatif *w);
+/* Hits of one policy with cap entries (>= 1) and a TTL (0: none). 0 or CP_ENOMEM. */
+int bench_whatif_ours(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
+int bench_whatif_lru(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
+int bench_whatif_opt(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
+/* {"requests": N, "results": [{"policy","size","ttl","hits","misses","hitRatio"}, ...]}: for
+ * each size, ours, lru and opt. CP_ENOMEM, CP_ECANCELED (interrupted). */
+int bench_whatif_run(const struct bench_whatif *w, const uint64_t *sizes, size_t nsizes,
+                     int64_t ttl_ms, json_t **out, struct cp_err *err);
+/* A TTL as JSON seconds: an integer when whole. */
+json_t *bench_ttl_json(int64_t ttl_ms);
 
 /* ---- gRPC client (grpc_client.c) ---------------------------------------------------------- */
 
@@ -161,7 +303,7 @@ struct bench_stats {
     uint64_t calls;
     double secs;
     double rps;
-    double p50_ms, p90_ms, p99_ms, max_ms, mean_ms;
+    double p50_ms, p90_ms, p95_ms, p99_ms, max_ms, mean_ms;
     uint64_t bytes; /* body or frame bytes received in the measured window */
 };
 /* Sorts samples (ns) in place and fills the percentiles. */
