@@ -167,8 +167,7 @@ struct bench_whatif {
 int bench_whatif_prepare(const struct bench_trace *t, int scope_user, struct bench_whatif *w,
                          struct cp_err *err);
 /* From arrays (keys below 2^32 - 1 or BENCH_WHATIF_BYPASS; times non-decreasing). */
-int bench_whatif_init(struct bench_whatif *w, const uint32_t *keys, const int64_t *ts_ms,
-                      size_t n);
+int bench_whatif_init(struct bench_whatif *w, const uint32_t *keys, const int64_t *ts_ms, size_t n);
 void bench_whatif_dispose(struct bench_whatif *w);
 /* Hits of one policy with cap entries (>= 1) and a TTL (0: none). 0 or CP_ENOMEM. */
 int bench_whatif_ours(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
@@ -246,6 +245,7 @@ struct bench_qres {
     size_t frame_bytes; /* over all frames */
     unsigned nframes;
     char error[160]; /* error of the first DataResponse */
+    char cache[8];   /* meta.custom.cache of its first frame ("hit", "miss", ...), "" if none */
 };
 /* QueryData (unary) with a packed QueryDataRequest. */
 int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct bench_qres *r,
@@ -263,6 +263,15 @@ uint8_t *bench_pack_resource(const struct bench_ds *ds, const char *url_path, si
 /* Packs a QueryDataRequest with one query (refId "A") of model JSON text. */
 uint8_t *bench_pack_query(const struct bench_ds *ds, const char *model, int64_t from_ms,
                           int64_t to_ms, size_t *len);
+/* The same as a given user: login (NULL or "": a call without a user, as Grafana's own) and
+ * Grafana role; any method. */
+struct bench_user {
+    const char *login, *role;
+};
+uint8_t *bench_pack_call(const struct bench_ds *ds, const struct bench_user *u, const char *method,
+                         const char *url_path, size_t *len);
+uint8_t *bench_pack_query_as(const struct bench_ds *ds, const struct bench_user *u,
+                             const char *model, int64_t from_ms, int64_t to_ms, size_t *len);
 
 /* ---- bare gRPC baseline server (bare_server.c) ------------------------------------------- */
 
@@ -278,14 +287,205 @@ void bench_bare_stop(struct bench_bare *b);
 struct bench_sim;
 struct bench_sim_counts {
     uint64_t requests, data_requests, rows_requests;
+    uint64_t work_requests, work_errors; /* answered by the profile, and 503s among them */
     uint64_t conns_opened, conns_open, conns_peak;
 };
+/* How the simulator answers workload paths (anything but /data and /rows). */
+struct bench_upstream_profile {
+    struct bench_dist latency;
+    uint64_t payload_lo, payload_hi; /* body bytes, log-uniform per path */
+    double error_rate;               /* share of 503 answers */
+    char cache_control[128];         /* "" = no Cache-Control header */
+    long query_rows;                 /* rows of a /q/ answer */
+    uint64_t seed;
+};
+/* No latency, 1 KiB bodies, no errors, no Cache-Control, 100 query rows. */
+void bench_upstream_profile_init(struct bench_upstream_profile *p);
+/* Sets the profile between runs (no request in flight: cached answers are dropped). */
+void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p);
 /* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". */
 int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_err *err);
 void bench_sim_stop(struct bench_sim *s);
 void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c);
 /* Sets the connection peak to the number open now (start of a cell). */
 void bench_sim_reset_peak(struct bench_sim *s);
+
+/* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c) ----------------------- */
+
+#define BENCH_MAX_URL 9000
+
+enum bench_kind { BENCH_KIND_RESOURCE, BENCH_KIND_QUERY };
+
+/* What the cache said about one answer (X-Cache, or a frame's meta.custom.cache). */
+enum bench_cache {
+    BENCH_CACHE_NONE, /* no answer from the cache layer (an error before it, or no header) */
+    BENCH_CACHE_HIT,
+    BENCH_CACHE_MISS,
+    BENCH_CACHE_STALE,
+    BENCH_CACHE_BYPASS,
+    BENCH_CACHE_N
+};
+/* "none", "HIT", "MISS", "STALE", "BYPASS"; parse is case-insensitive (NONE when unknown). */
+const char *bench_cache_name(enum bench_cache c);
+enum bench_cache bench_cache_parse(const char *s);
+
+/* One request of a workload. Borrowed for the call. */
+struct bench_req {
+    enum bench_kind kind;
+    const char *user, *role; /* user NULL or "": a call without a user */
+    const char *method;      /* resources */
+    const char *path;        /* upstream path and query string: "/w/k12", "/q/k3?from=..." */
+    int64_t from_ms, to_ms;  /* queries: the panel's time range */
+};
+struct bench_answer {
+    int status; /* HTTP status, or the query's status */
+    enum bench_cache cache;
+    size_t bytes; /* body or frame bytes */
+};
+
+/* What a mode drives: one data source of the cache in front of the upstream simulator. */
+struct bench_target {
+    const char *exe;             /* grpc: the plugin executable */
+    const char *const *env;      /* extra environment, NULL-terminated, may be NULL */
+    const char *uid, *json_data; /* the data source */
+    const char *upstream_url;
+    int64_t updated_ms;
+};
+/* The data source's cache/stats and the process's memory. */
+struct bench_target_stats {
+    int valid; /* the counters below were read */
+    uint64_t hits, misses, stale, bypass, coalesced, upstream, errors, entries, bytes;
+    long rss_kib; /* -1 unknown */
+};
+
+/* A mode: a table of operations. Connections and workers are the driver's; request may be
+ * called from several workers at once, each with its own worker state. Errors: 0 or CP_E*
+ * with detail; a request error means no answer at all (an HTTP error status is an answer). */
+struct bench_driver {
+    const char *name;
+    int (*open)(const struct bench_target *t, void **conn, struct cp_err *err);
+    int (*worker_new)(void *conn, void **w, struct cp_err *err);
+    int (*request)(void *conn, void *w, const struct bench_req *rq, struct bench_answer *a,
+                   struct cp_err *err);
+    void (*worker_free)(void *conn, void *w);
+    int (*stats)(void *conn, struct bench_target_stats *st, struct cp_err *err);
+    /* Stops and frees; 0 when the target ended cleanly. */
+    int (*close)(void *conn);
+};
+extern const struct bench_driver bench_driver_grpc;
+/* The driver of a mode name, NULL when there is none (yet). */
+const struct bench_driver *bench_driver_find(const char *name);
+
+/* ---- workloads (workload.c) ----------------------------------------------------------------- */
+
+struct bench_workload {
+    const char *label; /* for progress lines */
+    /* synthetic: `users` users ask for `keys` distinct requests, Zipf(zipf_s) by popularity */
+    enum bench_kind kind;
+    uint32_t users;
+    uint64_t keys;
+    double zipf_s;
+    /* or a recorded trace, replayed at its pace times speed (0: as fast as possible) */
+    const struct bench_trace *trace;
+    double speed;
+    /* load: closed loop (rate 0) with `concurrency` workers, or open loop at `rate` requests/s
+     * with at most `concurrency` in flight */
+    unsigned concurrency;
+    double rate;
+    double duration_s; /* measured part (0: until `requests` or the trace's end) */
+    uint64_t requests; /* measured requests (0: until the duration or the trace's end) */
+    double warmup_s;   /* requests scheduled before this are the warm-up */
+    uint64_t seed;
+    int progress;  /* progress lines on stderr */
+    double tick_s; /* timeline step (0: about 60 steps) */
+};
+
+/* Answers counted by what the cache said. */
+struct bench_counts {
+    uint64_t requests;
+    uint64_t by_cache[BENCH_CACHE_N];
+    uint64_t errors; /* answers with a status >= 400 */
+    uint64_t failed; /* no answer (transport error) */
+    uint64_t bytes;
+};
+
+/* One step of the timeline: answers completed in the step, upstream calls the simulator saw. */
+struct bench_tick {
+    double t; /* seconds from the start of the run, at the end of the step */
+    uint64_t requests, hits, upstream, errors;
+    long rss_kib;
+    int warmup;
+};
+
+struct bench_run_result {
+    struct bench_counts warm, meas;
+    double meas_s, total_s;
+    int interrupted;
+    int64_t *lat_ns; /* measured latencies, sorted */
+    size_t nlat;
+    struct bench_sim_counts sim0, sim_meas0, sim1; /* start, end of warm-up, end */
+    struct bench_target_stats tgt0, tgt_meas0, tgt1;
+    struct bench_tick *ticks;
+    size_t nticks, ticks_cap;
+    long rss_max_kib, rss_end_kib;
+    char first_error[256];
+};
+
+/* Runs w through driver d (conn open), the simulator counting upstream calls. Fails only
+ * when the run cannot go on (workers, memory, or 100 requests in a row without an answer);
+ * an interrupt ends it early with interrupted set and rc 0. res is filled either way. */
+int bench_workload_run(const struct bench_driver *d, void *conn, struct bench_sim *sim,
+                       const struct bench_workload *w, struct bench_run_result *res,
+                       struct cp_err *err);
+void bench_run_result_dispose(struct bench_run_result *res);
+
+/* ---- run reports (runreport.c) ----------------------------------------------------------------
+ */
+
+/* What a run was made against, for its report. */
+struct bench_run_info {
+    const char *label, *group, *mode, *backend;
+    const char *json_data;  /* the data source's jsonData */
+    const char *trace_name; /* replays */
+    const struct bench_upstream_profile *profile;
+    int clean_exit; /* the target stopped cleanly */
+};
+/* The bench's document (schema 1, see README): {"schema","tool","version","command",
+ * "startedAt","host","interrupted","runs":[],"notes":[]}, "sim" added by the sim preset. */
+json_t *bench_doc_new(const char *command);
+/* Load at the end, and interrupted when Ctrl-C came. */
+void bench_doc_finish(json_t *doc);
+void bench_doc_note(json_t *doc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One run of a workload: the measured window first, then warm-up, whole-run totals (with the
+ * plugin's own counters), the timeline and the latency histogram. A new reference. */
+json_t *bench_run_json(const struct bench_run_info *info, const struct bench_workload *w,
+                       const struct bench_run_result *r);
+/* Text tables of the document's runs and what-if. */
+void bench_runs_print(json_t *doc, FILE *f);
+void bench_whatif_print(json_t *out, const char *title, FILE *f);
+/* Writes the document to path ("-": stdout). */
+int bench_doc_write(json_t *doc, const char *path, struct cp_err *err);
+
+/* ---- HTML page (html.c) -----------------------------------------------------------------------
+ */
+
+/* Where the page's scripts come from: dir holds report.js and node_modules/chart.js (NULL: the
+ * bench/web directory of the source tree the bench was built from); chartjs overrides the
+ * library's file. */
+struct bench_web {
+    const char *dir, *chartjs;
+};
+/* Writes doc as a self-contained page (Chart.js and report.js inlined). CP_EINVAL names a
+ * missing script or an unwritable file. */
+int bench_html_write(json_t *doc, const struct bench_web *web, const char *out, struct cp_err *err);
+
+/* ---- the newer modes and presets (modes.c) ------------------------------------------------------
+ */
+
+/* 1 when argv[1] names one of them: sim, trace, grpc, http, preset, report. */
+int bench_is_mode(const char *name);
+/* Runs it (owns signals and library set-up); the process exit status. */
+int bench_modes_main(int argc, char **argv);
 
 /* ---- report (report.c) -------------------------------------------------------------------- */
 

@@ -209,9 +209,8 @@ int bench_redis_start(const char *bin, struct bench_redis *r, char *why, size_t 
     r->port = bench_free_port();
     char port[16];
     snprintf(port, sizeof port, "%d", r->port);
-    const char *argv[] = {bin, "--port",      port, "--bind",
-                          "127.0.0.1",    "--save",      "",   "--appendonly",
-                          "no",           "--daemonize", "no", NULL};
+    const char *argv[] = {bin, "--port",       port, "--bind",      "127.0.0.1", "--save",
+                          "",  "--appendonly", "no", "--daemonize", "no",        NULL};
     r->pid = bench_spawn(argv, NULL, -1, -1);
     if (r->pid < 0) {
         snprintf(why, wsize, "skipped: cannot start %s", bin);
@@ -220,8 +219,7 @@ int bench_redis_start(const char *bin, struct bench_redis *r, char *why, size_t 
     if (redis_ready(r->port, 5000) != 0) {
         bench_child_stop(r->pid, 1000);
         r->pid = -1;
-        snprintf(why, wsize, "skipped: %s did not answer PING on port %d within 5 s",
-                 bin, r->port);
+        snprintf(why, wsize, "skipped: %s did not answer PING on port %d within 5 s", bin, r->port);
         return -1;
     }
     return 0;

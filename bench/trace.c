@@ -192,8 +192,9 @@ int bench_trace_parse_line(char *line, size_t len, struct bench_trace_fields *f,
         return BENCH_LINE_HEADER;
 
     if (parse_ts(field[0], &f->ts_ms) != 0) {
-        snprintf(why, wsize, "ts must be epoch seconds such as 1700000000 or 1700000000.250 (got "
-                             "\"%.40s\")",
+        snprintf(why, wsize,
+                 "ts must be epoch seconds such as 1700000000 or 1700000000.250 (got "
+                 "\"%.40s\")",
                  field[0]);
         return CP_EINVAL;
     }
@@ -210,8 +211,8 @@ int bench_trace_parse_line(char *line, size_t len, struct bench_trace_fields *f,
             if (!strcasecmp(field[2], roles[i]))
                 f->role = roles[i];
         if (!f->role) {
-            snprintf(why, wsize, "role must be Viewer, Editor, Admin, None or empty (got \"%.40s\")",
-                     field[2]);
+            snprintf(why, wsize,
+                     "role must be Viewer, Editor, Admin, None or empty (got \"%.40s\")", field[2]);
             return CP_EINVAL;
         }
     }

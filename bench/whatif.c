@@ -111,8 +111,7 @@ int bench_whatif_prepare(const struct bench_trace *t, int scope_user, struct ben
     return 0;
 }
 
-int bench_whatif_init(struct bench_whatif *w, const uint32_t *keys, const int64_t *ts_ms,
-                      size_t n)
+int bench_whatif_init(struct bench_whatif *w, const uint32_t *keys, const int64_t *ts_ms, size_t n)
 {
     memset(w, 0, sizeof *w);
     if (alloc_arrays(w, n)) {
@@ -171,16 +170,16 @@ int bench_whatif_lru(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms,
     uint32_t head = NONE, tail = NONE; /* head = most recently used */
     uint64_t count = 0;
     size_t fhead = 0, ftail = 0;
-#define UNLINK(k)                                                                              \
-    do {                                                                                       \
-        if (prev[k] != NONE)                                                                   \
-            nxt[prev[k]] = nxt[k];                                                             \
-        else                                                                                   \
-            head = nxt[k];                                                                     \
-        if (nxt[k] != NONE)                                                                    \
-            prev[nxt[k]] = prev[k];                                                            \
-        else                                                                                   \
-            tail = prev[k];                                                                    \
+#define UNLINK(k)                                                                                  \
+    do {                                                                                           \
+        if (prev[k] != NONE)                                                                       \
+            nxt[prev[k]] = nxt[k];                                                                 \
+        else                                                                                       \
+            head = nxt[k];                                                                         \
+        if (nxt[k] != NONE)                                                                        \
+            prev[nxt[k]] = prev[k];                                                                \
+        else                                                                                       \
+            tail = prev[k];                                                                        \
     } while (0)
     for (size_t i = 0; i < w->n; i++) {
         uint32_t k = w->key[i];
@@ -401,8 +400,7 @@ int bench_whatif_run(const struct bench_whatif *w, const uint64_t *sizes, size_t
             json_object_set_new(r, "ttl", bench_ttl_json(ttl_ms));
             json_object_set_new(r, "hits", json_integer((json_int_t)hits));
             json_object_set_new(r, "misses", json_integer((json_int_t)(w->n - hits)));
-            json_object_set_new(r, "hitRatio",
-                                json_real(w->n ? (double)hits / (double)w->n : 0.0));
+            json_object_set_new(r, "hitRatio", json_real(w->n ? (double)hits / (double)w->n : 0.0));
             json_array_append_new(results, r);
         }
     }

@@ -102,7 +102,8 @@ static int slots_reserve(struct cache_policy_sim *s)
     return 0;
 }
 
-/* ---- expiry heap ------------------------------------------------------------------------------ */
+/* ---- expiry heap ------------------------------------------------------------------------------
+ */
 
 static void heap_place(struct cache_policy_sim *s, uint32_t pos, uint32_t id)
 {
@@ -168,7 +169,8 @@ static void heap_remove(struct cache_policy_sim *s, uint32_t pos)
     heap_up(s, node_at(s, last)->n.aux);
 }
 
-/* ---- the calls memory.c makes ------------------------------------------------------------------ */
+/* ---- the calls memory.c makes ------------------------------------------------------------------
+ */
 
 /* Drops the index and heap references to id; the policy still holds it. */
 static void forget(struct cache_policy_sim *s, uint32_t id)

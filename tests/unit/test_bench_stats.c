@@ -183,7 +183,7 @@ static void check_draws(uint64_t n, double s, uint64_t seed)
 static void test_zipf__draws_follow_the_law(void **state)
 {
     (void)state;
-    check_draws(10, 0.0, 1);  /* uniform */
+    check_draws(10, 0.0, 1); /* uniform */
     check_draws(50, 0.9, 2);
     check_draws(200, 1.2, 3);
 }
@@ -219,7 +219,8 @@ static void test_latency__fixed_range_and_lognormal(void **state)
     for (int i = 0; i < N; i++)
         v[i] = (int64_t)(bench_dist_draw(&d, &rng) * 1000); /* us */
     qsort(v, N, sizeof *v, cmp_i64);
-    double p50 = (double)bench_percentile(v, N, 50) / 1000, p99 = (double)bench_percentile(v, N, 99) / 1000;
+    double p50 = (double)bench_percentile(v, N, 50) / 1000,
+           p99 = (double)bench_percentile(v, N, 99) / 1000;
     assert_true(p50 > 19 && p50 < 21);
     assert_true(p99 > 180 && p99 < 220);
     free(v);
@@ -228,8 +229,8 @@ static void test_latency__fixed_range_and_lognormal(void **state)
 static void test_latency__bad_forms_are_named(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"abc", "50ms..5ms", "lognormal:20ms", "lognormal:0:1s",
-                                      "lognormal:200ms:20ms", "2m"};
+    static const char *const bad[] = {
+        "abc", "50ms..5ms", "lognormal:20ms", "lognormal:0:1s", "lognormal:200ms:20ms", "2m"};
     struct bench_dist d;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct cp_err err = {0};

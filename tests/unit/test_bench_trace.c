@@ -105,8 +105,7 @@ static void test_trace__bad_lines_say_which_field(void **state)
     char line[] = "1,u,Viewer,GET,/a\0b";
     struct bench_trace_fields f;
     char why[200];
-    assert_int_equal(bench_trace_parse_line(line, sizeof line - 1, &f, why, sizeof why),
-                     CP_EINVAL);
+    assert_int_equal(bench_trace_parse_line(line, sizeof line - 1, &f, why, sizeof why), CP_EINVAL);
     assert_non_null(strstr(why, "NUL"));
     /* an overlong line */
     char *big = malloc(17001);

@@ -92,7 +92,8 @@ static uint64_t model_lru(const struct trace *t, size_t cap, int64_t ttl)
 }
 
 /* The opt rule taken literally: next uses found by scanning ahead. */
-static size_t scan_next_use(const struct trace *t, size_t i, uint32_t k, int64_t stored, int64_t ttl)
+static size_t scan_next_use(const struct trace *t, size_t i, uint32_t k, int64_t stored,
+                            int64_t ttl)
 {
     for (size_t j = i + 1; j < t->n; j++)
         if (t->key[j] == k)
@@ -207,7 +208,8 @@ static uint64_t run(int (*fn)(const struct bench_whatif *, uint64_t, int64_t, ui
     return hits;
 }
 
-/* ---- tests ------------------------------------------------------------------------------------ */
+/* ---- tests ------------------------------------------------------------------------------------
+ */
 
 static void test_whatif__keys_by_method_path_and_scope(void **state)
 {
@@ -236,7 +238,7 @@ static void test_whatif__keys_by_method_path_and_scope(void **state)
 
     assert_int_equal(bench_whatif_prepare(tr, 1, &w, &err), 0);
     assert_int_equal(w.nkeys, 4);
-    assert_true(w.key[0] != w.key[1]);             /* per user */
+    assert_true(w.key[0] != w.key[1]);               /* per user */
     assert_int_equal(w.key[3], BENCH_WHATIF_BYPASS); /* no user: never cached */
     bench_whatif_dispose(&w);
     bench_trace_free(tr);
@@ -310,7 +312,8 @@ static void test_whatif__opt_follows_its_rule_under_ttl(void **state)
 static void test_whatif__opt_rule_can_be_beaten_under_ttl(void **state)
 {
     (void)state;
-    struct trace t = {8, {3, 0, 2, 1, 0, 3, 3, 2}, {1000, 2000, 3000, 4000, 4000, 5000, 6000, 7000}};
+    struct trace t = {
+        8, {3, 0, 2, 1, 0, 3, 3, 2}, {1000, 2000, 3000, 4000, 4000, 5000, 6000, 7000}};
     assert_int_equal(run(bench_whatif_opt, &t, 2, 5000), 2);
     assert_int_equal(model_max(&t, 2, 5000), 3);
     /* without the TTL the rule is optimal again */
@@ -348,8 +351,8 @@ static void test_whatif__document_shape(void **state)
     json_decref(doc);
     /* a whole-second TTL is an integer */
     assert_int_equal(bench_whatif_run(&w, sizes, 1, 0, &doc, &err), 0);
-    assert_true(json_is_integer(json_object_get(json_array_get(json_object_get(doc, "results"), 0),
-                                                "ttl")));
+    assert_true(json_is_integer(
+        json_object_get(json_array_get(json_object_get(doc, "results"), 0), "ttl")));
     json_decref(doc);
     bench_whatif_dispose(&w);
 }
