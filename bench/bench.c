@@ -1111,6 +1111,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cachingproxy-bench <overhead|cache|query|all> [options]\n"
+            "       cachingproxy-bench <sim|trace|grpc|http|preset|report> ... (--help: theirs)\n"
+            "\n"
+            "  sim        what-if hit ratios of a CSV trace: our policy, LRU, the optimum\n"
+            "  trace      write a synthetic CSV trace\n"
+            "  grpc       a workload (synthetic, or a trace replayed) against the plugin\n"
+            "  http       the same against a standalone server (not available yet)\n"
+            "  preset     backends | policies | timealign | all\n"
+            "  report     text and HTML from a saved JSON document\n"
             "\n"
             "  overhead   uncached calls through the plugin vs straight to the upstream\n"
             "  cache      memory / Redis hit, miss, and a bare gRPC round trip of the same size\n"
@@ -1168,6 +1176,8 @@ int main(int argc, char **argv)
     int dur_set = 0, warm_set = 0;
     if (argc == 3 && !strcmp(argv[1], "__bare-server"))
         return run_hidden_bare(argv[2]);
+    if (argc >= 2 && bench_is_mode(argv[1]))
+        return bench_modes_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--duration") && i + 1 < argc) {
