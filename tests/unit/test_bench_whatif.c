@@ -192,7 +192,9 @@ static void dfs(struct search *s, size_t i, const uint32_t *key, const int64_t *
 static uint64_t model_max(const struct trace *t, size_t cap, int64_t ttl)
 {
     struct search s = {t, cap, ttl, 0};
-    dfs(&s, 0, NULL, NULL, 0, 0);
+    uint32_t key[MAXCAP] = {0};
+    int64_t stored[MAXCAP] = {0};
+    dfs(&s, 0, key, stored, 0, 0);
     return s.best;
 }
 
