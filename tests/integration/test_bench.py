@@ -222,6 +222,29 @@ class BenchTest(unittest.TestCase):
         self.assertGreater(r["total"]["hits"], 0)
         self.check_consistent(r)
 
+    def test_sim_and_the_plugin_agree_when_everything_fits(self):
+        # one request at a time, a cache that holds every key for a day: only first requests
+        # miss, in the what-if and in the real plugin alike
+        import random
+        rnd = random.Random(3)
+        lines = ["%.3f,u%d,Viewer,GET,/w/k%d" % (1700000000 + i * 0.002, i % 5,
+                                                 int(rnd.paretovariate(1.1)) % 40)
+                 for i in range(300)]
+        distinct = len({ln.split(",")[4] for ln in lines})
+        trace = self.write("f.csv", "\n".join(lines) + "\n")
+        p = run(["sim", "--trace", trace, "--sizes", "1000", "--json", self.path("s.json")])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for r in self.load("s.json")["results"]:
+            self.assertEqual(r["hits"], 300 - distinct)
+        p = run(["grpc", "--replay", trace, "--speed", "0", "--concurrency", "1", "--ttl", "1d",
+                 "--warmup", "0", "--json", self.path("g.json")])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = self.load("g.json")["runs"][0]
+        self.assertEqual(r["requests"], 300)
+        self.assertEqual(r["byCache"]["HIT"], 300 - distinct)
+        self.assertEqual(r["upstreamCalls"], distinct)
+        self.check_consistent(r)
+
     def test_ctrl_c_gives_a_partial_report(self):
         proc = subprocess.Popen([BENCH, "grpc", "--duration", "60s", "--warmup", "0",
                                  "--latency", "1ms", "--progress", "--json", self.path("p.json"),
