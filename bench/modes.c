@@ -344,8 +344,7 @@ static const char *redis_for(struct mctx *c)
     return c->redis_state > 0 ? c->redis_url : NULL;
 }
 
-static char *json_data_for(struct mctx *c, const struct ds_cfg *dc, const char *uid,
-                           const char *redis_url)
+static char *json_data_for(const struct ds_cfg *dc, const char *uid, const char *redis_url)
 {
     json_t *cache = json_object();
     char v[64];
@@ -368,7 +367,6 @@ static char *json_data_for(struct mctx *c, const struct ds_cfg *dc, const char *
         snprintf(v, sizeof v, "cpbench:%d:%s:", (int)getpid(), uid); /* runs never share keys */
         json_object_set_new(cache, "keyPrefix", json_string(v));
     }
-    (void)c;
     json_t *jd = json_pack("{s:o}", "cache", cache);
     char *text = jd ? json_dumps(jd, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(jd);
@@ -390,7 +388,7 @@ static int run_one(struct mctx *c, const char *group, const char *label, const s
         fprintf(stderr, "bench: %s: Redis run %s\n", label, c->redis_why);
         return 0;
     }
-    char *jd = json_data_for(c, dc, uid, redis_url);
+    char *jd = json_data_for(dc, uid, redis_url);
     if (!jd)
         return CP_ENOMEM;
     bench_sim_set_profile(c->sim, p);
