@@ -1079,8 +1079,8 @@ static int scen_query(struct bench_ctx *c)
 /* "upstream": the simulator alone, in the foreground, for trying things by hand. */
 static int serve_upstream(struct bench_ctx *c)
 {
-    printf("upstream simulator on %s (/data?size=N&delay_ms=D, /rows?n=R&cols=C); Ctrl-C "
-           "stops\n",
+    printf("upstream simulator on %s (/data?size=N&delay_ms=D, /rows?n=R&cols=C, any other "
+           "path: 1 KiB of JSON); Ctrl-C stops\n",
            c->sim_url);
     fflush(stdout);
     while (!atomic_load(&bench_interrupted)) {
