@@ -39,6 +39,9 @@ bench: build
 	$(BUILD)/cachingproxy-bench all --plugin $(BUILD)/gpx_cachingproxy
 	$(BUILD)/cachingproxy-bench-policy
 	$(BUILD)/cachingproxy-bench-frames --rows 10000
+	mkdir -p $(BUILD)/bench-report
+	$(BUILD)/cachingproxy-bench preset all --json $(BUILD)/bench-report/report.json \
+	  --html $(BUILD)/bench-report/report.html
 
 package: build
 	frontend/scripts/package.sh $(BUILD) dist .

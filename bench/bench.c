@@ -39,112 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CHILDREN 8
-#define INTERRUPT_GRACE_MS 8000
-
-extern char **environ;
-
-/* Set by the signal thread, read by every loop; the pid table lets the signal thread kill the
- * children when cleanup overruns. Both are process-wide by nature (a signal is). */
-_Atomic int bench_interrupted;
-static _Atomic pid_t children[MAX_CHILDREN];
-static _Atomic int cleanup_done;
-
-void bench_child_track(pid_t pid)
-{
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        pid_t zero = 0;
-        if (atomic_compare_exchange_strong(&children[i], &zero, pid))
-            return;
-    }
-}
-
-void bench_child_untrack(pid_t pid)
-{
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        pid_t p = pid;
-        if (atomic_compare_exchange_strong(&children[i], &p, 0))
-            return;
-    }
-}
-
-pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) {
-        if (pid > 0)
-            bench_child_track(pid);
-        return pid;
-    }
-    /* child of a threaded process: async-signal-safe calls only, then exec */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(127);
-    int dn = open("/dev/null", O_RDWR);
-    dup2(dn, 0);
-    dup2(out_fd >= 0 ? out_fd : dn, 1);
-    dup2(err_fd >= 0 ? err_fd : dn, 2);
-    execve(argv[0], (char *const *)argv, envp ? (char *const *)envp : environ);
-    _exit(127);
-}
-
-int bench_child_stop(pid_t pid, int timeout_ms)
-{
-    if (pid <= 0)
-        return -1;
-    int st = 0;
-    kill(pid, timeout_ms > 0 ? SIGTERM : SIGKILL);
-    int64_t deadline = cp_mono_ns() + (int64_t)timeout_ms * 1000000;
-    pid_t w;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && cp_mono_ns() < deadline) {
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        w = waitpid(pid, &st, 0);
-    }
-    bench_child_untrack(pid);
-    return w == pid ? st : -1;
-}
-
-struct sig_args {
-    sigset_t set;
-    int quiet; /* the bare server child: being stopped is its normal end */
-};
-
-static void *signal_main(void *arg)
-{
-    struct sig_args *sa = arg;
-    int sig = 0;
-    if (sigwait(&sa->set, &sig) != 0)
-        return NULL;
-    atomic_store(&bench_interrupted, 1);
-    static const char msg[] = "\nbench: interrupted; stopping children\n";
-    if (!sa->quiet && write(2, msg, sizeof msg - 1) < 0) {
-        /* nothing to do: stderr is gone */
-    }
-    for (int waited = 0; waited < INTERRUPT_GRACE_MS && !atomic_load(&cleanup_done); waited += 50) {
-        struct timespec ts = {0, 50000000};
-        nanosleep(&ts, NULL);
-    }
-    if (atomic_load(&cleanup_done))
-        return NULL;
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        pid_t p = atomic_load(&children[i]);
-        if (p > 0) {
-            kill(p, SIGKILL);
-            waitpid(p, NULL, 0);
-        }
-    }
-    _exit(130);
-}
-
 /* ---- options and context ------------------------------------------------------------------ */
 
 struct bench_opts {
@@ -697,99 +591,6 @@ static int scen_overhead(struct bench_ctx *c)
 
 /* ---- scenario: cache ---------------------------------------------------------------------- */
 
-/* redis-server on a free loopback port, no persistence; pid -1 when absent. */
-struct redis_proc {
-    pid_t pid;
-    int port;
-};
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        port = ntohs(sa.sin_port);
-    close(fd);
-    return port;
-}
-
-/* PING until +PONG, bounded by timeout_ms. */
-static int redis_ready(int port, int timeout_ms)
-{
-    int64_t deadline = cp_mono_ns() + (int64_t)timeout_ms * 1000000;
-    while (cp_mono_ns() < deadline && !atomic_load(&bench_interrupted)) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)port);
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-            write(fd, "PING\r\n", 6) == 6) {
-            struct pollfd pf = {fd, POLLIN, 0};
-            char buf[16] = {0};
-            if (poll(&pf, 1, 500) == 1 && read(fd, buf, sizeof buf - 1) > 0 &&
-                !strncmp(buf, "+PONG", 5)) {
-                close(fd);
-                return 0;
-            }
-        }
-        if (fd >= 0)
-            close(fd);
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
-    }
-    return -1;
-}
-
-static int redis_start(const struct bench_ctx *c, struct redis_proc *r, char *why, size_t wsize)
-{
-    r->pid = -1;
-    r->port = 0;
-    if (c->o.no_redis) {
-        snprintf(why, wsize, "skipped (--no-redis)");
-        return -1;
-    }
-    if (access(c->o.redis_bin, X_OK) != 0) {
-        snprintf(why, wsize, "skipped: %s not found", c->o.redis_bin);
-        return -1;
-    }
-    r->port = free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", r->port);
-    const char *argv[] = {c->o.redis_bin, "--port",      port, "--bind",
-                          "127.0.0.1",    "--save",      "",   "--appendonly",
-                          "no",           "--daemonize", "no", NULL};
-    r->pid = bench_spawn(argv, NULL, -1, -1);
-    if (r->pid < 0) {
-        snprintf(why, wsize, "skipped: cannot start %s", c->o.redis_bin);
-        return -1;
-    }
-    if (redis_ready(r->port, 5000) != 0) {
-        bench_child_stop(r->pid, 1000);
-        r->pid = -1;
-        snprintf(why, wsize, "skipped: %s did not answer PING on port %d within 5 s",
-                 c->o.redis_bin, r->port);
-        return -1;
-    }
-    return 0;
-}
-
-static void redis_stop(struct redis_proc *r)
-{
-    if (r->pid > 0)
-        bench_child_stop(r->pid, BENCH_STOP_TIMEOUT_MS);
-    r->pid = -1;
-}
-
 struct cache_row {
     const char *name;
     struct bench_stats st;
@@ -998,13 +799,14 @@ static int bare_child_main(const char *file)
 
 static int scen_cache(struct bench_ctx *c)
 {
-    struct redis_proc redis;
-    char redis_why[256] = "";
-    int have_redis = redis_start(c, &redis, redis_why, sizeof redis_why) == 0;
+    struct bench_redis redis = {-1, 0};
+    char redis_why[256] = "skipped (--no-redis)";
+    int have_redis = !c->o.no_redis &&
+                     bench_redis_start(c->o.redis_bin, &redis, redis_why, sizeof redis_why) == 0;
     struct bench_plugin p;
     int rc = start_plugin(c, &p);
     if (rc) {
-        redis_stop(&redis);
+        bench_redis_stop(&redis);
         return rc;
     }
     char redis_json[160];
@@ -1129,7 +931,7 @@ static int scen_cache(struct bench_ctx *c)
     }
     long rss = bench_plugin_rss_kib(&p);
     int stop_rc = bench_plugin_stop(&p);
-    redis_stop(&redis);
+    bench_redis_stop(&redis);
     if (!rc) {
         if (!have_redis)
             bench_table_note(t, "redis hit %s", redis_why);
@@ -1277,8 +1079,8 @@ static int scen_query(struct bench_ctx *c)
 /* "upstream": the simulator alone, in the foreground, for trying things by hand. */
 static int serve_upstream(struct bench_ctx *c)
 {
-    printf("upstream simulator on %s (/data?size=N&delay_ms=D, /rows?n=R&cols=C); Ctrl-C "
-           "stops\n",
+    printf("upstream simulator on %s (/data?size=N&delay_ms=D, /rows?n=R&cols=C, any other "
+           "path: 1 KiB of JSON); Ctrl-C stops\n",
            c->sim_url);
     fflush(stdout);
     while (!atomic_load(&bench_interrupted)) {
@@ -1292,32 +1094,14 @@ static int serve_upstream(struct bench_ctx *c)
     return 0;
 }
 
-/* Blocks SIGINT and SIGTERM in this thread (and every thread created later: call it before
- * any) and takes them in one thread with sigwait. */
-static int start_signal_thread(int quiet)
-{
-    static struct sig_args sa;
-    sigemptyset(&sa.set);
-    sigaddset(&sa.set, SIGINT);
-    sigaddset(&sa.set, SIGTERM);
-    sa.quiet = quiet;
-    pthread_sigmask(SIG_BLOCK, &sa.set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    pthread_t th;
-    if (pthread_create(&th, NULL, signal_main, &sa) != 0)
-        return -1;
-    pthread_detach(th);
-    return 0;
-}
-
 static int run_hidden_bare(const char *file)
 {
-    if (start_signal_thread(1) != 0)
+    if (bench_signals_start(1) != 0)
         return 1;
     grpc_init();
     int rc = bare_child_main(file);
     grpc_shutdown();
-    atomic_store(&cleanup_done, 1);
+    bench_cleanup_done();
     return rc;
 }
 
@@ -1327,6 +1111,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cachingproxy-bench <overhead|cache|query|all> [options]\n"
+            "       cachingproxy-bench <sim|trace|grpc|http|preset|report> ... (--help: theirs)\n"
+            "\n"
+            "  sim        what-if hit ratios of a CSV trace: our policy, LRU, the optimum\n"
+            "  trace      write a synthetic CSV trace\n"
+            "  grpc       a workload (synthetic, or a trace replayed) against the plugin\n"
+            "  http       the same against a standalone server (not available yet)\n"
+            "  preset     backends | policies | timealign | all\n"
+            "  report     text and HTML from a saved JSON document\n"
             "\n"
             "  overhead   uncached calls through the plugin vs straight to the upstream\n"
             "  cache      memory / Redis hit, miss, and a bare gRPC round trip of the same size\n"
@@ -1384,6 +1176,8 @@ int main(int argc, char **argv)
     int dur_set = 0, warm_set = 0;
     if (argc == 3 && !strcmp(argv[1], "__bare-server"))
         return run_hidden_bare(argv[2]);
+    if (argc >= 2 && bench_is_mode(argv[1]))
+        return bench_modes_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--duration") && i + 1 < argc) {
@@ -1441,7 +1235,7 @@ int main(int argc, char **argv)
         c.o.exe = default_exe(exe_buf, sizeof exe_buf);
 
     /* signals: blocked before any thread exists (gRPC's and curl's inherit it) */
-    if (start_signal_thread(0) != 0) {
+    if (bench_signals_start(0) != 0) {
         fprintf(stderr, "bench: cannot start the signal thread\n");
         return 1;
     }
@@ -1491,7 +1285,7 @@ int main(int argc, char **argv)
     json_decref(c.scenarios);
     grpc_shutdown();
     curl_global_cleanup();
-    atomic_store(&cleanup_done, 1);
+    bench_cleanup_done();
     if (atomic_load(&bench_interrupted))
         return 130;
     return rc ? 1 : 0;

@@ -1,8 +1,11 @@
 /*
- * bench_int.h - cross-file internals of cachingproxy-bench: the plugin process and its gRPC
- * channel (grpc_client.c), the in-process bare gRPC server used as a baseline
- * (bare_server.c), the upstream simulator (upstream_sim.c), the closed-loop cell runner and
- * scenarios (bench.c) and the tables / JSON output (report.c).
+ * bench_int.h - cross-file internals of cachingproxy-bench: children and signals (proc.c),
+ * the plugin process and its gRPC channel (grpc_client.c), the in-process bare gRPC server
+ * used as a baseline (bare_server.c), the upstream simulator (upstream_sim.c), the latency
+ * cells and scenarios (bench.c), the tables / JSON output (report.c); statistics and the Zipf
+ * sampler (stats.c), CSV traces (trace.c), the what-if simulation (whatif.c), the modes'
+ * drivers (driver.c, driver_grpc.c), workloads (workload.c), run reports (runreport.c), the
+ * HTML page (html.c), presets and the command line of the newer modes (modes.c).
  *
  * Errors: functions return 0 or a negative CP_E* code with detail in a caller's cp_err.
  */
@@ -26,10 +29,16 @@
 #define BENCH_START_TIMEOUT_MS 10000
 #define BENCH_STOP_TIMEOUT_MS 3000
 
-/* ---- interruption and child bookkeeping (bench.c) ---------------------------------------- */
+/* ---- interruption and child bookkeeping (proc.c) ----------------------------------------- */
 
 /* Set once SIGINT/SIGTERM arrived; loops stop at their next call. */
 extern _Atomic int bench_interrupted;
+/* Blocks SIGINT and SIGTERM in the calling thread (call before any other thread exists) and
+ * takes them in one thread with sigwait. quiet: no message (the bare server child). -1 when
+ * the thread cannot start. */
+int bench_signals_start(int quiet);
+/* Tells the signal thread that cleanup is over, so an interrupt no longer kills children. */
+void bench_cleanup_done(void);
 /* Records / forgets a child pid so an interrupt that overruns cleanup can still kill it. */
 void bench_child_track(pid_t pid);
 void bench_child_untrack(pid_t pid);
@@ -38,6 +47,138 @@ void bench_child_untrack(pid_t pid);
 pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the wait status or -1. */
 int bench_child_stop(pid_t pid, int timeout_ms);
+/* A free TCP port on 127.0.0.1 (bound then released), -1 on failure. */
+int bench_free_port(void);
+
+/* redis-server on a free loopback port, no persistence; pid -1 when absent. */
+struct bench_redis {
+    pid_t pid;
+    int port;
+};
+/* Starts bin and waits (5 s at most) for PONG. -1 with a reason in why ("skipped: ...") when
+ * it is missing or does not answer. */
+int bench_redis_start(const char *bin, struct bench_redis *r, char *why, size_t wsize);
+void bench_redis_stop(struct bench_redis *r);
+
+/* ---- statistics and distributions (stats.c) ---------------------------------------------- */
+
+/* splitmix64: the bench's generator (seedable, one word of state, good enough for loads). */
+static inline uint64_t bench_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* Uniform in [0, 1). */
+static inline double bench_rand_unit(uint64_t *state)
+{
+    return (double)(bench_rand(state) >> 11) * 0x1.0p-53;
+}
+
+/* Nearest-rank percentile (0 < p <= 100) of n sorted samples: the smallest sample with at
+ * least p % of all samples at or below it. 0 when n is 0. */
+int64_t bench_percentile(const int64_t *sorted, size_t n, double p);
+
+/* Latency histogram: bucket i counts samples in (bound[i-1], bound[i]] ms, 1-2-5 bounds from
+ * 0.01 ms to 100 s; the last bucket also takes everything above. */
+#define BENCH_HIST_BUCKETS 22
+const double *bench_hist_bounds_ms(void);
+void bench_hist_fill(const int64_t *sorted_ns, size_t n, uint64_t counts[BENCH_HIST_BUCKETS]);
+
+/* Zipf(s) over ranks 0..n-1: P(k) proportional to 1/(k+1)^s (rank 0 the most popular;
+ * s = 0 uniform). Exact inverse-CDF sampling: n doubles of memory. */
+#define BENCH_ZIPF_MAX 10000000ull
+struct bench_zipf {
+    uint64_t n;
+    double s;
+    double *cdf;
+};
+/* CP_EINVAL (n 0 or above BENCH_ZIPF_MAX, s outside 0..10), CP_ENOMEM. */
+int bench_zipf_init(struct bench_zipf *z, uint64_t n, double s);
+uint64_t bench_zipf_draw(const struct bench_zipf *z, uint64_t *rng);
+/* Probability of rank k. */
+double bench_zipf_prob(const struct bench_zipf *z, uint64_t k);
+void bench_zipf_dispose(struct bench_zipf *z);
+
+/* The simulator's latency: fixed a; uniform in [a, b]; lognormal of median a and p99 b (ms). */
+#define BENCH_MAX_LATENCY_MS 60000
+enum bench_dist_kind { BENCH_DIST_FIXED, BENCH_DIST_UNIFORM, BENCH_DIST_LOGNORMAL };
+struct bench_dist {
+    enum bench_dist_kind kind;
+    double a, b;
+    char text[64]; /* as given */
+};
+/* "20ms", "5ms..50ms", "lognormal:20ms:200ms" (durations as in the settings). CP_EINVAL. */
+int bench_latency_parse(const char *spec, struct bench_dist *d, struct cp_err *err);
+/* One draw in ms, capped at BENCH_MAX_LATENCY_MS. */
+double bench_dist_draw(const struct bench_dist *d, uint64_t *rng);
+/* "4KiB" or "1KiB..64KiB" into lo..hi bytes (at most BENCH_MAX_PAYLOAD). CP_EINVAL. */
+#define BENCH_MAX_PAYLOAD (64ull << 20)
+int bench_size_parse(const char *spec, uint64_t *lo, uint64_t *hi, struct cp_err *err);
+
+/* ---- CSV traces (trace.c) ------------------------------------------------------------------ */
+
+/* One recorded request; strings are interned in the trace (borrowed until bench_trace_free). */
+struct bench_trace_rec {
+    int64_t ts_ms;
+    size_t seq; /* line order, for a stable sort */
+    const char *user, *role, *method, *path;
+};
+struct bench_strings;
+struct bench_trace {
+    struct bench_trace_rec *recs; /* sorted by ts_ms, ties in line order */
+    size_t n;
+    uint64_t ignored; /* an unfinished last line that did not parse */
+    struct bench_strings *strings;
+};
+
+/* What one line holds; pointers into the line (or static role names). */
+struct bench_trace_fields {
+    int64_t ts_ms;
+    const char *user, *role, *method, *path; /* role canonical ("Viewer"), method upper case */
+};
+enum { BENCH_LINE_BLANK = 0, BENCH_LINE_HEADER = 1, BENCH_LINE_RECORD = 2 };
+/* Parses line[0..len) (no newline; a trailing CR is dropped; the line is modified). Returns a
+ * BENCH_LINE_* kind, or CP_EINVAL with the fault in why. */
+int bench_trace_parse_line(char *line, size_t len, struct bench_trace_fields *f, char *why,
+                           size_t wsize);
+/* Reads a whole trace ("-": stdin). A bad line fails with CP_EINVAL and "NAME:LINE: fault". */
+int bench_trace_read(FILE *in, const char *name, struct bench_trace **out, struct cp_err *err);
+int bench_trace_load(const char *path, struct bench_trace **out, struct cp_err *err);
+void bench_trace_free(struct bench_trace *t); /* NULL-safe */
+/* The format the parser reads. */
+void bench_trace_write_header(FILE *f);
+void bench_trace_write(FILE *f, int64_t ts_ms, const char *user, const char *role,
+                       const char *method, const char *path);
+
+/* ---- what-if simulation: `sim` (whatif.c) ------------------------------------------------- */
+
+/* A trace reduced to what cache policies see: a dense key per request and its time. */
+#define BENCH_WHATIF_BYPASS UINT32_MAX /* a request that is never cached */
+struct bench_whatif {
+    size_t n;
+    uint32_t *key;  /* per request; BENCH_WHATIF_BYPASS: per-user scope without a user */
+    int64_t *ts_ms; /* non-decreasing */
+    size_t *next;   /* next request of the same key, n when none */
+    uint32_t nkeys;
+};
+/* Keys are method + path (+ user when scope_user). CP_ENOMEM. */
+int bench_whatif_prepare(const struct bench_trace *t, int scope_user, struct bench_whatif *w,
+                         struct cp_err *err);
+/* From arrays (keys below 2^32 - 1 or BENCH_WHATIF_BYPASS; times non-decreasing). */
+int bench_whatif_init(struct bench_whatif *w, const uint32_t *keys, const int64_t *ts_ms, size_t n);
+void bench_whatif_dispose(struct bench_whatif *w);
+/* Hits of one policy with cap entries (>= 1) and a TTL (0: none). 0 or CP_ENOMEM. */
+int bench_whatif_ours(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
+int bench_whatif_lru(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
+int bench_whatif_opt(const struct bench_whatif *w, uint64_t cap, int64_t ttl_ms, uint64_t *hits);
+/* {"requests": N, "results": [{"policy","size","ttl","hits","misses","hitRatio"}, ...]}: for
+ * each size, ours, lru and opt. CP_ENOMEM, CP_ECANCELED (interrupted). */
+int bench_whatif_run(const struct bench_whatif *w, const uint64_t *sizes, size_t nsizes,
+                     int64_t ttl_ms, json_t **out, struct cp_err *err);
+/* A TTL as JSON seconds: an integer when whole. */
+json_t *bench_ttl_json(int64_t ttl_ms);
 
 /* ---- gRPC client (grpc_client.c) ---------------------------------------------------------- */
 
@@ -104,6 +245,7 @@ struct bench_qres {
     size_t frame_bytes; /* over all frames */
     unsigned nframes;
     char error[160]; /* error of the first DataResponse */
+    char cache[8];   /* meta.custom.cache of its first frame ("hit", "miss", ...), "" if none */
 };
 /* QueryData (unary) with a packed QueryDataRequest. */
 int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct bench_qres *r,
@@ -121,6 +263,15 @@ uint8_t *bench_pack_resource(const struct bench_ds *ds, const char *url_path, si
 /* Packs a QueryDataRequest with one query (refId "A") of model JSON text. */
 uint8_t *bench_pack_query(const struct bench_ds *ds, const char *model, int64_t from_ms,
                           int64_t to_ms, size_t *len);
+/* The same as a given user: login (NULL or "": a call without a user, as Grafana's own) and
+ * Grafana role; any method. */
+struct bench_user {
+    const char *login, *role;
+};
+uint8_t *bench_pack_call(const struct bench_ds *ds, const struct bench_user *u, const char *method,
+                         const char *url_path, size_t *len);
+uint8_t *bench_pack_query_as(const struct bench_ds *ds, const struct bench_user *u,
+                             const char *model, int64_t from_ms, int64_t to_ms, size_t *len);
 
 /* ---- bare gRPC baseline server (bare_server.c) ------------------------------------------- */
 
@@ -136,14 +287,205 @@ void bench_bare_stop(struct bench_bare *b);
 struct bench_sim;
 struct bench_sim_counts {
     uint64_t requests, data_requests, rows_requests;
+    uint64_t work_requests, work_errors; /* answered by the profile, and 503s among them */
     uint64_t conns_opened, conns_open, conns_peak;
 };
+/* How the simulator answers workload paths (anything but /data and /rows). */
+struct bench_upstream_profile {
+    struct bench_dist latency;
+    uint64_t payload_lo, payload_hi; /* body bytes, log-uniform per path */
+    double error_rate;               /* share of 503 answers */
+    char cache_control[128];         /* "" = no Cache-Control header */
+    long query_rows;                 /* rows of a /q/ answer */
+    uint64_t seed;
+};
+/* No latency, 1 KiB bodies, no errors, no Cache-Control, 100 query rows. */
+void bench_upstream_profile_init(struct bench_upstream_profile *p);
+/* Sets the profile between runs (no request in flight: cached answers are dropped). */
+void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p);
 /* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". */
 int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_err *err);
 void bench_sim_stop(struct bench_sim *s);
 void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c);
 /* Sets the connection peak to the number open now (start of a cell). */
 void bench_sim_reset_peak(struct bench_sim *s);
+
+/* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c) ----------------------- */
+
+#define BENCH_MAX_URL 9000
+
+enum bench_kind { BENCH_KIND_RESOURCE, BENCH_KIND_QUERY };
+
+/* What the cache said about one answer (X-Cache, or a frame's meta.custom.cache). */
+enum bench_cache {
+    BENCH_CACHE_NONE, /* no answer from the cache layer (an error before it, or no header) */
+    BENCH_CACHE_HIT,
+    BENCH_CACHE_MISS,
+    BENCH_CACHE_STALE,
+    BENCH_CACHE_BYPASS,
+    BENCH_CACHE_N
+};
+/* "none", "HIT", "MISS", "STALE", "BYPASS"; parse is case-insensitive (NONE when unknown). */
+const char *bench_cache_name(enum bench_cache c);
+enum bench_cache bench_cache_parse(const char *s);
+
+/* One request of a workload. Borrowed for the call. */
+struct bench_req {
+    enum bench_kind kind;
+    const char *user, *role; /* user NULL or "": a call without a user */
+    const char *method;      /* resources */
+    const char *path;        /* upstream path and query string: "/w/k12", "/q/k3?from=..." */
+    int64_t from_ms, to_ms;  /* queries: the panel's time range */
+};
+struct bench_answer {
+    int status; /* HTTP status, or the query's status */
+    enum bench_cache cache;
+    size_t bytes; /* body or frame bytes */
+};
+
+/* What a mode drives: one data source of the cache in front of the upstream simulator. */
+struct bench_target {
+    const char *exe;             /* grpc: the plugin executable */
+    const char *const *env;      /* extra environment, NULL-terminated, may be NULL */
+    const char *uid, *json_data; /* the data source */
+    const char *upstream_url;
+    int64_t updated_ms;
+};
+/* The data source's cache/stats and the process's memory. */
+struct bench_target_stats {
+    int valid; /* the counters below were read */
+    uint64_t hits, misses, stale, bypass, coalesced, upstream, errors, entries, bytes;
+    long rss_kib; /* -1 unknown */
+};
+
+/* A mode: a table of operations. Connections and workers are the driver's; request may be
+ * called from several workers at once, each with its own worker state. Errors: 0 or CP_E*
+ * with detail; a request error means no answer at all (an HTTP error status is an answer). */
+struct bench_driver {
+    const char *name;
+    int (*open)(const struct bench_target *t, void **conn, struct cp_err *err);
+    int (*worker_new)(void *conn, void **w, struct cp_err *err);
+    int (*request)(void *conn, void *w, const struct bench_req *rq, struct bench_answer *a,
+                   struct cp_err *err);
+    void (*worker_free)(void *conn, void *w);
+    int (*stats)(void *conn, struct bench_target_stats *st, struct cp_err *err);
+    /* Stops and frees; 0 when the target ended cleanly. */
+    int (*close)(void *conn);
+};
+extern const struct bench_driver bench_driver_grpc;
+/* The driver of a mode name, NULL when there is none (yet). */
+const struct bench_driver *bench_driver_find(const char *name);
+
+/* ---- workloads (workload.c) ----------------------------------------------------------------- */
+
+struct bench_workload {
+    const char *label; /* for progress lines */
+    /* synthetic: `users` users ask for `keys` distinct requests, Zipf(zipf_s) by popularity */
+    enum bench_kind kind;
+    uint32_t users;
+    uint64_t keys;
+    double zipf_s;
+    /* or a recorded trace, replayed at its pace times speed (0: as fast as possible) */
+    const struct bench_trace *trace;
+    double speed;
+    /* load: closed loop (rate 0) with `concurrency` workers, or open loop at `rate` requests/s
+     * with at most `concurrency` in flight */
+    unsigned concurrency;
+    double rate;
+    double duration_s; /* measured part (0: until `requests` or the trace's end) */
+    uint64_t requests; /* measured requests (0: until the duration or the trace's end) */
+    double warmup_s;   /* requests scheduled before this are the warm-up */
+    uint64_t seed;
+    int progress;  /* progress lines on stderr */
+    double tick_s; /* timeline step (0: about 60 steps) */
+};
+
+/* Answers counted by what the cache said. */
+struct bench_counts {
+    uint64_t requests;
+    uint64_t by_cache[BENCH_CACHE_N];
+    uint64_t errors; /* answers with a status >= 400 */
+    uint64_t failed; /* no answer (transport error) */
+    uint64_t bytes;
+};
+
+/* One step of the timeline: answers completed in the step, upstream calls the simulator saw. */
+struct bench_tick {
+    double t; /* seconds from the start of the run, at the end of the step */
+    uint64_t requests, hits, upstream, errors;
+    long rss_kib;
+    int warmup;
+};
+
+struct bench_run_result {
+    struct bench_counts warm, meas;
+    double meas_s, total_s;
+    int interrupted;
+    int64_t *lat_ns; /* measured latencies, sorted */
+    size_t nlat;
+    struct bench_sim_counts sim0, sim_meas0, sim1; /* start, end of warm-up, end */
+    struct bench_target_stats tgt0, tgt_meas0, tgt1;
+    struct bench_tick *ticks;
+    size_t nticks, ticks_cap;
+    long rss_max_kib, rss_end_kib;
+    char first_error[256];
+};
+
+/* Runs w through driver d (conn open), the simulator counting upstream calls. Fails only
+ * when the run cannot go on (workers, memory, or 100 requests in a row without an answer);
+ * an interrupt ends it early with interrupted set and rc 0. res is filled either way. */
+int bench_workload_run(const struct bench_driver *d, void *conn, struct bench_sim *sim,
+                       const struct bench_workload *w, struct bench_run_result *res,
+                       struct cp_err *err);
+void bench_run_result_dispose(struct bench_run_result *res);
+
+/* ---- run reports (runreport.c) ----------------------------------------------------------------
+ */
+
+/* What a run was made against, for its report. */
+struct bench_run_info {
+    const char *label, *group, *mode, *backend;
+    const char *json_data;  /* the data source's jsonData */
+    const char *trace_name; /* replays */
+    const struct bench_upstream_profile *profile;
+    int clean_exit; /* the target stopped cleanly */
+};
+/* The bench's document (schema 1, see README): {"schema","tool","version","command",
+ * "startedAt","host","interrupted","runs":[],"notes":[]}, "sim" added by the sim preset. */
+json_t *bench_doc_new(const char *command);
+/* Load at the end, and interrupted when Ctrl-C came. */
+void bench_doc_finish(json_t *doc);
+void bench_doc_note(json_t *doc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One run of a workload: the measured window first, then warm-up, whole-run totals (with the
+ * plugin's own counters), the timeline and the latency histogram. A new reference. */
+json_t *bench_run_json(const struct bench_run_info *info, const struct bench_workload *w,
+                       const struct bench_run_result *r);
+/* Text tables of the document's runs and what-if. */
+void bench_runs_print(json_t *doc, FILE *f);
+void bench_whatif_print(json_t *out, const char *title, FILE *f);
+/* Writes the document to path ("-": stdout). */
+int bench_doc_write(json_t *doc, const char *path, struct cp_err *err);
+
+/* ---- HTML page (html.c) -----------------------------------------------------------------------
+ */
+
+/* Where the page's scripts come from: dir holds report.js and node_modules/chart.js (NULL: the
+ * bench/web directory of the source tree the bench was built from); chartjs overrides the
+ * library's file. */
+struct bench_web {
+    const char *dir, *chartjs;
+};
+/* Writes doc as a self-contained page (Chart.js and report.js inlined). CP_EINVAL names a
+ * missing script or an unwritable file. */
+int bench_html_write(json_t *doc, const struct bench_web *web, const char *out, struct cp_err *err);
+
+/* ---- the newer modes and presets (modes.c) ------------------------------------------------------
+ */
+
+/* 1 when argv[1] names one of them: sim, trace, grpc, http, preset, report. */
+int bench_is_mode(const char *name);
+/* Runs it (owns signals and library set-up); the process exit status. */
+int bench_modes_main(int argc, char **argv);
 
 /* ---- report (report.c) -------------------------------------------------------------------- */
 
@@ -161,7 +503,7 @@ struct bench_stats {
     uint64_t calls;
     double secs;
     double rps;
-    double p50_ms, p90_ms, p99_ms, max_ms, mean_ms;
+    double p50_ms, p90_ms, p95_ms, p99_ms, max_ms, mean_ms;
     uint64_t bytes; /* body or frame bytes received in the measured window */
 };
 /* Sorts samples (ns) in place and fills the percentiles. */

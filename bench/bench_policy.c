@@ -8,11 +8,14 @@
  *  (b) lookups per second on a warm store with 1 and 2 threads (Zipf and uniform keys);
  *  (c) bytes of bookkeeping per entry beyond entry->mem_size.
  *
+ * Only the cache module's public API is used: stores are opened from data source settings
+ * as the plugin opens them (backend memory, memoryMaxBytes = the budget).
+ *
  * Usage: cachingproxy-bench-policy [--quick] [--json]
  *   default: 1,000,000 keys, 5,000,000 requests, 1 s per throughput run (under a minute);
  *   --quick: 100,000 keys, 1,000,000 requests, 0.25 s per run (seconds, for CI).
  */
-#include "evict.h"
+#include "cache.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -131,6 +134,33 @@ static uint32_t *zipf_trace(uint32_t n, uint64_t len, uint64_t seed)
 
 static const unsigned char body_src[MAX_BODY + 64];
 
+/* The memory store a data source with this budget gets (maxEntryBytes 1 MiB). */
+static struct cache_store *open_store(uint64_t budget)
+{
+    char json[160];
+    snprintf(json, sizeof json,
+             "{\"cache\":{\"backend\":\"memory\",\"memoryMaxBytes\":%llu,"
+             "\"maxEntryBytes\":1048576}}",
+             (unsigned long long)budget);
+    struct cfg_ds_input in = {.id = 1,
+                              .org_id = 1,
+                              .uid = "bench-policy",
+                              .name = "bench-policy",
+                              .url = "http://127.0.0.1:1",
+                              .json_data = json,
+                              .json_len = strlen(json)};
+    struct cfg_ds *cfg = NULL;
+    struct cache_store *s = NULL;
+    struct cp_err err = {0};
+    if (cfg_ds_parse(&in, &cfg, &err) || cache_store_open(cfg, NULL, &s, &err) || !s) {
+        fprintf(stderr, "memory store of %llu bytes: %s\n", (unsigned long long)budget,
+                cp_err_text(&err));
+        exit(1);
+    }
+    cfg_ds_free(cfg);
+    return s;
+}
+
 static struct cache_entry *make_entry(size_t len)
 {
     struct cache_entry_spec sp = {.status = 200,
@@ -142,38 +172,30 @@ static struct cache_entry *make_entry(size_t len)
     return cache_entry_new(&sp);
 }
 
-static double run_ours(const uint32_t *trace, uint64_t len, uint64_t budget, unsigned *shards)
+static double run_ours(const uint32_t *trace, uint64_t len, uint64_t budget)
 {
-    const struct cache_backend *be = &cache__memory_backend;
-    struct cache_store *s = NULL;
+    struct cache_store *s = open_store(budget);
     struct cp_err err = {0};
-    struct cache__memory_stats st;
     uint64_t hits = 0;
 
-    if (cache__memory_open((int64_t)budget, 1 << 20, NULL, &s, &err)) {
-        fprintf(stderr, "open: %s\n", err.msg);
-        exit(1);
-    }
-    cache__memory_stats(s, &st);
-    *shards = st.shards;
     for (uint64_t i = 0; i < len; i++) {
         struct cache_key k;
         struct cache_entry *e = NULL;
         key_of(trace[i], &k);
-        be->get(s, &k, &e, &err);
+        cache_get(s, &k, &e, &err);
         if (e) {
             hits++;
             cache_entry_unref(e);
             continue;
         }
         e = make_entry(body_len_of(trace[i]));
-        if (!e || be->set(s, &k, e, KEEP_MS, &err)) {
+        if (!e || cache_set(s, &k, e, &err)) {
             fprintf(stderr, "set failed\n");
             exit(1);
         }
         cache_entry_unref(e);
     }
-    be->close(s);
+    cache_store_close(s);
     return (double)hits / (double)len;
 }
 
@@ -244,7 +266,6 @@ struct reader {
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
-    const struct cache_backend *be = &cache__memory_backend;
     struct cp_err err = {0};
     uint64_t ops = 0, misses = 0;
     pthread_barrier_wait(r->start);
@@ -252,7 +273,7 @@ static void *reader_main(void *arg)
     while (t - t0 < r->run_s) {
         for (uint32_t i = 0; i < 4096; i++) {
             struct cache_entry *e = NULL;
-            be->get(r->s, &r->keys[r->idx[(ops + i) & (TRACE_PER_THREAD - 1)]], &e, &err);
+            cache_get(r->s, &r->keys[r->idx[(ops + i) & (TRACE_PER_THREAD - 1)]], &e, &err);
             if (e)
                 cache_entry_unref(e);
             else
@@ -341,26 +362,27 @@ int main(int argc, char **argv)
         return 1;
     double ours[NSIZES], lru[NSIZES];
     uint64_t budgets[NSIZES];
-    unsigned shards[NSIZES];
     for (size_t i = 0; i < NSIZES; i++) {
         budgets[i] = (uint64_t)((double)total * size_pcts[i] / 100.0);
-        ours[i] = run_ours(trace, o.requests, budgets[i], &shards[i]);
+        ours[i] = run_ours(trace, o.requests, budgets[i]);
         lru[i] = run_lru(trace, o.requests, o.keys, budgets[i], base);
     }
     free(trace);
 
     /* (b) and (c) on a warm store holding every key */
-    struct cache_store *s = NULL;
     struct cp_err err = {0};
     struct cache_key *keys = malloc(WARM_KEYS * sizeof *keys);
     uint32_t *zidx[2], *uidx[2];
-    if (!keys || cache__memory_open(256 << 20, 1 << 20, NULL, &s, &err))
+    if (!keys)
         return 1;
+    struct cache_store *s = open_store(256 << 20);
+    size_t warm_size = 0;
     for (uint32_t i = 0; i < WARM_KEYS; i++) {
         struct cache_entry *e = make_entry(WARM_BODY);
         key_of(i, &keys[i]);
-        if (!e || cache__memory_backend.set(s, &keys[i], e, KEEP_MS, &err))
+        if (!e || cache_set(s, &keys[i], e, &err))
             return 1;
+        warm_size = e->mem_size;
         cache_entry_unref(e);
     }
     for (unsigned t = 0; t < 2; t++) {
@@ -376,10 +398,12 @@ int main(int argc, char **argv)
     double z2 = lookups_per_s(s, keys, zidx, 2, o.run_s);
     double u1 = lookups_per_s(s, keys, uidx, 1, o.run_s);
     double u2 = lookups_per_s(s, keys, uidx, 2, o.run_s);
-    struct cache__memory_stats st;
-    cache__memory_stats(s, &st);
-    double per_entry = (double)st.bookkeeping_bytes / (double)st.entries;
-    cache__memory_backend.close(s);
+    /* the store's bytes are its entries' sizes plus every byte of bookkeeping */
+    struct cache_usage st;
+    cache_usage(s, &st);
+    double per_entry =
+        (double)(st.bytes - st.entries * warm_size) / (double)(st.entries ? st.entries : 1);
+    cache_store_close(s);
     for (unsigned t = 0; t < 2; t++) {
         free(zidx[t]);
         free(uidx[t]);
@@ -391,28 +415,27 @@ int main(int argc, char **argv)
         printf("{\"keys\":%u,\"requests\":%llu,\"zipf_s\":%.2f,\"hit_ratio\":[", o.keys,
                (unsigned long long)o.requests, ZIPF_S);
         for (size_t i = 0; i < NSIZES; i++)
-            printf("%s{\"cache_pct\":%.1f,\"budget_bytes\":%llu,\"shards\":%u,"
+            printf("%s{\"cache_pct\":%.1f,\"budget_bytes\":%llu,"
                    "\"wtinylfu\":%.4f,\"lru\":%.4f,\"diff_points\":%.2f}",
-                   i ? "," : "", size_pcts[i], (unsigned long long)budgets[i], shards[i], ours[i],
-                   lru[i], (ours[i] - lru[i]) * 100);
+                   i ? "," : "", size_pcts[i], (unsigned long long)budgets[i], ours[i], lru[i],
+                   (ours[i] - lru[i]) * 100);
         printf("],\"lookups_per_s\":{\"zipf_1t\":%.0f,\"zipf_2t\":%.0f,\"uniform_1t\":%.0f,"
-               "\"uniform_2t\":%.0f},\"warm_entries\":%llu,\"warm_shards\":%u,"
+               "\"uniform_2t\":%.0f},\"warm_entries\":%llu,"
                "\"overhead_bytes_per_entry\":%.1f,\"elapsed_s\":%.1f}\n",
-               z1, z2, u1, u2, (unsigned long long)st.entries, st.shards, per_entry, elapsed);
+               z1, z2, u1, u2, (unsigned long long)st.entries, per_entry, elapsed);
         return 0;
     }
     printf("workload: Zipf(%.2f), %u keys, %llu requests, bodies 256 B..16 KiB (log-uniform), "
            "all keys = %.1f MiB\n",
            ZIPF_S, o.keys, (unsigned long long)o.requests, (double)total / 1048576.0);
-    printf("%-8s %12s %7s %10s %10s %8s\n", "cache", "budget", "shards", "w-tinylfu", "lru",
-           "diff");
+    printf("%-8s %12s %10s %10s %8s\n", "cache", "budget", "w-tinylfu", "lru", "diff");
     for (size_t i = 0; i < NSIZES; i++)
-        printf("%6.1f%% %10.2fMiB %7u %9.2f%% %9.2f%% %+7.2fpt\n", size_pcts[i],
-               (double)budgets[i] / 1048576.0, shards[i], ours[i] * 100, lru[i] * 100,
+        printf("%6.1f%% %10.2fMiB %9.2f%% %9.2f%% %+7.2fpt\n", size_pcts[i],
+               (double)budgets[i] / 1048576.0, ours[i] * 100, lru[i] * 100,
                (ours[i] - lru[i]) * 100);
-    printf("lookups/s, warm store of %llu entries (%u shards): zipf 1 thread %.2fM, 2 threads "
-           "%.2fM; uniform 1 thread %.2fM, 2 threads %.2fM\n",
-           (unsigned long long)st.entries, st.shards, z1 / 1e6, z2 / 1e6, u1 / 1e6, u2 / 1e6);
+    printf("lookups/s, warm store of %llu entries: zipf 1 thread %.2fM, 2 threads %.2fM; "
+           "uniform 1 thread %.2fM, 2 threads %.2fM\n",
+           (unsigned long long)st.entries, z1 / 1e6, z2 / 1e6, u1 / 1e6, u2 / 1e6);
     printf("per-entry overhead: %.1f bytes beyond mem_size (64-byte node + index, expiry heap, "
            "sketch, storage slack), counted in the budget\n",
            per_entry);

@@ -433,13 +433,16 @@ void bench_caller_dispose(struct bench_caller *k)
 }
 
 /* Waits for tag; the call deadline makes core complete it, so the extra margin only guards
- * against a core bug: then the call is cancelled, which completes every batch. */
+ * against a core bug. An interrupt (Ctrl-C) or that margin cancels the call, which completes
+ * every batch. */
 static int wait_tag(struct bench_caller *k, grpc_call *call, void *tag)
 {
-    grpc_event ev =
-        grpc_completion_queue_pluck(k->cq, tag, after_ms(BENCH_CALL_TIMEOUT_MS + 5000), NULL);
-    if (ev.type == GRPC_OP_COMPLETE)
-        return ev.success ? 0 : -1;
+    int64_t deadline = cp_mono_ns() + (int64_t)(BENCH_CALL_TIMEOUT_MS + 5000) * 1000000;
+    while (cp_mono_ns() < deadline && !atomic_load(&bench_interrupted)) {
+        grpc_event ev = grpc_completion_queue_pluck(k->cq, tag, after_ms(100), NULL);
+        if (ev.type == GRPC_OP_COMPLETE)
+            return ev.success ? 0 : -1;
+    }
     grpc_call_cancel(call, NULL);
     grpc_completion_queue_pluck(k->cq, tag, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     return -1;
@@ -542,6 +545,24 @@ out:
     return rc;
 }
 
+/* The frame's meta.custom.cache ("hit", "miss", "stale", "bypass"): Arrow keeps the frame's
+ * meta JSON as text in the schema metadata, so it is found in the bytes. */
+static void frame_cache(const uint8_t *p, size_t n, char *out, size_t size)
+{
+    static const char needle[] = "\"cache\":\"";
+    const uint8_t *at = memmem(p, n, needle, sizeof needle - 1);
+    out[0] = 0;
+    if (!at)
+        return;
+    at += sizeof needle - 1;
+    size_t k = 0;
+    while (at + k < p + n && k + 1 < size && at[k] >= 'a' && at[k] <= 'z') {
+        out[k] = (char)at[k];
+        k++;
+    }
+    out[k] = 0;
+}
+
 int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct bench_qres *r,
                      struct cp_err *err)
 {
@@ -575,6 +596,8 @@ int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct
             r->nframes = (unsigned)d->n_frames;
             for (size_t i = 0; i < d->n_frames; i++)
                 r->frame_bytes += d->frames[i].len;
+            if (d->n_frames)
+                frame_cache(d->frames[0].data, d->frames[0].len, r->cache, sizeof r->cache);
         }
         if (msg)
             pluginv2__query_data_response__free_unpacked(msg, NULL);
@@ -591,15 +614,23 @@ struct ctx_parts {
     Pluginv2__User user;
 };
 
-static void fill_ctx(struct ctx_parts *c, const struct bench_ds *ds)
+static const struct bench_user default_user = {"bench", "Viewer"};
+
+static void fill_ctx(struct ctx_parts *c, const struct bench_ds *ds, const struct bench_user *u)
 {
     pluginv2__plugin_context__init(&c->pc);
     pluginv2__data_source_instance_settings__init(&c->ds);
     pluginv2__user__init(&c->user);
-    c->user.login = (char *)"bench";
-    c->user.name = (char *)"Bench";
-    c->user.email = (char *)"bench@example.com";
-    c->user.role = (char *)"Viewer";
+    if (u == &default_user) {
+        c->user.login = (char *)"bench";
+        c->user.name = (char *)"Bench";
+        c->user.email = (char *)"bench@example.com";
+        c->user.role = (char *)"Viewer";
+    } else if (u && u->login && u->login[0]) {
+        c->user.login = (char *)u->login;
+        c->user.name = (char *)u->login;
+        c->user.role = (char *)(u->role ? u->role : "");
+    }
     c->ds.id = ds->id;
     c->ds.uid = (char *)ds->uid;
     c->ds.name = (char *)ds->name;
@@ -611,21 +642,27 @@ static void fill_ctx(struct ctx_parts *c, const struct bench_ds *ds)
     c->pc.pluginid = (char *)"seed-cachingproxy-datasource";
     c->pc.pluginversion = (char *)CP_VERSION;
     c->pc.useragent = (char *)"cachingproxy-bench/" CP_VERSION;
-    c->pc.user = &c->user;
+    c->pc.user = u && u->login && u->login[0] ? &c->user : NULL;
     c->pc.datasourceinstancesettings = &c->ds;
 }
 
 uint8_t *bench_pack_resource(const struct bench_ds *ds, const char *url_path, size_t *len)
 {
+    return bench_pack_call(ds, &default_user, "GET", url_path, len);
+}
+
+uint8_t *bench_pack_call(const struct bench_ds *ds, const struct bench_user *u, const char *method,
+                         const char *url_path, size_t *len)
+{
     struct ctx_parts c;
-    fill_ctx(&c, ds);
+    fill_ctx(&c, ds, u);
     char path[1024];
     size_t pl = strcspn(url_path, "?");
     snprintf(path, sizeof path, "%.*s", (int)(pl < sizeof path ? pl : sizeof path - 1), url_path);
     Pluginv2__CallResourceRequest rq = PLUGINV2__CALL_RESOURCE_REQUEST__INIT;
     rq.plugincontext = &c.pc;
     rq.path = path;
-    rq.method = (char *)"GET";
+    rq.method = (char *)method;
     rq.url = (char *)url_path;
     *len = pluginv2__call_resource_request__get_packed_size(&rq);
     uint8_t *buf = malloc(*len ? *len : 1);
@@ -637,8 +674,14 @@ uint8_t *bench_pack_resource(const struct bench_ds *ds, const char *url_path, si
 uint8_t *bench_pack_query(const struct bench_ds *ds, const char *model, int64_t from_ms,
                           int64_t to_ms, size_t *len)
 {
+    return bench_pack_query_as(ds, &default_user, model, from_ms, to_ms, len);
+}
+
+uint8_t *bench_pack_query_as(const struct bench_ds *ds, const struct bench_user *u,
+                             const char *model, int64_t from_ms, int64_t to_ms, size_t *len)
+{
     struct ctx_parts c;
-    fill_ctx(&c, ds);
+    fill_ctx(&c, ds, u);
     Pluginv2__TimeRange tr = PLUGINV2__TIME_RANGE__INIT;
     tr.fromepochms = from_ms;
     tr.toepochms = to_ms;

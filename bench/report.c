@@ -130,17 +130,9 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank percentile of sorted samples. */
 static double pct_ms(const int64_t *s, size_t n, double p)
 {
-    if (!n)
-        return 0;
-    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)s[rank - 1] / 1e6;
+    return (double)bench_percentile(s, n, p) / 1e6;
 }
 
 void bench_stats_fill(struct bench_stats *st, int64_t *ns, size_t n)
@@ -148,6 +140,7 @@ void bench_stats_fill(struct bench_stats *st, int64_t *ns, size_t n)
     qsort(ns, n, sizeof *ns, cmp_i64);
     st->p50_ms = pct_ms(ns, n, 50);
     st->p90_ms = pct_ms(ns, n, 90);
+    st->p95_ms = pct_ms(ns, n, 95);
     st->p99_ms = pct_ms(ns, n, 99);
     st->max_ms = n ? (double)ns[n - 1] / 1e6 : 0;
     double sum = 0;

@@ -1,22 +1,29 @@
 /*
  * upstream_sim.c - the built-in upstream the bench points the data sources at: libmicrohttpd
- * on 127.0.0.1 (ephemeral port, epoll, a small internal thread pool so a delayed answer holds
- * one pool thread, not the server).
+ * on 127.0.0.1 (ephemeral port, epoll, a small internal thread pool). A delayed answer holds
+ * no thread: the connection is suspended and a timer thread resumes it when it is due, so a
+ * slow upstream can have as many answers in flight as clients ask for.
  *
  *   GET /data?size=N&delay_ms=D[&id=K]   N bytes exactly (JSON {"d":"xx..."} from 8 bytes up,
  *                                        else 'x' bytes), after D ms, Cache-Control:
  *                                        public, max-age=300; id only makes keys distinct
  *   GET /rows?n=R&cols=C[&id=K]          a JSON array of R objects with C columns: "ts" (ms,
  *                                        one per second) then numbers "vI" and strings "sI"
+ *   any other path (workloads)           answered by the profile (bench_sim_set_profile): a
+ *                                        latency drawn from its distribution, then 503 with its
+ *                                        error rate, else 200 with the profile's Cache-Control;
+ *                                        paths under /q/ get a rows array (queries), others a
+ *                                        JSON body whose size is fixed per path (log-uniform in
+ *                                        the profile's range)
  *
- * Counts requests per route and TCP connections (MHD_OPTION_NOTIFY_CONNECTION: opened, open
- * now, peak open) so reports can show the upstream load a run caused. Bodies are built once per
- * (route, size) and answered from the same MHD response, so the simulator costs as little as
- * it can per request.
+ * Counts requests per route, profile errors and TCP connections (opened, open now, peak open)
+ * so reports can show the upstream load a run caused. Bodies are built once per (route, size)
+ * and answered from the same MHD response, so the simulator costs as little as it can.
  */
 #include "bench_int.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -28,7 +35,8 @@
 #define MAX_ROWS 1000000L
 #define MAX_COLS 64L
 #define MAX_DELAY_MS 60000L
-#define MAX_CACHED 64
+#define MAX_CACHED 256
+#define SIZE_STEPS 8.0 /* profile sizes are rounded to 8 steps per doubling */
 
 enum sim_route { SIM_DATA, SIM_ROWS };
 
@@ -38,13 +46,34 @@ struct sim_resp {
     struct MHD_Response *r;
 };
 
+/* One request's state across the handler's calls (freed when MHD completes it). */
+struct sim_req {
+    int phase; /* 0 reading, 1 suspended until due, 2 resumed */
+    unsigned code;
+    struct MHD_Response *r;
+    int temp; /* r is ours to destroy once queued */
+    struct MHD_Connection *con;
+    int64_t due_ns;
+};
+
 struct bench_sim {
     struct MHD_Daemon *d;
-    pthread_mutex_t mu; /* guards resp / nresp */
+    pthread_mutex_t mu; /* guards resp / nresp and profile */
     struct sim_resp resp[MAX_CACHED];
     size_t nresp;
-    _Atomic uint64_t requests, data_requests, rows_requests;
+    struct bench_upstream_profile profile;
+    _Atomic uint64_t requests, data_requests, rows_requests, work_requests, work_errors;
     _Atomic uint64_t opened, open, peak;
+    _Atomic uint64_t draws; /* per-request random streams */
+    struct MHD_Response *error_resp;
+    /* delayed answers: a min-heap by due time, served by the timer thread */
+    pthread_mutex_t tmu;
+    pthread_cond_t tcv;
+    struct sim_req **heap;
+    size_t heap_len, heap_cap;
+    int stopping;
+    pthread_t timer;
+    int timer_started;
 };
 
 static long arg_long(struct MHD_Connection *con, const char *name, long def, long min, long max,
@@ -98,7 +127,7 @@ static char *make_rows(long rows, long cols, size_t *len)
     return cp_buf_take(&b, len);
 }
 
-static struct MHD_Response *build(enum sim_route route, long a, long b)
+static struct MHD_Response *build(enum sim_route route, long a, long b, const char *cc)
 {
     size_t len = 0;
     char *body = route == SIM_DATA ? make_data(a, &len) : make_rows(a, b, &len);
@@ -112,39 +141,46 @@ static struct MHD_Response *build(enum sim_route route, long a, long b)
     MHD_add_response_header(r, "Content-Type",
                             route == SIM_DATA && a < 8 ? "application/octet-stream"
                                                        : "application/json");
-    MHD_add_response_header(r, "Cache-Control", "public, max-age=300");
+    if (cc && *cc)
+        MHD_add_response_header(r, "Cache-Control", cc);
     return r;
 }
 
 /* The response for (route, a, b). *temp = 1 when the table is full and the caller must
- * destroy it after queueing; otherwise the table keeps it until the simulator stops (queueing
- * takes MHD's own reference for as long as a connection sends it). */
+ * destroy it after queueing; otherwise the table keeps it until the simulator stops or the
+ * profile changes (queueing takes MHD's own reference for as long as a connection sends it).
+ * The fixed routes carry "public, max-age=300", profile answers the profile's header
+ * (profile: 1). */
 static struct MHD_Response *response_for(struct bench_sim *s, enum sim_route route, long a, long b,
-                                         int *temp)
+                                         int profile, int *temp)
 {
     *temp = 0;
+    /* profile answers are told apart from the fixed routes by a negative b */
+    long tag = profile ? -1 - b : b;
+    char cc[sizeof s->profile.cache_control];
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->nresp; i++)
-        if (s->resp[i].route == route && s->resp[i].a == a && s->resp[i].b == b) {
+        if (s->resp[i].route == route && s->resp[i].a == a && s->resp[i].b == tag) {
             struct MHD_Response *r = s->resp[i].r;
             pthread_mutex_unlock(&s->mu);
             return r;
         }
+    snprintf(cc, sizeof cc, "%s", profile ? s->profile.cache_control : "public, max-age=300");
     pthread_mutex_unlock(&s->mu);
     /* built outside the lock: a large body must not stall the other pool threads; two
      * threads racing on the same new key both build, the loser's copy is temporary */
-    struct MHD_Response *r = build(route, a, b);
+    struct MHD_Response *r = build(route, a, b, cc);
     if (!r)
         return NULL;
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->nresp; i++)
-        if (s->resp[i].route == route && s->resp[i].a == a && s->resp[i].b == b) {
+        if (s->resp[i].route == route && s->resp[i].a == a && s->resp[i].b == tag) {
             pthread_mutex_unlock(&s->mu);
             *temp = 1;
             return r;
         }
     if (s->nresp < MAX_CACHED)
-        s->resp[s->nresp++] = (struct sim_resp){route, a, b, r};
+        s->resp[s->nresp++] = (struct sim_resp){route, a, tag, r};
     else
         *temp = 1;
     pthread_mutex_unlock(&s->mu);
@@ -163,6 +199,182 @@ static enum MHD_Result plain(struct MHD_Connection *con, unsigned code, const ch
     return q;
 }
 
+/* ---- delays ------------------------------------------------------------------------------- */
+
+static void heap_swap(struct sim_req **h, size_t i, size_t j)
+{
+    struct sim_req *x = h[i];
+    h[i] = h[j];
+    h[j] = x;
+}
+
+/* Queues rq for resumption at rq->due_ns. Called with tmu held. 0 or CP_ENOMEM. */
+static int delay_push(struct bench_sim *s, struct sim_req *rq)
+{
+    if (s->heap_len == s->heap_cap) {
+        size_t nc = s->heap_cap ? s->heap_cap * 2 : 256;
+        struct sim_req **nh = realloc(s->heap, nc * sizeof *nh);
+        if (!nh)
+            return CP_ENOMEM;
+        s->heap = nh;
+        s->heap_cap = nc;
+    }
+    size_t i = s->heap_len++;
+    s->heap[i] = rq;
+    while (i && s->heap[(i - 1) / 2]->due_ns > s->heap[i]->due_ns) {
+        heap_swap(s->heap, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+static struct sim_req *delay_pop(struct bench_sim *s)
+{
+    struct sim_req *top = s->heap[0];
+    s->heap[0] = s->heap[--s->heap_len];
+    for (size_t i = 0;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->heap_len)
+            break;
+        if (c + 1 < s->heap_len && s->heap[c + 1]->due_ns < s->heap[c]->due_ns)
+            c++;
+        if (s->heap[i]->due_ns <= s->heap[c]->due_ns)
+            break;
+        heap_swap(s->heap, i, c);
+        i = c;
+    }
+    return top;
+}
+
+/* Resumes suspended connections when they are due; all of them at once when stopping. A
+ * connection is in the heap only once it is suspended (both happen under tmu); it is resumed
+ * outside tmu so MHD's own locks are never taken under ours. */
+static void *timer_main(void *arg)
+{
+    struct bench_sim *s = arg;
+    struct MHD_Connection *due[64];
+    pthread_mutex_lock(&s->tmu);
+    for (;;) {
+        int64_t now = cp_mono_ns();
+        size_t n = 0;
+        while (n < sizeof due / sizeof due[0] && s->heap_len &&
+               (s->stopping || s->heap[0]->due_ns <= now)) {
+            struct sim_req *rq = delay_pop(s);
+            rq->phase = 2;
+            due[n++] = rq->con;
+        }
+        if (n) {
+            pthread_mutex_unlock(&s->tmu);
+            for (size_t i = 0; i < n; i++)
+                MHD_resume_connection(due[i]);
+            pthread_mutex_lock(&s->tmu);
+            continue;
+        }
+        if (s->stopping)
+            break;
+        if (!s->heap_len) {
+            pthread_cond_wait(&s->tcv, &s->tmu);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t wait = s->heap[0]->due_ns - cp_mono_ns();
+            if (wait > 0) {
+                int64_t at = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + wait;
+                ts.tv_sec = at / 1000000000LL;
+                ts.tv_nsec = at % 1000000000LL;
+                pthread_cond_timedwait(&s->tcv, &s->tmu, &ts);
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->tmu);
+    return NULL;
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+static uint64_t path_hash(const char *p)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* Size of a profile body for url: log-uniform in [lo, hi], fixed per path, in SIZE_STEPS
+ * steps per doubling so the answers can be shared. */
+static long profile_size(const struct bench_upstream_profile *p, const char *url)
+{
+    if (p->payload_hi <= p->payload_lo)
+        return (long)p->payload_lo;
+    uint64_t x = path_hash(url);
+    double u = bench_rand_unit(&x);
+    double lo = (double)(p->payload_lo ? p->payload_lo : 1);
+    double octaves = log2((double)p->payload_hi / lo);
+    double step = floor(u * octaves * SIZE_STEPS) / SIZE_STEPS;
+    long n = (long)(lo * exp2(step));
+    return n < (long)p->payload_lo ? (long)p->payload_lo : n;
+}
+
+/* Decides the answer and its delay; *delay_ms < 0 when the request is refused outright. */
+static int decide(struct bench_sim *s, struct MHD_Connection *con, const char *url,
+                  const char *method, struct sim_req *rq, long *delay_ms)
+{
+    *delay_ms = 0;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+        rq->code = MHD_HTTP_METHOD_NOT_ALLOWED;
+        return -1;
+    }
+    int bad = 0;
+    if (!strcmp(url, "/data") || !strcmp(url, "/rows")) {
+        enum sim_route route = url[1] == 'd' ? SIM_DATA : SIM_ROWS;
+        long a, b = 0;
+        if (route == SIM_DATA) {
+            a = arg_long(con, "size", 1024, 0, MAX_DATA_BYTES, &bad);
+            atomic_fetch_add(&s->data_requests, 1);
+        } else {
+            a = arg_long(con, "n", 100, 0, MAX_ROWS, &bad);
+            b = arg_long(con, "cols", 4, 1, MAX_COLS, &bad);
+            atomic_fetch_add(&s->rows_requests, 1);
+        }
+        *delay_ms = arg_long(con, "delay_ms", 0, 0, MAX_DELAY_MS, &bad);
+        if (bad) {
+            rq->code = MHD_HTTP_BAD_REQUEST;
+            return -1;
+        }
+        rq->code = MHD_HTTP_OK;
+        rq->r = response_for(s, route, a, b, 0, &rq->temp);
+        return rq->r ? 0 : -1;
+    }
+    /* the profile */
+    atomic_fetch_add(&s->work_requests, 1);
+    pthread_mutex_lock(&s->mu);
+    struct bench_upstream_profile p = s->profile;
+    pthread_mutex_unlock(&s->mu);
+    uint64_t rng = p.seed ^ (atomic_fetch_add(&s->draws, 1) * 0x9e3779b97f4a7c15ull);
+    *delay_ms = (long)llround(bench_dist_draw(&p.latency, &rng));
+    if (p.error_rate > 0 && bench_rand_unit(&rng) < p.error_rate) {
+        atomic_fetch_add(&s->work_errors, 1);
+        rq->code = MHD_HTTP_SERVICE_UNAVAILABLE;
+        rq->r = s->error_resp;
+        return 0;
+    }
+    rq->code = MHD_HTTP_OK;
+    if (!strncmp(url, "/q/", 3))
+        rq->r = response_for(s, SIM_ROWS, p.query_rows, 4, 1, &rq->temp);
+    else
+        rq->r = response_for(s, SIM_DATA, profile_size(&p, url), 0, 1, &rq->temp);
+    return rq->r ? 0 : -1;
+}
+
+static enum MHD_Result answer(struct sim_req *rq)
+{
+    enum MHD_Result q = MHD_queue_response(rq->con, rq->code, rq->r);
+    if (rq->temp)
+        MHD_destroy_response(rq->r);
+    rq->r = NULL;
+    return q;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -170,50 +382,63 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     (void)version;
     (void)upload_data;
     struct bench_sim *s = cls;
+    struct sim_req *rq = *con_cls;
     /* answer only once the whole request is in: a response queued from the first callback
      * makes MHD close the connection, and the bench must see keep-alive behaviour */
-    if (!*con_cls) {
-        *con_cls = s; /* any non-NULL marker */
+    if (!rq) {
+        if (!(rq = calloc(1, sizeof *rq)))
+            return MHD_NO;
+        rq->con = con;
+        *con_cls = rq;
         return MHD_YES;
     }
     if (*upload_data_size) {
         *upload_data_size = 0; /* bodies are ignored */
         return MHD_YES;
     }
+    if (rq->phase == 2)
+        return answer(rq);
     atomic_fetch_add(&s->requests, 1);
-    if (strcmp(method, "GET") && strcmp(method, "HEAD"))
-        return plain(con, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
-    int bad = 0;
-    enum sim_route route;
-    long a, b = 0;
-    if (!strcmp(url, "/data")) {
-        route = SIM_DATA;
-        a = arg_long(con, "size", 1024, 0, MAX_DATA_BYTES, &bad);
-        atomic_fetch_add(&s->data_requests, 1);
-    } else if (!strcmp(url, "/rows")) {
-        route = SIM_ROWS;
-        a = arg_long(con, "n", 100, 0, MAX_ROWS, &bad);
-        b = arg_long(con, "cols", 4, 1, MAX_COLS, &bad);
-        atomic_fetch_add(&s->rows_requests, 1);
-    } else {
-        return plain(con, MHD_HTTP_NOT_FOUND, "unknown route\n");
-    }
-    long delay = arg_long(con, "delay_ms", 0, 0, MAX_DELAY_MS, &bad);
-    if (bad)
-        return plain(con, MHD_HTTP_BAD_REQUEST, "bad size, n, cols or delay_ms\n");
-    if (delay > 0) {
-        struct timespec ts = {delay / 1000, (delay % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) != 0)
-            ;
-    }
-    int temp;
-    struct MHD_Response *r = response_for(s, route, a, b, &temp);
-    if (!r)
+    long delay = 0;
+    if (decide(s, con, url, method, rq, &delay) < 0) {
+        if (rq->code == MHD_HTTP_METHOD_NOT_ALLOWED)
+            return plain(con, rq->code, "GET only\n");
+        if (rq->code == MHD_HTTP_BAD_REQUEST)
+            return plain(con, rq->code, "bad size, n, cols or delay_ms\n");
         return plain(con, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
-    enum MHD_Result q = MHD_queue_response(con, MHD_HTTP_OK, r);
-    if (temp)
-        MHD_destroy_response(r);
-    return q;
+    }
+    if (delay <= 0)
+        return answer(rq);
+    pthread_mutex_lock(&s->tmu);
+    int rc = s->stopping ? -1 : 0;
+    if (!rc) {
+        rq->due_ns = cp_mono_ns() + (int64_t)delay * 1000000;
+        rq->phase = 1;
+        rc = delay_push(s, rq);
+    }
+    if (!rc) {
+        MHD_suspend_connection(con); /* under tmu: the timer cannot see it unsuspended */
+        pthread_cond_signal(&s->tcv);
+    }
+    pthread_mutex_unlock(&s->tmu);
+    if (rc) {
+        rq->phase = 0;
+        return answer(rq); /* stopping, or no memory for the timer: answer at once */
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)con;
+    (void)toe;
+    struct sim_req *rq = *con_cls;
+    if (rq && rq->r && rq->temp)
+        MHD_destroy_response(rq->r);
+    free(rq);
+    *con_cls = NULL;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
@@ -233,6 +458,18 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
     }
 }
 
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+void bench_upstream_profile_init(struct bench_upstream_profile *p)
+{
+    memset(p, 0, sizeof *p);
+    p->latency.kind = BENCH_DIST_FIXED;
+    snprintf(p->latency.text, sizeof p->latency.text, "0");
+    p->payload_lo = p->payload_hi = 1024;
+    p->query_rows = 100;
+    p->seed = 1;
+}
+
 int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_err *err)
 {
     *out = NULL;
@@ -240,19 +477,35 @@ int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_e
     if (!s)
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->tmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->tcv, &ca);
+    pthread_condattr_destroy(&ca);
+    bench_upstream_profile_init(&s->profile);
+    static const char unavailable[] = "{\"error\":\"simulated upstream failure\"}";
+    s->error_resp = MHD_create_response_from_buffer(sizeof unavailable - 1, (void *)unavailable,
+                                                    MHD_RESPMEM_PERSISTENT);
+    if (!s->error_resp || pthread_create(&s->timer, NULL, timer_main, s) != 0) {
+        bench_sim_stop(s);
+        return cp_err_set(err, CP_EINTERNAL, "upstream simulator: cannot start");
+    }
+    MHD_add_response_header(s->error_resp, "Content-Type", "application/json");
+    s->timer_started = 1;
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_port = 0;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     s->d = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)POOL_THREADS, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
     if (!s->d) {
-        pthread_mutex_destroy(&s->mu);
-        free(s);
+        bench_sim_stop(s);
         return cp_err_set(err, CP_EINTERNAL, "upstream simulator: MHD_start_daemon failed");
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -265,13 +518,48 @@ int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_e
     return 0;
 }
 
+/* Drops the shared profile answers (called with mu held). */
+static void drop_profile_answers(struct bench_sim *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->nresp; i++) {
+        if (s->resp[i].b < 0)
+            MHD_destroy_response(s->resp[i].r); /* MHD keeps its own reference while sending */
+        else
+            s->resp[k++] = s->resp[i];
+    }
+    s->nresp = k;
+}
+
+void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p)
+{
+    pthread_mutex_lock(&s->mu);
+    s->profile = *p;
+    drop_profile_answers(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void bench_sim_stop(struct bench_sim *s)
 {
     if (!s)
         return;
-    MHD_stop_daemon(s->d);
+    /* every suspended connection is resumed before the daemon stops (MHD requires it) */
+    if (s->timer_started) {
+        pthread_mutex_lock(&s->tmu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->tcv);
+        pthread_mutex_unlock(&s->tmu);
+        pthread_join(s->timer, NULL);
+    }
+    if (s->d)
+        MHD_stop_daemon(s->d);
     for (size_t i = 0; i < s->nresp; i++)
         MHD_destroy_response(s->resp[i].r);
+    if (s->error_resp)
+        MHD_destroy_response(s->error_resp);
+    free(s->heap);
+    pthread_cond_destroy(&s->tcv);
+    pthread_mutex_destroy(&s->tmu);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -281,6 +569,8 @@ void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c)
     c->requests = atomic_load(&s->requests);
     c->data_requests = atomic_load(&s->data_requests);
     c->rows_requests = atomic_load(&s->rows_requests);
+    c->work_requests = atomic_load(&s->work_requests);
+    c->work_errors = atomic_load(&s->work_errors);
     c->conns_opened = atomic_load(&s->opened);
     c->conns_open = atomic_load(&s->open);
     c->conns_peak = atomic_load(&s->peak);

@@ -173,6 +173,26 @@ void cache_unlock(struct cache_store *s, const struct cache_key *k,
 /* 1 while another process holds k's lock, 0 when nobody does, negative on failure. */
 int cache_lock_held(struct cache_store *s, const struct cache_key *k);
 
+/* ---- policy simulation (what-if) ------------------------------------------------------- */
+
+/* The memory backend's admission and eviction policy (W-TinyLFU, the code memory.c runs) fed
+ * a stream of keys without storing anything, for cachingproxy-bench's what-if reports. The
+ * budget counts entries, not bytes, and there is one shard; expiry works as in the memory
+ * backend (an expired entry is a miss, expired entries leave before a live one is evicted).
+ * Deterministic for a given seed. Not thread-safe: one caller at a time. */
+struct cache_policy_sim;
+/* An empty simulation holding at most capacity entries (1 .. 2^31-1). CP_EINVAL, CP_ENOMEM. */
+int cache_policy_sim_new(uint64_t capacity, uint64_t seed, struct cache_policy_sim **out);
+/* One request for key at now_ms (non-decreasing from call to call): *hit = 1 when a fresh
+ * entry was cached; otherwise the key is stored as a fetched answer would be, fresh for ttl_ms
+ * (0: for ever), and the policy evicts or refuses what it decides. CP_ENOMEM leaves the
+ * simulation usable, the key not stored. */
+int cache_policy_sim_access(struct cache_policy_sim *s, uint64_t key, int64_t now_ms,
+                            int64_t ttl_ms, int *hit);
+/* Entries held now (at most the capacity). */
+uint64_t cache_policy_sim_entries(const struct cache_policy_sim *s);
+void cache_policy_sim_free(struct cache_policy_sim *s); /* NULL-safe */
+
 /* ---- coalescing (in process) ------------------------------------------------------------- */
 
 /* What the leader of a flight hands its waiters: they share its outcome, errors included, as

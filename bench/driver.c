@@ -1,0 +1,35 @@
+/*
+ * driver.c - the table of modes a workload can drive. A mode is one const struct bench_driver
+ * in a file of its own (open, worker_new, request, worker_free, stats, close); adding one is a
+ * new file and a line here. `grpc` launches the plugin as Grafana does; `http` will drive the
+ * standalone server once it exists.
+ */
+#include "bench_int.h"
+
+#include <string.h>
+#include <strings.h>
+
+static const struct bench_driver *const drivers[] = {&bench_driver_grpc, NULL};
+
+const struct bench_driver *bench_driver_find(const char *name)
+{
+    for (size_t i = 0; drivers[i]; i++)
+        if (!strcmp(drivers[i]->name, name))
+            return drivers[i];
+    return NULL;
+}
+
+static const char *const cache_names[BENCH_CACHE_N] = {"none", "HIT", "MISS", "STALE", "BYPASS"};
+
+const char *bench_cache_name(enum bench_cache c)
+{
+    return (unsigned)c < BENCH_CACHE_N ? cache_names[c] : "none";
+}
+
+enum bench_cache bench_cache_parse(const char *s)
+{
+    for (int c = 1; c < BENCH_CACHE_N; c++)
+        if (!strcasecmp(s, cache_names[c]))
+            return (enum bench_cache)c;
+    return BENCH_CACHE_NONE;
+}
