@@ -138,6 +138,8 @@ export interface CachingProxyOptions extends DataSourceJsonData {
   authzCacheTtl?: Duration;
   maxResponseBytes?: Size;
   maxRequestBytes?: Size;
+  /** upstream connections at once (1..100000) */
+  maxConnections?: number;
   tlsSkipVerify?: boolean;
   tlsAuth?: boolean;
   tlsAuthWithCACert?: boolean;
@@ -169,6 +171,7 @@ export const JSON_DATA_KEYS = [
   'authzCacheTtl',
   'maxResponseBytes',
   'maxRequestBytes',
+  'maxConnections',
   'tlsSkipVerify',
   'tlsAuth',
   'tlsAuthWithCACert',
@@ -221,6 +224,7 @@ export const DEFAULTS = {
   authzCacheTtl: '10s',
   maxResponseBytes: '64MiB',
   maxRequestBytes: '16MiB',
+  maxConnections: 1024,
   oauthPassThru: false,
 } as const;
 

@@ -282,6 +282,8 @@ describe('config editor', () => {
     await user.type(screen.getByLabelText(/^Authorization cache TTL/), '1m');
     await user.clear(screen.getByLabelText(/^Timeout/));
     await user.type(screen.getByLabelText(/^Timeout/), '15');
+    expect(screen.getByLabelText(/^Max connections/)).toHaveAttribute('placeholder', '1024');
+    await user.type(screen.getByLabelText(/^Max connections/), '64');
     const cache = screen.getByTestId('cache-settings');
     await user.type(within(cache).getByLabelText(/^Resource TTL/), '2m');
     await user.type(within(cache).getByLabelText(/^Query TTL/), '300');
@@ -294,6 +296,7 @@ describe('config editor', () => {
     await user.type(within(cache).getByLabelText('TTL'), '0');
     expect(state.latest.jsonData).toEqual({
       timeout: 15,
+      maxConnections: 64,
       allowedPaths: ['/api/**'],
       forwardHeaders: ['Accept'],
       maxResponseBytes: '1MiB',

@@ -103,6 +103,7 @@ describe('types match the settings parser', () => {
     expect(DEFAULTS.timeout * 1000).toBe(cConst('DEFAULT_TIMEOUT_MS'));
     expect(bytes(DEFAULTS.maxResponseBytes)).toBe(cConst('DEFAULT_MAX_RESPONSE'));
     expect(bytes(DEFAULTS.maxRequestBytes)).toBe(cConst('DEFAULT_MAX_REQUEST'));
+    expect(DEFAULTS.maxConnections).toBe(cConst('DEFAULT_MAX_CONNECTIONS'));
     expect(bytes(CACHE_DEFAULTS.maxEntryBytes)).toBe(cConst('DEFAULT_MAX_ENTRY'));
     expect(bytes(CACHE_DEFAULTS.memoryMaxBytes)).toBe(cConst('DEFAULT_MEMORY_MAX'));
     expect(settingsC).toContain(`#define DEFAULT_REDIS_URL "${CACHE_DEFAULTS.redisUrl}"`);

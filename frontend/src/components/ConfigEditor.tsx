@@ -64,6 +64,20 @@ export function ConfigEditor({ options, onOptionsChange, orgRole }: Props) {
             onChange={(e) => change(setJson(o, 'timeout', e.currentTarget.value === '' ? undefined : Number(e.currentTarget.value)))}
           />
         </Field>
+        <Field
+          label="Max connections"
+          description={`Upstream connections at once; calls past it wait for one (within their timeout). Default: ${DEFAULTS.maxConnections}.`}
+        >
+          <Input
+            id="cp-maxConnections"
+            type="number"
+            min={1}
+            width={16}
+            placeholder={String(DEFAULTS.maxConnections)}
+            value={jd.maxConnections ?? ''}
+            onChange={(e) => change(setJson(o, 'maxConnections', e.currentTarget.value === '' ? undefined : Number(e.currentTarget.value)))}
+          />
+        </Field>
         <TextField
           id="cp-healthPath"
           label="Health path"
