@@ -1,9 +1,7 @@
-/* pool.c - a worker pool that grows on demand and shrinks when idle.
- *
- * Request handling blocks (libcurl, hiredis), so it never runs on gRPC's completion-queue
- * threads: it is queued here. A job that finds no idle thread starts one, up to max_threads;
- * past that it waits in the queue. Idle threads exit after idle_ms, so an idle plugin keeps
- * only a few threads. */
+/* pool.c - a bounded pool of threads for work that may block or burn CPU (frames, modules,
+ * Redis commands), so it never runs on an event loop or gRPC's completion-queue thread. A job
+ * that finds no idle thread starts one, up to max_threads; past that it waits in the queue.
+ * Idle threads exit after idle_ms, so an idle plugin keeps only a few threads. */
 #include "base.h"
 
 #include <errno.h>

@@ -68,7 +68,8 @@ int cache_ping(struct cache_store *s, struct cp_err *err)
 int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,
                struct cache_lock_token *tok)
 {
-    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock ? s->be->lock(s, k, ttl_ms, tok) : -1;
+    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock ? s->be->lock(s, k, ttl_ms, tok)
+                                                         : CP_ENOTSUP;
 }
 
 void cache_unlock(struct cache_store *s, const struct cache_key *k,
@@ -80,5 +81,6 @@ void cache_unlock(struct cache_store *s, const struct cache_key *k,
 
 int cache_lock_held(struct cache_store *s, const struct cache_key *k)
 {
-    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock_held ? s->be->lock_held(s, k) : -1;
+    return (s->be->caps & CACHE_CAP_LOCK) && s->be->lock_held ? s->be->lock_held(s, k)
+                                                              : CP_ENOTSUP;
 }

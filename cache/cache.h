@@ -160,8 +160,8 @@ void cache_usage(struct cache_store *s, struct cache_usage *u);
 int cache_ping(struct cache_store *s, struct cp_err *err);
 
 /* Cross-process coalescing lock (Redis SET NX PX): 1 acquired (tok names this acquisition,
- * for the unlock from any thread), 0 held by someone else, negative on failure or when the
- * backend has no shared locks (memory). */
+ * for the unlock from any thread), 0 held by someone else, CP_EBACKEND on failure,
+ * CP_ENOTSUP when the backend has no shared locks (memory). */
 struct cache_lock_token {
     char v[64];
 };
@@ -170,7 +170,7 @@ int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,
 /* Releases the lock only if it is still the one tok acquired (not a successor's). */
 void cache_unlock(struct cache_store *s, const struct cache_key *k,
                   const struct cache_lock_token *tok);
-/* 1 while another process holds k's lock, 0 when nobody does, negative on failure. */
+/* 1 while another process holds k's lock, 0 when nobody does, CP_EBACKEND / CP_ENOTSUP. */
 int cache_lock_held(struct cache_store *s, const struct cache_key *k);
 
 /* ---- policy simulation (what-if) ------------------------------------------------------- */

@@ -640,7 +640,7 @@ static int rs_lock(struct cache_store *base, const struct cache_key *k, int64_t 
     struct cp_err err;
     redisContext *c = conn_get(s->pool, &err);
     if (!c)
-        return -1;
+        return CP_EBACKEND;
     char *lock_token = tok->v;
     snprintf(lock_token, sizeof tok->v, "%lx-%llx-%llx", (unsigned long)getpid(),
              (unsigned long long)atomic_fetch_add(&lock_seq, 1),
@@ -648,7 +648,7 @@ static int rs_lock(struct cache_store *base, const struct cache_key *k, int64_t 
     redisReply *r = command(s, &c, &err, "SET %s%s:lock %s NX PX %lld", s->prefix, k->hex,
                             lock_token, (long long)ttl_ms);
     if (!r)
-        return -1;
+        return CP_EBACKEND;
     int rc = r->type == REDIS_REPLY_STATUS ? 1 : r->type == REDIS_REPLY_NIL ? 0 : -1;
     freeReplyObject(r);
     conn_put(s->pool, c, 0);
@@ -681,10 +681,10 @@ static int rs_lock_held(struct cache_store *base, const struct cache_key *k)
     struct cp_err err;
     redisContext *c = conn_get(s->pool, &err);
     if (!c)
-        return -1;
+        return CP_EBACKEND;
     redisReply *r = command(s, &c, &err, "EXISTS %s%s:lock", s->prefix, k->hex);
     if (!r)
-        return -1;
+        return CP_EBACKEND;
     int rc = r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
     freeReplyObject(r);
     conn_put(s->pool, c, 0);

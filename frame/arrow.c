@@ -58,7 +58,7 @@ static int fb_grow(struct fbb *b, size_t need)
 {
     if (need > FB_MAX_SIZE - b->used) {
         b->err = CP_EINVAL;
-        return -1;
+        return CP_EINVAL;
     }
     if (b->used + need <= b->cap)
         return 0;
@@ -68,7 +68,7 @@ static int fb_grow(struct fbb *b, size_t need)
     uint8_t *nb = malloc(nc);
     if (!nb) {
         b->err = CP_ENOMEM;
-        return -1;
+        return CP_ENOMEM;
     }
     if (b->used)
         memcpy(nb + nc - b->used, b->buf + b->cap - b->used, b->used);

@@ -73,14 +73,14 @@ int frame_parse_rfc3339(const char *s, int64_t *ns)
 {
     int y, mo, d, h = 0, mi = 0, se = 0, n = 0;
     if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
-        return -1;
+        return CP_EINVAL;
     const char *p = s + 10;
     int64_t frac = 0;
     int64_t off = 0;
     if (*p == 'T' || *p == 't' || *p == ' ') {
         int m = 0;
         if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &se, &m) != 3 || m != 8)
-            return -1;
+            return CP_EINVAL;
         p += 9;
         if (*p == '.') {
             int digits = 0;
@@ -93,7 +93,7 @@ int frame_parse_rfc3339(const char *s, int64_t *ns)
                 p++;
             }
             if (!digits)
-                return -1;
+                return CP_EINVAL;
             while (digits++ < 9)
                 frac *= 10;
         }
@@ -102,17 +102,17 @@ int frame_parse_rfc3339(const char *s, int64_t *ns)
         } else if (*p == '+' || *p == '-') {
             int oh, om, k = 0;
             if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5)
-                return -1;
+                return CP_EINVAL;
             off = ((int64_t)oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
             p += 6;
         } else if (*p) {
-            return -1;
+            return CP_EINVAL;
         }
     }
     if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-        return -1;
+        return CP_EINVAL;
     if (y < 1678 || y > 2261) /* int64 nanoseconds span 1677..2262 */
-        return -1;
+        return CP_EINVAL;
     struct tm tm = {0};
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;

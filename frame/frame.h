@@ -51,7 +51,7 @@ void frame_dispose(struct frame *f);
 /* Follows a selector ("data.items", "items[0].points", "$", "$.a") from root; borrowed or
  * NULL. */
 json_t *frame_select(json_t *root, const char *sel);
-/* RFC 3339 time into nanoseconds since the epoch; 0 or -1. */
+/* RFC 3339 time into nanoseconds since the epoch; 0 or CP_EINVAL. */
 int frame_parse_rfc3339(const char *s, int64_t *ns);
 /* Builds the frame of one query from the upstream's JSON document and the query model (root,
  * columns, format). cache_result ("hit", "miss", ...) goes into meta.custom.cache. CP_EINVAL

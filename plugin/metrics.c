@@ -175,7 +175,7 @@ static int read_file(const char *path, char *buf, size_t size)
 {
     FILE *f = fopen(path, "re");
     if (!f)
-        return -1;
+        return CP_ENOTFOUND;
     size_t n = fread(buf, 1, size - 1, f);
     fclose(f);
     buf[n] = 0;

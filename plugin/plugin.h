@@ -1,6 +1,6 @@
 /*
  * plugin.h - the process host: go-plugin launch contract, the gRPC server speaking Grafana's
- * plugin protocol v2, the standalone HTTP front, logging and metrics.
+ * plugin protocol v2, logging and metrics.
  *
  * The executable's main() calls plugin_main(); everything else here is exposed for tests and
  * the benchmark.

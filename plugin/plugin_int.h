@@ -83,7 +83,7 @@ struct plugin_state {
 };
 extern struct plugin_state plugin_g;
 
-/* Process-wide start-up every host needs (logs, gRPC core, libcurl, the worker pool, the
+/* Process-wide start-up every host needs (logs, gRPC core, libcurl, event loops, pools, the
  * env handed to instances) and its reverse. Exposed for in-process drivers (fuzzing). */
 int plugin_runtime_init(void);
 void plugin_runtime_cleanup(void);

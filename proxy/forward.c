@@ -136,10 +136,8 @@ static int finish_head(struct proxy__xfer *x)
     for (size_t i = 0; i < x->nh && strcmp(x->method, "HEAD"); i++)
         if (!strcasecmp(x->hdr[i].name, "Content-Length")) {
             long long cl = atoll(x->hdr[i].value);
-            if (x->max > 0 && cl > x->max) {
-                x->abort_code = CP_ERESPBIG;
-                return -1;
-            }
+            if (x->max > 0 && cl > x->max)
+                return x->abort_code = CP_ERESPBIG;
         }
     /* drop hop-by-hop headers (and those the Connection header names) before handing over */
     size_t w = 0;
@@ -171,10 +169,8 @@ static int finish_head(struct proxy__xfer *x)
     }
     x->nh = w;
     free(conn);
-    if (x->sink.on_head(x->sink.ctx, x->status, x->hdr, x->nh) != 0) {
-        x->abort_code = CP_ECANCELED;
-        return -1;
-    }
+    if (x->sink.on_head(x->sink.ctx, x->status, x->hdr, x->nh) != 0)
+        return x->abort_code = CP_ECANCELED;
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_grpc.c - libFuzzer driver for the request decoding of every gRPC method: the real
- * server (the plugin's own gRPC host, its method table, fast paths and worker pool) runs in
+ * server (the plugin's own gRPC host, its method table, fast paths, loop and pools) runs in
  * this process on a unix socket, and each input is sent to it as the raw message bytes of one
  * call by a gRPC core client.
  *

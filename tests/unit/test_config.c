@@ -1,6 +1,6 @@
 /*
- * test_config.c - config/: settings (cfg_ds_parse), durations and sizes, capped buffers and
- * the worker pool.
+ * test_config.c - config/: settings (cfg_ds_parse), durations and sizes; and base/'s capped
+ * buffers and pool.
  *
  * Settings are given the way Grafana gives them (url, basicAuth, jsonData text, decrypted
  * secure values). Every bad value must come back as CP_ECONFIG with a message that opens with
