@@ -48,6 +48,14 @@ struct cache_entry_spec {
     size_t body_len;
 };
 
+/* Entries that are not answers but notes about a key, told apart by their status (HTTP
+ * statuses start at 100). A Vary note lists, in its one "Vary" header, the request headers
+ * the answer varies on: the answer itself is stored under the key that includes their values.
+ * A hit-for-miss note says the last answer could not be shared: calls go straight upstream,
+ * side by side, until it expires. */
+#define CACHE_STATUS_VARY 1
+#define CACHE_STATUS_HIT_FOR_MISS 2
+
 /* Builds an entry with one reference. NULL on allocation failure. */
 struct cache_entry *cache_entry_new(const struct cache_entry_spec *spec);
 struct cache_entry *cache_entry_ref(struct cache_entry *e);
@@ -62,7 +70,9 @@ enum cache_freshness cache_entry_freshness(const struct cache_entry *e, int64_t 
  * old entry that another reader stored with a long one. */
 enum cache_freshness cache_entry_freshness_for(const struct cache_entry *e, int64_t now_ms,
                                                int64_t max_ttl_ms);
-/* How long a backend should keep the entry: ttl + the longer stale window. */
+/* How long a backend should keep the entry: ttl + the longer stale window; an entry with
+ * validators (ETag, Last-Modified) is kept longer (at least its ttl again, and a minute),
+ * since a conditional request can renew it without its body. */
 int64_t cache_entry_keep_ms(const struct cache_entry *e);
 
 /* Serialised form shared by every backend: magic, version, lengths, CRC-32C of the payload.
@@ -212,6 +222,7 @@ struct cache_outcome {
                             * upstream's own answer */
     int code;              /* ERROR: a CP_E* code */
     char msg[256];         /* ERROR: its detail (no secret) */
+    int hit_for_miss;      /* RETRY: the answer cannot be shared; go upstream side by side */
 };
 /* Releases what o holds and makes it RETRY. NULL-safe. */
 void cache_outcome_dispose(struct cache_outcome *o);

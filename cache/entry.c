@@ -103,9 +103,17 @@ enum cache_freshness cache_entry_freshness(const struct cache_entry *e, int64_t 
     return cache_entry_freshness_for(e, now, -1);
 }
 
+#define REVALIDATE_KEEP_MS 60000
+
 int64_t cache_entry_keep_ms(const struct cache_entry *e)
 {
-    return e->ttl_ms + (e->swr_ms > e->sie_ms ? e->swr_ms : e->sie_ms);
+    int64_t window = e->swr_ms > e->sie_ms ? e->swr_ms : e->sie_ms;
+    if (e->etag || e->last_modified) {
+        int64_t reval = e->ttl_ms > REVALIDATE_KEEP_MS ? e->ttl_ms : REVALIDATE_KEEP_MS;
+        if (reval > window)
+            window = reval;
+    }
+    return e->ttl_ms + window;
 }
 
 /* ---- codec ---------------------------------------------------------------------------------

@@ -108,6 +108,7 @@ struct cfg_cache {
     struct cfg_strlist methods; /* upper case */
     int64_t swr_ms, sie_ms;     /* staleWhileRevalidate, staleIfError */
     int respect_cache_control;
+    int revalidate; /* expired entries with validators are refreshed with conditional requests */
     enum cfg_scope scope; /* forced to user for forwardOAuth */
     int64_t time_align_ms;
     int64_t max_entry_bytes, memory_max_bytes;

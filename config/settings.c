@@ -690,6 +690,7 @@ static int parse_cache(struct parser *p, json_t *jd)
     c->resource_ttl_ms = 30000;
     c->query_ttl_ms = 60000;
     c->respect_cache_control = 1;
+    c->revalidate = 1;
     c->time_align_ms = 10000;
     c->max_entry_bytes = DEFAULT_MAX_ENTRY;
     c->memory_max_bytes = DEFAULT_MEMORY_MAX;
@@ -732,6 +733,7 @@ static int parse_cache(struct parser *p, json_t *jd)
                            &c->cache_404_ms)) ||
         (rc = get_bool(p, co, "respectCacheControl", "jsonData.cache.respectCacheControl",
                        &c->respect_cache_control)) ||
+        (rc = get_bool(p, co, "revalidate", "jsonData.cache.revalidate", &c->revalidate)) ||
         (rc = get_size(p, co, "maxEntryBytes", "jsonData.cache.maxEntryBytes",
                        &c->max_entry_bytes)) ||
         (rc = get_size(p, co, "memoryMaxBytes", "jsonData.cache.memoryMaxBytes",

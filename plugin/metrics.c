@@ -32,10 +32,10 @@ static int cache_requests(struct cp_buf *b, const char *name, const struct snaps
 {
     (void)snap;
     static const char *const kinds[] = {"resource", "query"};
-    static const char *const results[] = {"hit", "miss", "stale", "bypass"};
+    static const char *const results[] = {"hit", "miss", "stale", "bypass", "revalidated"};
     int rc = 0;
     for (int k = 0; k < 2; k++)
-        for (int r = 0; r < 4; r++)
+        for (int r = 0; r < 5; r++)
             rc |= cp_buf_addf(b, "%s{kind=\"%s\",result=\"%s\"} %llu\n", name, kinds[k],
                               results[r], (unsigned long long)ld(&plugin_g.ctr.cache[k][r]));
     return rc;

@@ -81,6 +81,14 @@ int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp
     return 0;
 }
 
+int proxy__wants_skip(const struct proxy_header *h, size_t n, const struct cp_user *u)
+{
+    if (!u || !u->present || u->role < CFG_ROLE_EDITOR)
+        return 0;
+    const char *v = proxy__header(h, n, "X-Cache-Skip");
+    return v && !strcasecmp(v, "true");
+}
+
 /* A query string goes upstream as the client wrote it, but never with control characters,
  * spaces or a fragment. */
 static int valid_query(const char *q)
@@ -130,6 +138,7 @@ int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
     size_t n = 0;
     for (size_t i = 0; i < in->nown && n < 32; i++)
         out->fwd[n++] = in->own[i];
+    out->nown = n;
     n += proxy__filter_headers(cfg, in->headers, in->nheaders, out->fwd + n, CP_MAX_FWD_HEADERS);
     out->nfwd = n;
     if (proxy__headers_size(out->fwd, n) > CP_MAX_FWD_HEADER_BYTES)
@@ -138,6 +147,7 @@ int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
     out->fwd_authorization = proxy__header(in->headers, in->nheaders, "Authorization");
     out->fwd_id_token = proxy__header(in->headers, in->nheaders, "X-ID-Token");
     out->refresh = proxy__wants_refresh(in->headers, in->nheaders, in->user);
+    out->skip = proxy__wants_skip(in->headers, in->nheaders, in->user);
     return 0;
 }
 

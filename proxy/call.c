@@ -24,7 +24,9 @@
 #define STREAM_LOCK_WAIT_MS 5000   /* bounded wait on another process's fetch */
 #define STREAM_LOCK_POLL_MS 20
 
-static const char *const result_names[] = {"HIT", "MISS", "STALE", "BYPASS"};
+static const char *const result_names[] = {"HIT", "MISS", "STALE", "BYPASS", "REVALIDATED"};
+#define HIT_FOR_MISS_MS 30000 /* an unshareable answer's note lives this long (or its max-age) */
+#define CACHE_STATUS_NAME "cachingproxy"
 
 enum phase {
     PH_START,
@@ -57,7 +59,30 @@ struct tee {
     struct cp_buf raw; /* its upstream answer */
     struct cache_header *rh; /* and the upstream's headers */
     size_t nrh;
+    int revalidated;         /* a 304 to our conditional request: the stored entry holds */
+    struct cache_header *h304; /* its headers, merged into the entry */
+    size_t nh304;
+    const char *why_not;     /* why the answer is not stored (Cache-Status detail) */
+    int per_user;            /* an answer for its caller alone (cookie, private) */
+    char vary[256];          /* the request headers it varies on (vary_names), or "" */
+    int64_t length;          /* its Content-Length, -1 when unknown */
 };
+
+/* What one call stores: its answer (or the renewed entry, or a hit-for-miss note) and, for an
+ * answer that varies, the Vary note under the request's own key. */
+struct writes {
+    struct cache_key key, note_key;
+    struct cache_entry *e, *note;
+    int retry; /* the waiters cannot take the answer from the flight: they look up again */
+    int hit_for_miss;
+};
+
+static void writes_dispose(struct writes *w)
+{
+    cache_entry_unref(w->e);
+    cache_entry_unref(w->note);
+    memset(w, 0, sizeof *w);
+}
 
 struct proxy_call {
     _Atomic unsigned refs; /* the front's, the pipeline's (until done), one per posted job */
@@ -79,7 +104,13 @@ struct proxy_call {
     /* cache */
     int use_cache;
     int64_t ttl;
-    struct cache_key key;
+    struct cache_key key;     /* where the answer lives (under a Vary note: its own key) */
+    struct cache_key primary; /* the key of the request itself, where a Vary note lives */
+    int via_vary;             /* key came from a Vary note found under primary */
+    int hit_for_miss;         /* a note said: not shareable, go upstream side by side */
+    int collapsed;            /* answered with another call's answer */
+    int stale_sie;            /* the stale answer is served because the upstream failed */
+    struct cache_entry *reval; /* an expired entry with validators: the fetch is conditional */
     struct cache_entry *got, *stale;
     int got_rc;
     int leading, locked;
@@ -91,6 +122,9 @@ struct proxy_call {
     struct cache_outcome outcome;
 
     /* upstream */
+    struct proxy_header up[CP_MAX_FWD_HEADERS + 34]; /* headers sent: forwarded ± conditions */
+    size_t nup;
+    char cstatus[256]; /* the Cache-Status of the answer */
     struct auth_outgoing og;
     struct cp_buf pq;
     struct auth_creds creds;
@@ -100,6 +134,7 @@ struct proxy_call {
     struct cp_err err;
     struct cp_buf mine, keep; /* a query's frame for its caller and for the cache */
     int transform_rc;
+    struct writes writes; /* what the call stores */
 
     /* answer */
     struct cache_entry *ans_e;
@@ -144,10 +179,13 @@ static void call_unref(struct proxy_call *c)
     struct proxy_ds *ds = c->ds;
     cache_entry_unref(c->got);
     cache_entry_unref(c->stale);
+    cache_entry_unref(c->reval);
     cache_entry_unref(c->ans_e);
     cache_outcome_dispose(&c->outcome);
+    writes_dispose(&c->writes);
     free_headers(c->t.h, c->t.nh);
     free_headers(c->t.rh, c->t.nrh);
+    free_headers(c->t.h304, c->t.nh304);
     cp_buf_free(&c->t.body);
     cp_buf_free(&c->t.raw);
     cp_buf_free(&c->mine);
@@ -246,10 +284,11 @@ static struct cp_pool *store_pool(const struct proxy_ds *ds)
 
 static void count(struct proxy_ds *ds, enum cache_kind kind, int result)
 {
-    _Atomic uint64_t *n = result == PROXY_HIT     ? &ds->hits
-                          : result == PROXY_MISS  ? &ds->misses
-                          : result == PROXY_STALE ? &ds->stale
-                                                  : &ds->bypass;
+    _Atomic uint64_t *n = result == PROXY_HIT           ? &ds->hits
+                          : result == PROXY_MISS        ? &ds->misses
+                          : result == PROXY_STALE       ? &ds->stale
+                          : result == PROXY_REVALIDATED ? &ds->revalidated
+                                                        : &ds->bypass;
     atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
     if (ds->env.ctr)
         atomic_fetch_add_explicit(&ds->env.ctr->cache[kind][result], 1, memory_order_relaxed);
@@ -291,11 +330,14 @@ int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const ch
     return kind == CACHE_KIND_QUERY ? cc->query_ttl_ms : cc->resource_ttl_ms;
 }
 
-/* Whether a call may use the cache and, when it may, its key. */
+/* Whether a call may use the cache and, when it may, its key: the request (method, path,
+ * query, body, a query's own headers) and the scope; the client's forwarded headers only
+ * through vary (the names an answer's Vary header gave, lower case, comma-separated): then the
+ * key includes their values (absent ones too). */
 static int cacheable_key(const struct proxy_ds *ds, enum cache_kind kind,
                          const struct proxy__admitted *a, const struct cp_user *user,
                          int scope_override, int64_t ttl_override_ms, const char *recipe,
-                         int64_t *ttl, struct cache_key *key)
+                         const char *vary, int64_t *ttl, struct cache_key *key)
 {
     const struct cfg_cache *cc = &ds->cfg->cache;
     enum cfg_scope scope = scope_override >= 0 ? (enum cfg_scope)scope_override : cc->scope;
@@ -303,15 +345,34 @@ static int cacheable_key(const struct proxy_ds *ds, enum cache_kind kind,
         scope = CFG_SCOPE_USER;
     *ttl = proxy__ttl_for(ds, kind, a->path, ttl_override_ms);
     int has_user = user && user->present && user->login && *user->login;
-    if (!ds->store || *ttl <= 0 || !cfg_strlist_has_ci(&cc->methods, a->method) ||
+    if (!ds->store || *ttl <= 0 || a->skip || !cfg_strlist_has_ci(&cc->methods, a->method) ||
         (scope == CFG_SCOPE_USER && !has_user))
         return 0;
-    struct cache_header vary[CP_MAX_FWD_HEADERS + 32];
-    size_t nv = 0;
-    for (size_t i = 0; i < a->nfwd; i++)
-        if (strcasecmp(a->fwd[i].name, "If-None-Match") &&
-            strcasecmp(a->fwd[i].name, "If-Modified-Since"))
-            vary[nv++] = (struct cache_header){(char *)a->fwd[i].name, (char *)a->fwd[i].value};
+    struct cache_header hs[CP_MAX_FWD_HEADERS + 64];
+    size_t nh = 0;
+    for (size_t i = 0; i < a->nown; i++)
+        hs[nh++] = (struct cache_header){(char *)a->fwd[i].name, (char *)a->fwd[i].value};
+    char vname[64];
+    for (const char *v = vary; v && *v && nh < sizeof hs / sizeof hs[0];) {
+        size_t l = strcspn(v, ",");
+        snprintf(vname, sizeof vname, "%.*s", (int)l, v);
+        const char *val = NULL;
+        for (size_t i = a->nown; i < a->nfwd && !val; i++)
+            if (!strcasecmp(a->fwd[i].name, vname))
+                val = a->fwd[i].value;
+        /* "vary:" marks the name apart from a query's own header of the same name */
+        hs[nh].name = NULL;
+        static const char absent[] = "\001(absent)";
+        hs[nh].value = (char *)(val ? val : absent);
+        char *nm = malloc(strlen(vname) + 6);
+        if (!nm)
+            goto fail;
+        sprintf(nm, "vary:%s", vname);
+        hs[nh++].name = nm;
+        v += l;
+        if (*v == ',')
+            v++;
+    }
     struct cache_key_input ki = {.ds_uid = ds->cfg->key_id,
                                  .fingerprint = ds->cfg->fingerprint,
                                  .kind = kind,
@@ -320,13 +381,101 @@ static int cacheable_key(const struct proxy_ds *ds, enum cache_kind kind,
                                  .query = a->query,
                                  .body = a->body,
                                  .body_len = a->body_len,
-                                 .vary = vary,
-                                 .nvary = nv,
+                                 .vary = hs,
+                                 .nvary = nh,
                                  .scope = scope,
                                  .user = has_user ? user->login : NULL,
                                  .org_id = user ? user->org_id : 0,
                                  .variant = recipe};
-    return cache_key_derive(&ki, key) == 0;
+    int ok = cache_key_derive(&ki, key) == 0;
+    for (size_t i = a->nown; i < nh; i++)
+        free(hs[i].name);
+    return ok;
+fail:
+    for (size_t i = a->nown; i < nh; i++)
+        free(hs[i].name);
+    return 0;
+}
+
+/* The request headers an answer varies on that can make a difference here: the names its
+ * Vary header lists that clients may forward (others never reach the upstream from a
+ * client), lower case, sorted, comma-separated into out. 0 when there are none. */
+static int vary_names(const struct cfg_ds *cfg, const struct cache_header *h, size_t n,
+                      char *out, size_t size)
+{
+    char names[16][64];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(h[i].name, "Vary"))
+            continue;
+        for (const char *v = h[i].value; *v && k < 16;) {
+            while (*v == ' ' || *v == ',')
+                v++;
+            size_t l = strcspn(v, ", ");
+            if (l && l < 64) {
+                char nm[64];
+                for (size_t j = 0; j < l; j++)
+                    nm[j] = (char)(v[j] >= 'A' && v[j] <= 'Z' ? v[j] + 32 : v[j]);
+                nm[l] = 0;
+                int dup = 0;
+                for (size_t j = 0; j < k; j++)
+                    dup |= !strcmp(names[j], nm);
+                if (!dup && cfg_strlist_has_ci(&cfg->forward_headers, nm) &&
+                    proxy__header_allowed_in_query(nm))
+                    memcpy(names[k++], nm, l + 1);
+            }
+            v += l;
+        }
+    }
+    /* sorted, so "Accept, Accept-Language" and the reverse make one key */
+    for (size_t i = 1; i < k; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            char t[64];
+            memcpy(t, names[j], 64);
+            memcpy(names[j], names[j - 1], 64);
+            memcpy(names[j - 1], t, 64);
+        }
+    size_t o = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < k; i++)
+        o += (size_t)snprintf(out + o, o < size ? size - o : 0, "%s%s", i ? "," : "", names[i]);
+    return k > 0 && o < size;
+}
+
+/* The "Vary" header of a Vary note: the names its answer varies on. */
+static const char *note_names(const struct cache_entry *e)
+{
+    for (size_t i = 0; i < e->nheaders; i++)
+        if (!strcasecmp(e->headers[i].name, "Vary"))
+            return e->headers[i].value;
+    return "";
+}
+
+/* Looks the request up, following a Vary note to the key of the variant the request's
+ * headers select: *key becomes that key (*primary keeps the request's own), *via_vary says
+ * so. Synchronous: on a pool for stores that do I/O (two round trips through a note). */
+static int store_lookup(const struct proxy_ds *ds, enum cache_kind kind,
+                        const struct proxy__admitted *a, const struct cp_user *user, int scope,
+                        int64_t ttl_override_ms, const char *recipe, struct cache_key *key,
+                        struct cache_key *primary, int *via_vary, struct cache_entry **out,
+                        struct cp_err *err)
+{
+    *out = NULL;
+    *via_vary = 0;
+    *primary = *key;
+    int rc = cache_get(ds->store, key, out, err);
+    if (rc || !*out || (*out)->status != CACHE_STATUS_VARY)
+        return rc;
+    struct cache_entry *note = *out;
+    *out = NULL;
+    int64_t ttl;
+    if (cacheable_key(ds, kind, a, user, scope, ttl_override_ms, recipe, note_names(note), &ttl,
+                      key)) {
+        *via_vary = 1;
+        rc = cache_get(ds->store, key, out, err);
+    }
+    cache_entry_unref(note);
+    return rc;
 }
 
 /* ---- answering ---------------------------------------------------------------------------------- */
@@ -365,8 +514,9 @@ static size_t entry_headers(const struct cache_entry *e, int result, int64_t now
                             size_t age_size, struct proxy_header *hs)
 {
     size_t n = 0;
-    for (size_t i = 0; i < e->nheaders && n < CP_MAX_OUT_HEADERS - 2; i++)
-        hs[n++] = (struct proxy_header){e->headers[i].name, e->headers[i].value};
+    for (size_t i = 0; i < e->nheaders && n < CP_MAX_OUT_HEADERS - 3; i++)
+        if (strcasecmp(e->headers[i].name, "Cache-Status"))
+            hs[n++] = (struct proxy_header){e->headers[i].name, e->headers[i].value};
     hs[n++] = (struct proxy_header){"X-Cache", result_names[result]};
     int64_t a = (now - e->stored_ms) / 1000;
     snprintf(age, age_size, "%lld", (long long)(a < 0 ? 0 : a));
@@ -379,20 +529,28 @@ int proxy__try_hit(struct proxy_ds *ds, const struct proxy__admitted *a,
                    const struct proxy_sink *sink, size_t max_body)
 {
     int64_t ttl;
-    struct cache_key key;
+    struct cache_key key, primary;
     struct cache_entry *e = NULL;
     struct cp_err err;
+    int via_vary;
     if (a->refresh || !(ds->store_caps & CACHE_CAP_NO_IO) ||
-        !cacheable_key(ds, CACHE_KIND_RESOURCE, a, user, scope_override, -1, NULL, &ttl, &key) ||
-        cache_get(ds->store, &key, &e, &err) != 0 || !e)
+        !cacheable_key(ds, CACHE_KIND_RESOURCE, a, user, scope_override, -1, NULL, NULL, &ttl,
+                       &key) ||
+        store_lookup(ds, CACHE_KIND_RESOURCE, a, user, scope_override, -1, NULL, &key, &primary,
+                     &via_vary, &e, &err) != 0 ||
+        !e)
         return 0;
     int64_t now = cp_now_ms();
     int rc = 0;
-    if (e->body_len <= max_body && cache_entry_freshness(e, now) == CACHE_FRESH) {
+    if (e->status >= 100 && e->body_len <= max_body &&
+        cache_entry_freshness(e, now) == CACHE_FRESH) {
         count(ds, CACHE_KIND_RESOURCE, PROXY_HIT);
         struct proxy_header hs[CP_MAX_OUT_HEADERS];
-        char age[32];
+        char age[32], cstatus[96];
         size_t n = entry_headers(e, PROXY_HIT, now, age, sizeof age, hs);
+        snprintf(cstatus, sizeof cstatus, CACHE_STATUS_NAME "; hit; ttl=%lld",
+                 (long long)((e->stored_ms + e->ttl_ms - now) / 1000));
+        hs[n++] = (struct proxy_header){"Cache-Status", cstatus};
         int nm = client_has_it(a, e);
         rc = sink->head(sink->ctx, nm ? 304 : e->status, hs, n) ? CP_ECANCELED : 1;
         if (rc == 1 && !nm && e->body_len && sink->body(sink->ctx, e->body, e->body_len) != 0)
@@ -400,6 +558,44 @@ int proxy__try_hit(struct proxy_ds *ds, const struct proxy__admitted *a,
     }
     cache_entry_unref(e);
     return rc;
+}
+
+/* The Cache-Status (RFC 9211) of an answer from an entry. */
+static void entry_status(struct proxy_call *c, const struct cache_entry *e, int result,
+                         int64_t now)
+{
+    long long ttl = (long long)((e->stored_ms + e->ttl_ms - now) / 1000);
+    switch (result) {
+    case PROXY_HIT:
+        if (c->collapsed)
+            snprintf(c->cstatus, sizeof c->cstatus,
+                     CACHE_STATUS_NAME "; fwd=uri-miss; fwd-status=%d; collapsed", e->status);
+        else
+            snprintf(c->cstatus, sizeof c->cstatus, CACHE_STATUS_NAME "; hit; ttl=%lld", ttl);
+        break;
+    case PROXY_STALE:
+        if (!c->stale_sie)
+            snprintf(c->cstatus, sizeof c->cstatus,
+                     CACHE_STATUS_NAME "; hit; ttl=%lld; detail=stale-while-revalidate", ttl);
+        else if (c->t.status)
+            snprintf(c->cstatus, sizeof c->cstatus,
+                     CACHE_STATUS_NAME "; fwd=stale; fwd-status=%d; ttl=%lld; "
+                                       "detail=stale-if-error",
+                     c->t.status, ttl);
+        else
+            snprintf(c->cstatus, sizeof c->cstatus,
+                     CACHE_STATUS_NAME "; fwd=stale; ttl=%lld; detail=stale-if-error", ttl);
+        break;
+    case PROXY_REVALIDATED:
+        snprintf(c->cstatus, sizeof c->cstatus,
+                 CACHE_STATUS_NAME "; fwd=stale; fwd-status=304%s; ttl=%lld",
+                 c->t.cacheable ? "; stored" : "", ttl);
+        break;
+    default: /* an upstream error answer shared with this waiting call */
+        snprintf(c->cstatus, sizeof c->cstatus,
+                 CACHE_STATUS_NAME "; fwd=uri-miss; fwd-status=%d; collapsed", e->status);
+        break;
+    }
 }
 
 /* Answers from an entry (the front gets head, then the body in pieces), then ends the call. */
@@ -414,6 +610,8 @@ static void answer_entry(struct proxy_call *c, struct cache_entry *e, int result
     char age[32];
     int64_t now = cp_now_ms();
     size_t n = entry_headers(e, result, now, age, sizeof age, hs);
+    entry_status(c, e, result, now);
+    hs[n++] = (struct proxy_header){"Cache-Status", c->cstatus};
     int nm = client_has_it(&c->a, e);
     c->t.started = 1;
     if (c->ops->head(c, nm ? 304 : e->status, hs, n) != 0) {
@@ -524,26 +722,39 @@ static int per_user_answer(const struct cache_header *h, size_t n)
     return 0;
 }
 
+/* Whether an answer may be stored, and for how long (t->ttl_ms); when not, t->why_not says
+ * why (Cache-Status detail) and t->per_user whether it was meant for its caller alone. */
 static int response_cacheable(const struct proxy_ds *ds, struct tee *t, int status,
                               const struct cache_header *h, size_t n)
 {
     const struct cfg_cache *cc = &ds->cfg->cache;
     int ok = (status >= 200 && status <= 299 && status != 206) ||
              (status == 404 && cc->cache_404_ms > 0);
-    if (!ok)
+    t->per_user = per_user_answer(h, n);
+    if (!ok) {
+        t->why_not = "status";
         return 0;
+    }
     if (status == 404)
         t->ttl_ms = t->ttl_ms < cc->cache_404_ms ? t->ttl_ms : cc->cache_404_ms;
     for (size_t i = 0; i < n; i++) {
-        if (!strcasecmp(h[i].name, "Set-Cookie"))
-            return 0; /* a per-user answer: never shared */
-        if (!strcasecmp(h[i].name, "Vary") && strchr(h[i].value, '*'))
+        if (!strcasecmp(h[i].name, "Set-Cookie")) {
+            t->why_not = "set-cookie"; /* a per-user answer: never shared */
             return 0;
+        }
+        if (!strcasecmp(h[i].name, "Vary") && strchr(h[i].value, '*')) {
+            t->why_not = "vary";
+            return 0;
+        }
+        if (!strcasecmp(h[i].name, "Content-Length"))
+            t->length = atoll(h[i].value);
         if (cc->respect_cache_control && !strcasecmp(h[i].name, "Cache-Control")) {
             struct cache_control ctl;
             cache_control_parse(h[i].value, &ctl);
-            if (ctl.no_store || ctl.private_)
+            if (ctl.no_store || ctl.private_) {
+                t->why_not = ctl.no_store ? "no-store" : "private";
                 return 0;
+            }
             if (ctl.s_maxage_ms >= 0)
                 t->ttl_ms = ctl.s_maxage_ms;
             else if (ctl.max_age_ms >= 0)
@@ -552,22 +763,53 @@ static int response_cacheable(const struct proxy_ds *ds, struct tee *t, int stat
                 t->ttl_ms = 0; /* must revalidate every time: not worth storing */
         }
     }
-    return t->ttl_ms > 0;
+    if (t->ttl_ms <= 0) {
+        t->why_not = "ttl";
+        return 0;
+    }
+    if (t->length > cc->max_entry_bytes) {
+        t->why_not = "too-large";
+        return 0;
+    }
+    return 1;
 }
 
 /* Response headers for the client: upstream ones minus those we set ourselves. */
 static size_t client_headers(const struct cache_header *h, size_t n, const char *xcache,
-                             struct proxy_header *out)
+                             const char *cstatus, struct proxy_header *out)
 {
     size_t k = 0;
-    for (size_t i = 0; i < n && k < CP_MAX_OUT_HEADERS - 1; i++) {
-        if (!strcasecmp(h[i].name, "X-Cache") || !strcasecmp(h[i].name, "Age"))
+    for (size_t i = 0; i < n && k < CP_MAX_OUT_HEADERS - 2; i++) {
+        if (!strcasecmp(h[i].name, "X-Cache") || !strcasecmp(h[i].name, "Age") ||
+            !strcasecmp(h[i].name, "Cache-Status"))
             continue;
         out[k++] = (struct proxy_header){h[i].name, h[i].value};
     }
     if (xcache)
         out[k++] = (struct proxy_header){"X-Cache", xcache};
+    if (cstatus)
+        out[k++] = (struct proxy_header){"Cache-Status", cstatus};
     return k;
+}
+
+/* The Cache-Status of an answer forwarded from the upstream as it arrives. */
+static void forwarded_status(struct proxy_call *c, int status)
+{
+    const struct tee *t = &c->t;
+    if (!c->use_cache) {
+        int method = !cfg_strlist_has_ci(&c->ds->cfg->cache.methods, c->a.method);
+        snprintf(c->cstatus, sizeof c->cstatus, CACHE_STATUS_NAME "; fwd=%s%s",
+                 method ? "method" : "bypass", c->a.skip ? "; detail=skip" : "");
+        return;
+    }
+    const char *fwd = c->a.refresh ? "request" : c->reval ? "stale" : "uri-miss";
+    if (t->cacheable)
+        snprintf(c->cstatus, sizeof c->cstatus, CACHE_STATUS_NAME "; fwd=%s; fwd-status=%d%s",
+                 fwd, status, t->length >= 0 ? "; stored" : "");
+    else
+        snprintf(c->cstatus, sizeof c->cstatus,
+                 CACHE_STATUS_NAME "; fwd=%s; fwd-status=%d; detail=%s", fwd, status,
+                 t->why_not ? t->why_not : "status");
 }
 
 static int copy_headers(const struct cache_header *h, size_t n, struct cache_header **out,
@@ -605,8 +847,19 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
     struct tee *t = &c->t;
     t->status = status;
     t->stored_ms = cp_now_ms();
+    t->length = -1;
+    if (status == 304 && c->reval) {
+        /* our conditional request: the stored answer is still good; renewed in conclude */
+        t->revalidated = 1;
+        t->cacheable = c->use_cache && response_cacheable(c->ds, t, 200, h, n);
+        return copy_headers(h, n, &t->h304, &t->nh304);
+    }
     if (t->cacheable)
         t->cacheable = response_cacheable(c->ds, t, status, h, n);
+    else if (!t->why_not)
+        t->why_not = "bypass";
+    if (t->cacheable && !vary_names(c->ds->cfg, h, n, t->vary, sizeof t->vary))
+        t->vary[0] = 0;
     /* a failing upstream's answer is the same for every waiter of this call: keep it for them */
     t->keep = t->cacheable || (status >= 500 && !per_user_answer(h, n));
     if (status >= 500 && c->stale)
@@ -623,7 +876,8 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
     if (!streams_to_front(c))
         return 0;
     struct proxy_header out[CP_MAX_OUT_HEADERS];
-    size_t k = client_headers(h, n, result_names[t->result], out);
+    forwarded_status(c, status);
+    size_t k = client_headers(h, n, result_names[t->result], c->cstatus, out);
     t->started = 1;
     return c->ops->head(c, status, out, k);
 }
@@ -632,6 +886,8 @@ static int tee_body(void *ctx, const void *p, size_t n)
 {
     struct proxy_call *c = ctx;
     struct tee *t = &c->t;
+    if (t->revalidated)
+        return 0; /* a 304 has no body */
     if (t->deferred)
         return cp_buf_add(&t->raw, p, n) ? CP_ERESPBIG : 0;
     if (streams_to_front(c) && t->started) {
@@ -644,6 +900,7 @@ static int tee_body(void *ctx, const void *p, size_t n)
     }
     if (t->keep && cp_buf_add(&t->body, p, n) != 0) {
         t->keep = t->cacheable = 0; /* larger than maxEntryBytes: answer it, do not keep it */
+        t->why_not = "too-large";
         cp_buf_free(&t->body);
     }
     return 0;
@@ -678,11 +935,111 @@ static struct cache_entry *tee_entry(struct proxy_call *c, const struct cp_buf *
     return cache_entry_new(&sp);
 }
 
+/* A note (Vary or hit-for-miss) with one header, living as long as ttl_ms says. */
+static struct cache_entry *note_entry(struct proxy_call *c, int status, const char *name,
+                                      const char *value, int64_t ttl_ms)
+{
+    const struct cfg_cache *cc = &c->ds->cfg->cache;
+    struct cache_header h = {(char *)name, (char *)value};
+    struct cache_entry_spec sp = {.status = status,
+                                  .stored_ms = c->t.stored_ms,
+                                  .ttl_ms = ttl_ms,
+                                  .swr_ms = status == CACHE_STATUS_VARY ? cc->swr_ms : 0,
+                                  .sie_ms = status == CACHE_STATUS_VARY ? cc->sie_ms : 0,
+                                  .path = c->a.path,
+                                  .headers = &h,
+                                  .nheaders = name ? 1 : 0};
+    return cache_entry_new(&sp);
+}
+
+/* The stored entry renewed by a 304 (RFC 9111 section 4.3.4): its body and status, its
+ * headers updated with the 304's (but for Content-Length and hop-by-hop ones, gone already),
+ * a new lifetime from the 304's Cache-Control, else the configured one. */
+static struct cache_entry *renewed_entry(struct proxy_call *c)
+{
+    const struct cfg_cache *cc = &c->ds->cfg->cache;
+    const struct cache_entry *old = c->reval;
+    struct tee *t = &c->t;
+    size_t n = 0, cap = old->nheaders + t->nh304;
+    struct cache_header *hs = calloc(cap ? cap : 1, sizeof *hs);
+    if (!hs)
+        return NULL;
+    for (size_t i = 0; i < old->nheaders; i++) {
+        int replaced = 0;
+        for (size_t k = 0; k < t->nh304 && !replaced; k++)
+            replaced = !strcasecmp(t->h304[k].name, old->headers[i].name) &&
+                       strcasecmp(old->headers[i].name, "Content-Length");
+        if (!replaced)
+            hs[n++] = old->headers[i];
+    }
+    for (size_t k = 0; k < t->nh304; k++)
+        if (strcasecmp(t->h304[k].name, "Content-Length"))
+            hs[n++] = t->h304[k];
+    struct cache_entry_spec sp = {.status = old->status,
+                                  .stored_ms = t->stored_ms,
+                                  .ttl_ms = t->ttl_ms,
+                                  .swr_ms = cc->swr_ms,
+                                  .sie_ms = cc->sie_ms,
+                                  .path = old->path,
+                                  .headers = hs,
+                                  .nheaders = n,
+                                  .body = old->body,
+                                  .body_len = old->body_len};
+    struct cache_entry *e = cache_entry_new(&sp);
+    free(hs);
+    return e;
+}
+
+
+
+/* Decides what the call stores. */
+static void plan_writes(struct proxy_call *c, struct writes *w)
+{
+    struct tee *t = &c->t;
+    memset(w, 0, sizeof *w);
+    w->key = c->key;
+    if (c->fetch_rc || t->hold || !c->use_cache)
+        return;
+    if (t->revalidated) {
+        if (t->cacheable)
+            w->e = renewed_entry(c);
+        return;
+    }
+    if (t->cacheable) {
+        if (t->deferred && !c->transformed)
+            return;
+        w->e = tee_entry(c, t->deferred ? &c->keep : &t->body);
+        struct cache_key primary = c->via_vary ? c->primary : c->key;
+        int64_t ttl;
+        if (t->vary[0] && cacheable_key(c->ds, c->kind, &c->a, &c->user, c->scope,
+                                        c->ttl_override_ms, c->recipe, t->vary, &ttl,
+                                        &w->key)) {
+            /* the answer varies: it lives under the key of its variant, found through a note
+             * under the request's own key (which lives as long as the answer) */
+            w->note_key = primary;
+            w->note = note_entry(c, CACHE_STATUS_VARY, "Vary", t->vary, t->ttl_ms);
+        } else {
+            w->key = primary; /* a note that no longer holds is replaced by the answer */
+        }
+        w->retry = memcmp(w->key.h, c->key.h, sizeof w->key.h) != 0;
+        return;
+    }
+    /* an answer nobody else may have: remembered for a while, so that later calls go upstream
+     * side by side instead of waiting for each other */
+    if (t->status < 500 && t->why_not &&
+        (t->per_user || !strcmp(t->why_not, "no-store") || !strcmp(t->why_not, "private") ||
+         !strcmp(t->why_not, "set-cookie") || !strcmp(t->why_not, "too-large"))) {
+        w->note = note_entry(c, CACHE_STATUS_HIT_FOR_MISS, NULL, NULL, HIT_FOR_MISS_MS);
+        w->note_key = c->key;
+        w->hit_for_miss = 1;
+    }
+}
+
 /* What the leader hands the calls waiting for it: the entry it stored, the upstream's error
- * answer, or the error that ended the call; RETRY when the answer was its caller's alone or
- * the call was cancelled before an answer. */
-static void leader_outcome(struct proxy_call *c, struct cache_entry *stored,
-                           struct cache_outcome *o)
+ * answer, or the error that ended the call; RETRY when the answer was its caller's alone (then
+ * side by side when a hit-for-miss note says so), lives under another key (it varies), or the
+ * call was cancelled before an answer. */
+static void leader_outcome(struct proxy_call *c, const struct writes *w, struct cache_outcome *o)
 {
     struct tee *t = &c->t;
     memset(o, 0, sizeof *o);
@@ -695,10 +1052,14 @@ static void leader_outcome(struct proxy_call *c, struct cache_entry *stored,
         snprintf(o->msg, sizeof o->msg, "%s", cp_err_text(&c->err));
         return;
     }
-    if (stored) {
+    if (w->hit_for_miss) {
+        o->hit_for_miss = 1;
+        return;
+    }
+    if (w->e && !w->retry) {
         o->kind = CACHE_OUTCOME_ANSWER;
-        o->e = cache_entry_ref(stored);
-        o->transformed = c->transformed;
+        o->e = cache_entry_ref(w->e);
+        o->transformed = c->recipe != NULL;
         return;
     }
     if (t->status < 500)
@@ -724,41 +1085,54 @@ static void leader_outcome(struct proxy_call *c, struct cache_entry *stored,
     snprintf(o->msg, sizeof o->msg, "upstream %s answered %d", c->ds->host, t->status);
 }
 
-/* ---- storing (fire and forget on the io pool for stores that do I/O) ------------------------- */
+/* ---- storing (on the io pool for stores that do I/O) ------------------------------------------- */
 
 struct store_job {
     struct proxy_ds *ds;
-    struct cache_key key;
-    struct cache_entry *e; /* NULL: only unlock */
+    struct writes w;
+    struct cache_key lock_key;
     int unlock;
     struct cache_lock_token token;
 };
 
+/* The writes, then the unlock: other processes wait for the entry until the lock goes. */
+static void do_writes(struct proxy_ds *ds, const struct writes *w, int unlock,
+                      const struct cache_key *lock_key, const struct cache_lock_token *token)
+{
+    struct cp_err err = {0};
+    if (w->e && cache_set(ds->store, &w->key, w->e, &err) != 0)
+        backend_failed(ds, &err);
+    if (w->note && cache_set(ds->store, &w->note_key, w->note, &err) != 0)
+        backend_failed(ds, &err);
+    if (unlock)
+        cache_unlock(ds->store, lock_key, token);
+}
+
 static void store_run(void *arg)
 {
     struct store_job *j = arg;
-    struct cp_err err = {0};
-    if (j->e && cache_set(j->ds->store, &j->key, j->e, &err) != 0)
-        backend_failed(j->ds, &err);
-    /* stored before unlocked: other processes wait for the entry until the lock goes */
-    if (j->unlock)
-        cache_unlock(j->ds->store, &j->key, &j->token);
-    cache_entry_unref(j->e);
+    do_writes(j->ds, &j->w, j->unlock, &j->lock_key, &j->token);
+    writes_dispose(&j->w);
     proxy_ds_free(j->ds);
     free(j);
 }
 
-static void store_and_unlock(struct proxy_call *c, struct cache_entry *e)
+/* Fire and forget: nothing waits for these writes. */
+static void store_later(struct proxy_call *c, const struct writes *w)
 {
-    if (!e && !c->locked)
+    if (!w->e && !w->note && !c->locked)
         return;
     struct store_job *j = calloc(1, sizeof *j);
     if (!j)
         return;
     proxy__ds_ref(c->ds);
     j->ds = c->ds;
-    j->key = c->key;
-    j->e = e ? cache_entry_ref(e) : NULL;
+    j->w = *w;
+    if (j->w.e)
+        cache_entry_ref(j->w.e);
+    if (j->w.note)
+        cache_entry_ref(j->w.note);
+    j->lock_key = c->key;
     j->unlock = c->locked;
     j->token = c->lock_token;
     c->locked = 0;
@@ -769,16 +1143,17 @@ static void store_and_unlock(struct proxy_call *c, struct cache_entry *e)
 
 /* ---- background refresh (staleWhileRevalidate) ---------------------------------------------- */
 
-static void refresh_start(struct proxy_call *parent);
+static void refresh_start(struct proxy_call *parent, struct cache_entry *e);
 
 /* ---- steps ------------------------------------------------------------------------------------- */
 
-static void publish(struct proxy_call *c, struct cache_entry *stored)
+static void publish(struct proxy_call *c, const struct writes *w)
 {
     if (!c->leading)
         return;
     struct cache_outcome o;
-    leader_outcome(c, stored, &o);
+    struct writes none = {0};
+    leader_outcome(c, w ? w : &none, &o);
     c->leading = 0;
     cache_flight_done(c->ds->flights, &c->key, &o);
     cache_outcome_dispose(&o);
@@ -786,23 +1161,16 @@ static void publish(struct proxy_call *c, struct cache_entry *stored)
 
 static void answer_rest(struct proxy_call *c);
 
-/* The cross-process lock is released after the entry is stored, before the call ends: the
- * other processes waiting on the lock then find the entry. */
-static void store_unlock_work(struct proxy_call *c)
+/* Locked across processes: the writes and the unlock before the call goes on. */
+static void writes_work(struct proxy_call *c)
 {
-    struct cp_err err = {0};
-    if (c->got && cache_set(c->ds->store, &c->key, c->got, &err) != 0)
-        backend_failed(c->ds, &err);
-    cache_unlock(c->ds->store, &c->key, &c->lock_token);
+    do_writes(c->ds, &c->writes, 1, &c->key, &c->lock_token);
     c->locked = 0;
 }
 
-static void stored(struct proxy_call *c)
+static void written(struct proxy_call *c)
 {
-    struct cache_entry *fresh = c->got;
-    c->got = NULL;
-    publish(c, fresh);
-    cache_entry_unref(fresh);
+    publish(c, &c->writes);
     answer_rest(c);
 }
 
@@ -810,22 +1178,13 @@ static void stored(struct proxy_call *c)
  * then answer what was not streamed. */
 static void conclude(struct proxy_call *c)
 {
-    struct tee *t = &c->t;
-    struct cache_entry *fresh = NULL;
-    if (!c->fetch_rc && !t->hold && c->use_cache && t->cacheable) {
-        const struct cp_buf *kept = t->deferred ? &c->keep : &t->body;
-        if (!t->deferred || c->transformed)
-            fresh = tee_entry(c, kept);
-    }
+    plan_writes(c, &c->writes);
     if (c->locked) {
-        c->got = fresh;
-        offload(c, store_pool(c->ds), store_unlock_work, stored);
+        offload(c, store_pool(c->ds), writes_work, written);
         return;
     }
-    store_and_unlock(c, fresh);
-    publish(c, fresh);
-    cache_entry_unref(fresh);
-    answer_rest(c);
+    store_later(c, &c->writes);
+    written(c);
 }
 
 static void answer_rest(struct proxy_call *c)
@@ -845,6 +1204,7 @@ static void answer_rest(struct proxy_call *c)
     }
     if (serve_stale) {
         c->result = PROXY_STALE;
+        c->stale_sie = 1;
         count(ds, c->kind, PROXY_STALE);
         cp_log(ds->env.log, CP_LOG_WARN, "upstream failing: serving a stale answer",
                (struct cp_kv[]){CP_KV_S("error", rc ? cp_err_text(&c->err) : "5xx answer"),
@@ -853,6 +1213,19 @@ static void answer_rest(struct proxy_call *c)
         c->transformed = c->recipe != NULL;
         answer_entry(c, c->stale, PROXY_STALE);
         return;
+    }
+    if (!rc && t->revalidated) {
+        /* the stored answer holds: sent as renewed (or as stored, when it may not be kept) */
+        struct cache_entry *e = c->writes.e ? cache_entry_ref(c->writes.e) : renewed_entry(c);
+        if (e) {
+            c->result = PROXY_REVALIDATED;
+            c->transformed = c->recipe != NULL;
+            count(ds, c->kind, PROXY_REVALIDATED);
+            answer_entry(c, e, PROXY_REVALIDATED);
+            cache_entry_unref(e);
+            return;
+        }
+        rc = cp_err_set(&c->err, CP_ENOMEM, "out of memory");
     }
     c->result = t->result;
     count(ds, c->kind, t->result);
@@ -876,7 +1249,7 @@ static void answer_rest(struct proxy_call *c)
         return;
     }
     struct proxy_header out[CP_MAX_OUT_HEADERS];
-    size_t k = client_headers(t->rh, t->nrh, result_names[t->result], out);
+    size_t k = client_headers(t->rh, t->nrh, result_names[t->result], NULL, out);
     answer_buf(c, t->status, out, k, &t->raw);
 }
 
@@ -922,8 +1295,8 @@ static void creds_ready(void *arg, int rc, const struct cp_err *err)
             c->detached = 1;
         struct proxy__upstream_req rq = {.method = c->a.method,
                                          .path_query = c->pq.p,
-                                         .headers = c->a.fwd,
-                                         .nheaders = c->a.nfwd,
+                                         .headers = c->up,
+                                         .nheaders = c->nup,
                                          .creds = &c->creds,
                                          .body = c->a.body,
                                          .body_len = c->a.body_len,
@@ -953,6 +1326,17 @@ static void creds_step(struct proxy_call *c)
         conclude(c);
         return;
     }
+    /* the headers sent: the forwarded ones, or for a conditional refresh ours in place of
+     * the client's own conditions (the client's are answered here, from the entry) */
+    c->nup = 0;
+    for (size_t i = 0; i < c->a.nfwd; i++)
+        if (!c->reval || (strcasecmp(c->a.fwd[i].name, "If-None-Match") &&
+                          strcasecmp(c->a.fwd[i].name, "If-Modified-Since")))
+            c->up[c->nup++] = c->a.fwd[i];
+    if (c->reval && c->reval->etag)
+        c->up[c->nup++] = (struct proxy_header){"If-None-Match", c->reval->etag};
+    if (c->reval && c->reval->last_modified)
+        c->up[c->nup++] = (struct proxy_header){"If-Modified-Since", c->reval->last_modified};
     c->og = (struct auth_outgoing){.user = &c->user,
                                    .method = c->a.method,
                                    .path_query = c->pq.p,
@@ -1041,7 +1425,7 @@ static void lock_done(struct proxy_call *c)
 {
     if (c->cancelled) {
         c->locked = c->got_rc == 1;
-        store_and_unlock(c, NULL);
+        store_later(c, &(struct writes){0});
         publish(c, NULL);
         finish(c, CP_ECANCELED);
         return;
@@ -1119,12 +1503,19 @@ static void outcome_arrived(struct proxy_call *c)
         return;
     }
     if (o->kind == CACHE_OUTCOME_RETRY) {
+        int side_by_side = o->hit_for_miss;
         cache_outcome_dispose(o);
-        miss_step(c); /* the leader's answer was its own: the next one of us fetches */
+        if (side_by_side) { /* the answer cannot be shared: every waiter asks for its own */
+            c->hit_for_miss = 1;
+            fetch_step(c);
+        } else { /* the answer lives under another key, or the leader gave up: look again */
+            lookup_step(c);
+        }
         return;
     }
     if (o->kind == CACHE_OUTCOME_ANSWER && !o->failed) {
         count_coalesced(ds);
+        c->collapsed = 1;
         c->result = PROXY_HIT;
         c->transformed = o->transformed;
         count(ds, c->kind, PROXY_HIT);
@@ -1133,6 +1524,7 @@ static void outcome_arrived(struct proxy_call *c)
     }
     if (c->stale) { /* the upstream failed for the leader: staleIfError, per call */
         c->result = PROXY_STALE;
+        c->stale_sie = 1;
         c->transformed = c->recipe != NULL;
         count(ds, c->kind, PROXY_STALE);
         answer_entry(c, c->stale, PROXY_STALE);
@@ -1142,6 +1534,7 @@ static void outcome_arrived(struct proxy_call *c)
     count(ds, c->kind, PROXY_MISS);
     if (o->kind == CACHE_OUTCOME_ANSWER) {
         count_coalesced(ds);
+        c->collapsed = 1;
         c->transformed = o->transformed;
         answer_entry(c, o->e, PROXY_MISS);
         return;
@@ -1154,6 +1547,10 @@ static void outcome_arrived(struct proxy_call *c)
 /* A miss: one fetch per key in this process; the others wait for its outcome. */
 static void miss_step(struct proxy_call *c)
 {
+    if (c->hit_for_miss) {
+        fetch_step(c);
+        return;
+    }
     c->phase = PH_WAIT;
     c->waiter.fn = waiter_fn;
     c->waiter.ctx = c;
@@ -1175,9 +1572,17 @@ static void lookup_work(struct proxy_call *c)
 {
     struct cp_err err = {0};
     c->got = NULL;
-    c->got_rc = cache_get(c->ds->store, &c->key, &c->got, &err);
+    c->got_rc = store_lookup(c->ds, c->kind, &c->a, &c->user, c->scope, c->ttl_override_ms,
+                             c->recipe, &c->key, &c->primary, &c->via_vary, &c->got, &err);
     if (c->got_rc)
         backend_failed(c->ds, &err);
+}
+
+/* An expired answer with a validator: the fetch asks whether it still holds (a 304 renews it
+ * without its body). */
+static int has_validator(const struct cache_entry *e)
+{
+    return e->status == 200 && (e->etag || e->last_modified);
 }
 
 static void lookup_done(struct proxy_call *c)
@@ -1189,21 +1594,40 @@ static void lookup_done(struct proxy_call *c)
         finish(c, CP_ECANCELED);
         return;
     }
+    int64_t now = cp_now_ms();
+    if (e && e->status == CACHE_STATUS_HIT_FOR_MISS) {
+        int holds = cache_entry_freshness(e, now) == CACHE_FRESH;
+        cache_entry_unref(e);
+        if (holds) { /* the last answer could not be shared: no waiting for each other */
+            c->hit_for_miss = 1;
+            fetch_step(c);
+            return;
+        }
+        e = NULL;
+    }
+    if (e && e->status < 100) { /* a note where an answer should be: treat as absent */
+        cache_entry_unref(e);
+        e = NULL;
+    }
     if (e) {
         /* a query reader's own lifetime bounds what it accepts (cacheTtl is per query) */
-        enum cache_freshness f = cache_entry_freshness_for(
-            e, cp_now_ms(), c->kind == CACHE_KIND_QUERY ? c->ttl : -1);
+        enum cache_freshness f =
+            cache_entry_freshness_for(e, now, c->kind == CACHE_KIND_QUERY ? c->ttl : -1);
+        if (c->a.refresh) /* renewed on request: never answered from, but maybe validated */
+            f = CACHE_EXPIRED;
         if (f == CACHE_FRESH || f == CACHE_STALE_SWR) {
             int r = f == CACHE_FRESH ? PROXY_HIT : PROXY_STALE;
             c->result = r;
             c->transformed = c->recipe != NULL;
             count(c->ds, c->kind, r);
             if (f == CACHE_STALE_SWR && !c->a.body_len)
-                refresh_start(c);
+                refresh_start(c, e);
             answer_entry(c, e, r);
             cache_entry_unref(e);
             return;
         }
+        if (has_validator(e) && c->ds->cfg->cache.revalidate)
+            c->reval = cache_entry_ref(e);
         if (f == CACHE_STALE_SIE)
             c->stale = e;
         else
@@ -1215,17 +1639,26 @@ static void lookup_done(struct proxy_call *c)
 static void lookup_step(struct proxy_call *c)
 {
     c->phase = PH_LOOKUP;
-    c->use_cache = cacheable_key(c->ds, c->kind, &c->a, &c->user, c->scope, c->ttl_override_ms,
-                                 c->recipe, &c->ttl, &c->key);
     if (!c->use_cache) {
         fetch_step(c);
         return;
     }
-    if (c->a.refresh) {
-        miss_step(c);
-        return;
-    }
+    /* a fresh look: a retry after a leader forgets what an earlier one found */
+    c->via_vary = 0;
+    c->key = c->primary;
+    cache_entry_unref(c->stale);
+    cache_entry_unref(c->reval);
+    c->stale = c->reval = NULL;
     offload(c, store_pool(c->ds), lookup_work, lookup_done);
+}
+
+/* Whether the call may use the cache, and its key; then the lookup. */
+static void key_step(struct proxy_call *c)
+{
+    c->use_cache = cacheable_key(c->ds, c->kind, &c->a, &c->user, c->scope, c->ttl_override_ms,
+                                 c->recipe, NULL, &c->ttl, &c->key);
+    c->primary = c->key;
+    lookup_step(c);
 }
 
 /* ---- admission ------------------------------------------------------------------------------ */
@@ -1248,7 +1681,7 @@ static void authorized(void *arg, const struct auth_decision *d)
     if (c->ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH && c->a.fwd_authorization &&
         (c->user_token = strdup(c->a.fwd_authorization)))
         proxy__user_token(c->ds, c->user_token, 1);
-    lookup_step(c);
+    key_step(c);
 }
 
 static void start(struct proxy_call *c)
@@ -1329,8 +1762,9 @@ static size_t str_size(const char *s) { return s ? strlen(s) + 1 : 0; }
 static void refresh_go(struct proxy_call *c) { fetch_step(c); }
 
 /* Starts one background refresh of the parent's key unless one is under way: a call without
- * a front, with its own copies of what it needs. */
-static void refresh_start(struct proxy_call *parent)
+ * a front, with its own copies of what it needs; conditional when the stale entry e has a
+ * validator. */
+static void refresh_start(struct proxy_call *parent, struct cache_entry *e)
 {
     struct proxy_ds *ds = parent->ds;
     /* forwardOAuth: the user's token cannot be kept for a later call: no background refresh,
@@ -1342,7 +1776,11 @@ static void refresh_start(struct proxy_call *parent)
         return;
     c->kind = parent->kind;
     c->key = parent->key;
+    c->primary = parent->primary;
+    c->via_vary = parent->via_vary;
     c->use_cache = 1;
+    if (has_validator(e) && ds->cfg->cache.revalidate)
+        c->reval = cache_entry_ref(e);
     c->ttl = parent->ttl;
     c->scope = parent->scope;
     c->waiter.fn = waiter_fn;

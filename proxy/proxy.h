@@ -23,7 +23,8 @@ struct proxy_ds;
 struct proxy_counters {
     _Atomic uint64_t upstream[6]; /* by status class: [0] transport error, [1..5] 1xx..5xx */
     struct cp_hist upstream_duration;
-    _Atomic uint64_t cache[2][4]; /* [kind: 0 resource, 1 query][result: hit miss stale bypass] */
+    /* [kind: 0 resource, 1 query][result: hit miss stale bypass revalidated] */
+    _Atomic uint64_t cache[2][5];
     _Atomic uint64_t coalesced;
     _Atomic uint64_t waiting; /* calls waiting now for an identical call's outcome */
     _Atomic uint64_t authz[2]; /* [0] deny, [1] allow */
@@ -32,7 +33,7 @@ struct proxy_counters {
     _Atomic uint64_t errors; /* plugin-made error answers */
     _Atomic int64_t calls;   /* calls and background refreshes in flight */
 };
-enum { PROXY_HIT, PROXY_MISS, PROXY_STALE, PROXY_BYPASS };
+enum { PROXY_HIT, PROXY_MISS, PROXY_STALE, PROXY_BYPASS, PROXY_REVALIDATED };
 enum { PROXY_KIND_RESOURCE, PROXY_KIND_QUERY };
 
 /* What every instance shares: set once by the host, borrowed by instances. */

@@ -33,7 +33,8 @@ struct proxy_ds {
     char *host;      /* "host[:port]", for messages */
     char *base_path; /* path part of cfg->url, "" or "/v2" */
     struct curl_blob ca_blob, cert_blob, key_blob;
-    _Atomic uint64_t hits, misses, stale, bypass, coalesced, upstream_requests, errors;
+    _Atomic uint64_t hits, misses, stale, bypass, revalidated, coalesced, upstream_requests,
+        errors;
     _Atomic int running, queued; /* upstream transfers, mirrored from the loop for metrics */
 };
 
@@ -114,10 +115,12 @@ struct proxy__admitted {
     const char *query;
     struct proxy_header fwd[CP_MAX_FWD_HEADERS + 32]; /* the model's, then forwarded ones */
     size_t nfwd;
+    size_t nown; /* of which the first nown are the model's own (part of the request) */
     const void *body;
     size_t body_len;
     const char *fwd_authorization, *fwd_id_token; /* forwardOAuth tokens */
-    int refresh; /* Cache-Control: no-cache from an Editor or Admin */
+    int refresh; /* Cache-Control: no-cache from an Editor or Admin: the entry is renewed */
+    int skip;    /* X-Cache-Skip: true from an Editor or Admin: the cache is not used */
 };
 
 /* The checks of admission that need nothing but the request, in one order for every front:
@@ -133,6 +136,9 @@ size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header
                              struct proxy_header *out, size_t max);
 /* 1 when an Editor or Admin asked for a fresh answer (Cache-Control/Pragma: no-cache). */
 int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp_user *u);
+/* 1 when an Editor or Admin asked to skip the cache (X-Cache-Skip: true, as Grafana
+ * Enterprise's cache understands it). */
+int proxy__wants_skip(const struct proxy_header *h, size_t n, const struct cp_user *u);
 /* First value of a header (case-insensitive name), or NULL. */
 const char *proxy__header(const struct proxy_header *h, size_t n, const char *name);
 /* 1 when s is an RFC 9110 token (methods, header names). */

@@ -197,13 +197,15 @@ static int handle_stats(struct proxy_ds *ds, const struct proxy_sink *sink)
     cache_usage(ds->store, &u);
     uint64_t hits = atomic_load(&ds->hits), misses = atomic_load(&ds->misses),
              stale = atomic_load(&ds->stale), lookups = hits + misses + stale;
-    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I}", "backend",
+    uint64_t reval = atomic_load(&ds->revalidated);
+    lookups += reval;
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:I,s:I}", "backend",
                           cache_store_backend(ds->store), "entries", (json_int_t)u.entries,
                           "bytes", (json_int_t)u.bytes, "hits", (json_int_t)hits, "misses",
-                          (json_int_t)misses, "stale", (json_int_t)stale, "bypass",
-                          (json_int_t)atomic_load(&ds->bypass), "coalesced",
-                          (json_int_t)atomic_load(&ds->coalesced), "hitRatio",
-                          lookups ? (double)(hits + stale) / (double)lookups : 0.0,
+                          (json_int_t)misses, "stale", (json_int_t)stale, "revalidated",
+                          (json_int_t)reval, "bypass", (json_int_t)atomic_load(&ds->bypass),
+                          "coalesced", (json_int_t)atomic_load(&ds->coalesced), "hitRatio",
+                          lookups ? (double)(hits + stale + reval) / (double)lookups : 0.0,
                           "upstreamRequests", (json_int_t)atomic_load(&ds->upstream_requests),
                           "errors", (json_int_t)atomic_load(&ds->errors));
     return send_json(sink, 200, j);

@@ -179,7 +179,7 @@ class CoalescingUnderFailureTest(Base):
             self.assertEqual(hval(r[1], "X-Cache"), "STALE")
         self.assertEqual(gate.seen, 1)
 
-    def test_per_user_answers_are_never_shared_and_retried_one_at_a_time(self):
+    def test_per_user_answers_are_never_shared_and_go_upstream_side_by_side(self):
         n = itertools.count(1)
         lock = threading.Lock()
         inflight = [0, 0]  # now, peak
@@ -206,7 +206,8 @@ class CoalescingUnderFailureTest(Base):
             bodies.add(r[2])
         self.assertEqual(len(bodies), 6, "an answer with a cookie went to two callers")
         self.assertEqual(self.up.count("/me"), 6)
-        self.assertEqual(inflight[1], 1, "more than one retry of the key ran at a time")
+        # the first such answer leaves a hit-for-miss note: the others do not queue
+        self.assertGreater(inflight[1], 1, "the calls waited for each other")
 
     def test_query_waiters_share_an_error(self):
         self.qgate = Gate(lambda r: (200, {}, b"[]"))

@@ -976,7 +976,7 @@ class SecretsTest(Base):
 
 # ---- 8. cache resources ---------------------------------------------------------------------
 
-STATS_KEYS = {"backend", "entries", "bytes", "hits", "misses", "stale", "bypass", "coalesced",
+STATS_KEYS = {"backend", "entries", "bytes", "hits", "misses", "stale", "revalidated", "bypass", "coalesced",
               "hitRatio", "upstreamRequests", "errors"}
 
 
