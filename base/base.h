@@ -186,7 +186,7 @@ void cp_loop_free(struct cp_loop *l);
 int cp_loop_post(struct cp_loop *l, void (*fn)(void *arg), void *arg);
 /* 1 when called on l's thread. */
 int cp_loop_is_current(const struct cp_loop *l);
-/* Jobs run so far (tests, metrics). */
+/* Jobs started so far (tests, metrics). */
 uint64_t cp_loop_jobs(struct cp_loop *l);
 
 /* A one-shot timer (loop thread only): fn(arg) runs once after ms, on the loop. */

@@ -50,9 +50,9 @@ static void run_jobs(uv_async_t *a)
         }
         while (j) {
             struct job *next = j->next;
+            atomic_fetch_add_explicit(&l->jobs, 1, memory_order_relaxed);
             j->fn(j->arg);
             free(j);
-            atomic_fetch_add_explicit(&l->jobs, 1, memory_order_relaxed);
             j = next;
         }
     }

@@ -237,7 +237,8 @@ int cache_entry_decode(const void *p, size_t n, struct cache_entry **out)
     const char *path = get_str(&r, &pl);
     uint32_t nh = get_u32(&r);
     /* times no writer of ours produces (and whose sums would overflow) mark a foreign value */
-    if (r.bad || nh > MAX_HEADERS || sp.status < 100 || sp.status > 599 ||
+    int note = sp.status == CACHE_STATUS_VARY || sp.status == CACHE_STATUS_HIT_FOR_MISS;
+    if (r.bad || nh > MAX_HEADERS || (sp.status < 100 && !note) || sp.status > 599 ||
         sp.stored_ms < 0 || sp.stored_ms > MAX_TIME_MS || sp.ttl_ms < 0 ||
         sp.ttl_ms > MAX_TIME_MS || sp.swr_ms < 0 || sp.swr_ms > MAX_TIME_MS || sp.sie_ms < 0 ||
         sp.sie_ms > MAX_TIME_MS)

@@ -524,6 +524,13 @@ static size_t entry_headers(const struct cache_entry *e, int result, int64_t now
     return n;
 }
 
+/* Seconds of freshness left, rounded down (negative once stale). */
+static long long ttl_left(const struct cache_entry *e, int64_t now)
+{
+    int64_t ms = e->stored_ms + e->ttl_ms - now;
+    return (long long)(ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000));
+}
+
 int proxy__try_hit(struct proxy_ds *ds, const struct proxy__admitted *a,
                    const struct cp_user *user, int scope_override,
                    const struct proxy_sink *sink, size_t max_body)
@@ -548,8 +555,7 @@ int proxy__try_hit(struct proxy_ds *ds, const struct proxy__admitted *a,
         struct proxy_header hs[CP_MAX_OUT_HEADERS];
         char age[32], cstatus[96];
         size_t n = entry_headers(e, PROXY_HIT, now, age, sizeof age, hs);
-        snprintf(cstatus, sizeof cstatus, CACHE_STATUS_NAME "; hit; ttl=%lld",
-                 (long long)((e->stored_ms + e->ttl_ms - now) / 1000));
+        snprintf(cstatus, sizeof cstatus, CACHE_STATUS_NAME "; hit; ttl=%lld", ttl_left(e, now));
         hs[n++] = (struct proxy_header){"Cache-Status", cstatus};
         int nm = client_has_it(a, e);
         rc = sink->head(sink->ctx, nm ? 304 : e->status, hs, n) ? CP_ECANCELED : 1;
@@ -561,10 +567,11 @@ int proxy__try_hit(struct proxy_ds *ds, const struct proxy__admitted *a,
 }
 
 /* The Cache-Status (RFC 9211) of an answer from an entry. */
+
 static void entry_status(struct proxy_call *c, const struct cache_entry *e, int result,
                          int64_t now)
 {
-    long long ttl = (long long)((e->stored_ms + e->ttl_ms - now) / 1000);
+    long long ttl = ttl_left(e, now);
     switch (result) {
     case PROXY_HIT:
         if (c->collapsed)
@@ -746,8 +753,6 @@ static int response_cacheable(const struct proxy_ds *ds, struct tee *t, int stat
             t->why_not = "vary";
             return 0;
         }
-        if (!strcasecmp(h[i].name, "Content-Length"))
-            t->length = atoll(h[i].value);
         if (cc->respect_cache_control && !strcasecmp(h[i].name, "Cache-Control")) {
             struct cache_control ctl;
             cache_control_parse(h[i].value, &ctl);
@@ -841,13 +846,14 @@ static int streams_to_front(const struct proxy_call *c)
     return c->ops && !c->detached && !c->cancelled && !c->t.hold && !c->t.deferred;
 }
 
-static int tee_head(void *ctx, int status, const struct cache_header *h, size_t n)
+static int tee_head(void *ctx, int status, const struct cache_header *h, size_t n,
+                    int64_t length)
 {
     struct proxy_call *c = ctx;
     struct tee *t = &c->t;
     t->status = status;
     t->stored_ms = cp_now_ms();
-    t->length = -1;
+    t->length = length;
     if (status == 304 && c->reval) {
         /* our conditional request: the stored answer is still good; renewed in conclude */
         t->revalidated = 1;
@@ -1087,14 +1093,6 @@ static void leader_outcome(struct proxy_call *c, const struct writes *w, struct 
 
 /* ---- storing (on the io pool for stores that do I/O) ------------------------------------------- */
 
-struct store_job {
-    struct proxy_ds *ds;
-    struct writes w;
-    struct cache_key lock_key;
-    int unlock;
-    struct cache_lock_token token;
-};
-
 /* The writes, then the unlock: other processes wait for the entry until the lock goes. */
 static void do_writes(struct proxy_ds *ds, const struct writes *w, int unlock,
                       const struct cache_key *lock_key, const struct cache_lock_token *token)
@@ -1106,39 +1104,6 @@ static void do_writes(struct proxy_ds *ds, const struct writes *w, int unlock,
         backend_failed(ds, &err);
     if (unlock)
         cache_unlock(ds->store, lock_key, token);
-}
-
-static void store_run(void *arg)
-{
-    struct store_job *j = arg;
-    do_writes(j->ds, &j->w, j->unlock, &j->lock_key, &j->token);
-    writes_dispose(&j->w);
-    proxy_ds_free(j->ds);
-    free(j);
-}
-
-/* Fire and forget: nothing waits for these writes. */
-static void store_later(struct proxy_call *c, const struct writes *w)
-{
-    if (!w->e && !w->note && !c->locked)
-        return;
-    struct store_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return;
-    proxy__ds_ref(c->ds);
-    j->ds = c->ds;
-    j->w = *w;
-    if (j->w.e)
-        cache_entry_ref(j->w.e);
-    if (j->w.note)
-        cache_entry_ref(j->w.note);
-    j->lock_key = c->key;
-    j->unlock = c->locked;
-    j->token = c->lock_token;
-    c->locked = 0;
-    struct cp_pool *pool = store_pool(c->ds);
-    if (!pool || cp_pool_submit(pool, store_run, j) != 0)
-        store_run(j);
 }
 
 /* ---- background refresh (staleWhileRevalidate) ---------------------------------------------- */
@@ -1161,10 +1126,11 @@ static void publish(struct proxy_call *c, const struct writes *w)
 
 static void answer_rest(struct proxy_call *c);
 
-/* Locked across processes: the writes and the unlock before the call goes on. */
+/* The writes (and the unlock of a cross-process lock) before the call goes on: the next call
+ * of this client finds the entry, and other processes waiting on the lock find it too. */
 static void writes_work(struct proxy_call *c)
 {
-    do_writes(c->ds, &c->writes, 1, &c->key, &c->lock_token);
+    do_writes(c->ds, &c->writes, c->locked, &c->key, &c->lock_token);
     c->locked = 0;
 }
 
@@ -1179,11 +1145,10 @@ static void written(struct proxy_call *c)
 static void conclude(struct proxy_call *c)
 {
     plan_writes(c, &c->writes);
-    if (c->locked) {
+    if (c->writes.e || c->writes.note || c->locked) {
         offload(c, store_pool(c->ds), writes_work, written);
         return;
     }
-    store_later(c, &c->writes);
     written(c);
 }
 
@@ -1425,9 +1390,8 @@ static void lock_done(struct proxy_call *c)
 {
     if (c->cancelled) {
         c->locked = c->got_rc == 1;
-        store_later(c, &(struct writes){0});
-        publish(c, NULL);
-        finish(c, CP_ECANCELED);
+        c->fetch_rc = CP_ECANCELED;
+        conclude(c); /* unlocks, tells the waiters to retry, ends the call */
         return;
     }
     if (c->got_rc == 0) {

@@ -268,9 +268,10 @@ static void ping_job(void *arg)
         ping_done(h);
 }
 
-static int health_head(void *ctx, int status, const struct cache_header *hd, size_t n)
+static int health_head(void *ctx, int status, const struct cache_header *hd, size_t n,
+                       int64_t length)
 {
-    (void)hd, (void)n;
+    (void)hd, (void)n, (void)length;
     ((struct health *)ctx)->status = status;
     return 0;
 }

@@ -133,10 +133,11 @@ static int finish_head(struct proxy__xfer *x)
     if (x->head_done)
         return 0;
     x->head_done = 1;
+    int64_t length = -1;
     for (size_t i = 0; i < x->nh && strcmp(x->method, "HEAD"); i++)
         if (!strcasecmp(x->hdr[i].name, "Content-Length")) {
-            long long cl = atoll(x->hdr[i].value);
-            if (x->max > 0 && cl > x->max)
+            length = atoll(x->hdr[i].value);
+            if (x->max > 0 && length > x->max)
                 return x->abort_code = CP_ERESPBIG;
         }
     /* drop hop-by-hop headers (and those the Connection header names) before handing over */
@@ -169,7 +170,7 @@ static int finish_head(struct proxy__xfer *x)
     }
     x->nh = w;
     free(conn);
-    if (x->sink.on_head(x->sink.ctx, x->status, x->hdr, x->nh) != 0)
+    if (x->sink.on_head(x->sink.ctx, x->status, x->hdr, x->nh, length) != 0)
         return x->abort_code = CP_ECANCELED;
     return 0;
 }

@@ -64,7 +64,10 @@ struct proxy__upstream_req {
  * was received (whatever its status), else CP_EUPSTREAM, CP_ETIMEDOUT, CP_ERESPBIG,
  * CP_ECANCELED with err detail (host only, never the query or credentials). */
 struct proxy__upstream_sink {
-    int (*on_head)(void *ctx, int status, const struct cache_header *h, size_t n);
+    /* length: the answer's Content-Length (dropped from h with the other framing headers),
+     * -1 when it has none */
+    int (*on_head)(void *ctx, int status, const struct cache_header *h, size_t n,
+                   int64_t length);
     int (*on_body)(void *ctx, const void *p, size_t n);
     void (*on_done)(void *ctx, int rc, const struct cp_err *err);
     void *ctx;
