@@ -61,6 +61,8 @@ export interface CacheSettings {
   staleWhileRevalidate?: Duration;
   staleIfError?: Duration;
   respectCacheControl?: boolean;
+  /** conditional refresh of expired entries with validators */
+  revalidate?: boolean;
   scope?: CacheScope;
   timeAlign?: Duration;
   maxEntryBytes?: Size;
@@ -81,6 +83,7 @@ export const CACHE_KEYS = [
   'staleWhileRevalidate',
   'staleIfError',
   'respectCacheControl',
+  'revalidate',
   'scope',
   'timeAlign',
   'maxEntryBytes',
@@ -100,6 +103,7 @@ export const CACHE_DEFAULTS = {
   staleWhileRevalidate: '0s',
   staleIfError: '0s',
   respectCacheControl: true,
+  revalidate: true,
   scope: 'shared',
   timeAlign: '10s',
   maxEntryBytes: '8MiB',
@@ -297,6 +301,7 @@ export interface CacheStats {
   hits: number;
   misses: number;
   stale: number;
+  revalidated: number;
   bypass: number;
   coalesced: number;
   hitRatio: number;

@@ -289,6 +289,7 @@ describe('config editor', () => {
     await user.type(within(cache).getByLabelText(/^Query TTL/), '300');
     await user.type(within(cache).getByLabelText(/^Cacheable methods/), 'post{Enter}');
     await user.click(within(cache).getByLabelText(/^Respect Cache-Control/));
+    await user.click(within(cache).getByLabelText(/^Revalidate/));
     await user.click(within(cache).getByLabelText('Org'));
     await user.click(within(cache).getByRole('button', { name: 'Add lifetime' }));
     await user.type(within(cache).getByLabelText(/^Paths of lifetime 1/), '/live/**{Enter}');
@@ -308,6 +309,7 @@ describe('config editor', () => {
         queryTtl: 300,
         methods: ['POST'],
         respectCacheControl: false,
+        revalidate: false,
         scope: 'org',
         rules: [{ paths: ['/live/**'], ttl: 0 }],
       },
@@ -341,6 +343,7 @@ describe('cache panel', () => {
     hits: 90,
     misses: 10,
     stale: 1,
+    revalidated: 4,
     bypass: 2,
     coalesced: 3,
     hitRatio: 0.9,

@@ -113,6 +113,7 @@ describe('types match the settings parser', () => {
     expect(ms(CACHE_DEFAULTS.timeAlign)).toBe(assigned('time_align_ms'));
     expect(ms(CACHE_DEFAULTS.nearCacheTtl)).toBe(assigned('near_cache_ms'));
     expect(Number(CACHE_DEFAULTS.respectCacheControl)).toBe(assigned('respect_cache_control'));
+    expect(Number(CACHE_DEFAULTS.revalidate)).toBe(assigned('revalidate'));
     expect(ms(DEFAULTS.authzCacheTtl)).toBe(Number(/authz_cache_ttl_ms = (\d+);/.exec(settingsC)![1]));
     expect(settingsC).toContain(`"${CACHE_DEFAULTS.keyPrefix}"`);
     expect(settingsC).toContain(`"${DEFAULTS.apiKeyHeader}"`);

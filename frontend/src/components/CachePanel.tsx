@@ -41,6 +41,7 @@ const FIGURES: Array<{ key: keyof CacheStats; label: string; format?: (v: number
   { key: 'hits', label: 'Hits' },
   { key: 'misses', label: 'Misses' },
   { key: 'stale', label: 'Stale' },
+  { key: 'revalidated', label: 'Revalidated' },
   { key: 'bypass', label: 'Bypass' },
   { key: 'coalesced', label: 'Coalesced' },
   { key: 'upstreamRequests', label: 'Upstream requests' },

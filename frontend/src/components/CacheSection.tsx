@@ -132,6 +132,13 @@ export function CacheSection({ options, onChange }: Props) {
             value={c.respectCacheControl ?? CACHE_DEFAULTS.respectCacheControl}
             onChange={(v) => set('respectCacheControl', v === CACHE_DEFAULTS.respectCacheControl ? undefined : v)}
           />
+          <SwitchField
+            id="cp-cache-revalidate"
+            label="Revalidate"
+            description="Refresh expired answers that carry an ETag or Last-Modified with a conditional request; a 304 renews them without their body. Default: on."
+            value={c.revalidate ?? CACHE_DEFAULTS.revalidate}
+            onChange={(v) => set('revalidate', v === CACHE_DEFAULTS.revalidate ? undefined : v)}
+          />
           <ChoiceField<CacheScope>
             id="cp-cache-scope"
             label="Scope"
