@@ -27,6 +27,7 @@ struct data_front {
     size_t nh;
     pthread_mutex_t mu;
     struct proxy_batch *batch;
+    int cancelled; /* the client left (on_cancel): the gRPC call may be gone after the reply */
 };
 
 /* Grafana's string header map: "http_<Name>" keys (some versions send Authorization,
@@ -67,6 +68,7 @@ static void on_cancel(void *ctx)
 {
     struct data_front *f = ctx;
     pthread_mutex_lock(&f->mu);
+    f->cancelled = 1;
     struct proxy_batch *b = f->batch;
     pthread_mutex_unlock(&f->mu);
     proxy_batch_cancel(b);
@@ -155,7 +157,7 @@ static void instance_ready(void *ctx, struct plugin_instance *in, const struct c
     }
     pthread_mutex_lock(&f->mu);
     f->batch = b;
-    int gone = rpc_cancelled(f->c);
+    int gone = f->cancelled;
     pthread_mutex_unlock(&f->mu);
     if (gone)
         proxy_batch_cancel(b);

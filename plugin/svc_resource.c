@@ -34,6 +34,7 @@ struct res_front {
     pthread_mutex_t mu;
     int started, sent_any, ended;
     int paused;    /* the pipeline was told PROXY_PAUSE */
+    int cancelled; /* the client left (on_cancel): the gRPC call may be gone after the end */
     int final;     /* the answer is complete: send the rest and the status */
     int code;
     Pluginv2__CallResourceResponse__HeadersEntry *entries;
@@ -222,6 +223,7 @@ static void on_cancel(void *ctx)
 {
     struct res_front *f = ctx;
     pthread_mutex_lock(&f->mu);
+    f->cancelled = 1;
     struct proxy_call *call = f->call;
     pthread_mutex_unlock(&f->mu);
     proxy_call_cancel(call); /* NULL-safe: not started yet, or answered already */
@@ -331,7 +333,7 @@ static void start_call(struct res_front *f, struct plugin_instance *in)
     }
     pthread_mutex_lock(&f->mu);
     f->call = call;
-    int gone = rpc_cancelled(f->c);
+    int gone = f->cancelled;
     pthread_mutex_unlock(&f->mu);
     if (gone) /* the client left while the call was being started */
         proxy_call_cancel(call);
