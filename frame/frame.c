@@ -444,11 +444,11 @@ static int cmp_rows(const void *a, const void *b, void *ctx)
     return (x > y) - (x < y);
 }
 
-/* Sorts every field of a timeseries frame by its first (time) field. */
-static int sort_by_time(struct frame *fr)
+int frame_sort_time(struct frame *fr)
 {
     size_t n = fr->nrows;
-    if (n < 2)
+    int tf = frame_time_field(fr);
+    if (n < 2 || tf < 0)
         return 0;
     size_t *ord = malloc(n * sizeof *ord);
     void *tmp = malloc(n * sizeof(int64_t));
@@ -459,7 +459,7 @@ static int sort_by_time(struct frame *fr)
     }
     for (size_t i = 0; i < n; i++)
         ord[i] = i;
-    qsort_r(ord, n, sizeof *ord, cmp_rows, fr->fields[0].i64);
+    qsort_r(ord, n, sizeof *ord, cmp_rows, fr->fields[tf].i64);
     for (size_t f = 0; f < fr->nfields; f++) {
         struct frame_field *fl = &fr->fields[f];
 #define PERMUTE(arr, type)                                                                     \
@@ -569,7 +569,7 @@ int frame_from_json(json_t *doc, json_t *model, const char *ref_id, const char *
                                 fr->fields[0].name);
             } else {
                 fr->fields[0].nullable = 0;
-                if (sort_by_time(fr))
+                if (frame_sort_time(fr))
                     rc = cp_err_set(err, CP_ENOMEM, "out of memory");
             }
         }

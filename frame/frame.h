@@ -62,4 +62,24 @@ int frame_from_json(json_t *doc, json_t *model, const char *ref_id, const char *
 /* Sets meta.custom.cache of a built frame. */
 int frame_set_cache(struct frame *fr, const char *cache_result);
 
+/* ---- compact binary form and row operations (blob.c), for joining split queries ---------- */
+
+/* Appends f in a compact binary form to out (0 or CP_ENOMEM). */
+int frame_blob_encode(const struct frame *f, struct cp_buf *out);
+/* Decodes a blob into f (which it owns after 0); CP_EINVAL for anything malformed or
+ * truncated, CP_ENOMEM. */
+int frame_blob_decode(const void *p, size_t n, struct frame *f);
+/* Appends the rows of src to dst, matching fields by name: a field only one side has is null
+ * in the other's rows (new fields go last), integers meeting floats become floats. CP_EINVAL
+ * when a field has incompatible types on the two sides (*bad_field names it, dst unchanged);
+ * CP_ENOMEM (dst then only fit for frame_dispose). */
+int frame_append(struct frame *dst, const struct frame *src, const char **bad_field);
+/* The index of the first time field, or -1. */
+int frame_time_field(const struct frame *f);
+/* Keeps the rows whose time (first time field) is valid and in [from_ns, to_ns). CP_EINVAL
+ * for a frame with rows and no time field. */
+int frame_keep_time(struct frame *f, int64_t from_ns, int64_t to_ns);
+/* Sorts the rows by the first time field (stable); no time field: unchanged. */
+int frame_sort_time(struct frame *fr);
+
 #endif
