@@ -111,6 +111,9 @@ struct cfg_cache {
     int revalidate; /* expired entries with validators are refreshed with conditional requests */
     enum cfg_scope scope; /* forced to user for forwardOAuth */
     int64_t time_align_ms;
+    /* split queries: the default interval (0 = off), the age past which a piece is stable,
+     * and the lifetime of stable pieces */
+    int64_t query_split_ms, split_stable_after_ms, query_split_ttl_ms;
     int64_t max_entry_bytes, memory_max_bytes;
     int64_t near_cache_ms; /* near cache lifetime in front of Redis; 0 = off */
     int64_t cache_404_ms;  /* lifetime of 404 answers; 0 = not cached */

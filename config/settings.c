@@ -692,6 +692,9 @@ static int parse_cache(struct parser *p, json_t *jd)
     c->respect_cache_control = 1;
     c->revalidate = 1;
     c->time_align_ms = 10000;
+    c->query_split_ms = 0;
+    c->split_stable_after_ms = 600000;
+    c->query_split_ttl_ms = 3600000;
     c->max_entry_bytes = DEFAULT_MAX_ENTRY;
     c->memory_max_bytes = DEFAULT_MEMORY_MAX;
     c->near_cache_ms = 0;
@@ -727,6 +730,12 @@ static int parse_cache(struct parser *p, json_t *jd)
         (rc = get_duration(p, co, "staleIfError", "jsonData.cache.staleIfError", &c->sie_ms)) ||
         (rc = get_duration(p, co, "timeAlign", "jsonData.cache.timeAlign",
                            &c->time_align_ms)) ||
+        (rc = get_duration(p, co, "querySplit", "jsonData.cache.querySplit",
+                           &c->query_split_ms)) ||
+        (rc = get_duration(p, co, "splitStableAfter", "jsonData.cache.splitStableAfter",
+                           &c->split_stable_after_ms)) ||
+        (rc = get_duration(p, co, "querySplitTtl", "jsonData.cache.querySplitTtl",
+                           &c->query_split_ttl_ms)) ||
         (rc = get_duration(p, co, "nearCacheTtl", "jsonData.cache.nearCacheTtl",
                            &c->near_cache_ms)) ||
         (rc = get_duration(p, co, "notFoundTtl", "jsonData.cache.notFoundTtl",

@@ -76,6 +76,14 @@ static int coalesced(struct cp_buf *b, const char *name, const struct snapshot *
     return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.coalesced));
 }
 
+static int query_pieces(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s{result=\"hit\"} %llu\n%s{result=\"fetched\"} %llu\n", name,
+                       (unsigned long long)ld(&plugin_g.ctr.pieces[0]), name,
+                       (unsigned long long)ld(&plugin_g.ctr.pieces[1]));
+}
+
 static int coalesced_waiting(struct cp_buf *b, const char *name, const struct snapshot *snap)
 {
     (void)snap;
@@ -269,6 +277,9 @@ static const struct family families[] = {
     {"cachingproxy_coalesced_requests_total", "counter",
      "Requests answered by another request's upstream call (in process or via Redis).",
      coalesced},
+    {"cachingproxy_query_pieces_total", "counter",
+     "Pieces of split queries by where they came from: hit (the cache) or fetched.",
+     query_pieces},
     {"cachingproxy_coalesced_waiting", "gauge",
      "Requests waiting now for an identical upstream call in flight.", coalesced_waiting},
     {"cachingproxy_upstream_requests_total", "counter",

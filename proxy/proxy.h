@@ -26,6 +26,7 @@ struct proxy_counters {
     /* [kind: 0 resource, 1 query][result: hit miss stale bypass revalidated] */
     _Atomic uint64_t cache[2][5];
     _Atomic uint64_t coalesced;
+    _Atomic uint64_t pieces[2]; /* split queries' pieces: [0] from the cache, [1] fetched */
     _Atomic uint64_t waiting; /* calls waiting now for an identical call's outcome */
     _Atomic uint64_t authz[2]; /* [0] deny, [1] allow */
     _Atomic uint64_t redis_errors;

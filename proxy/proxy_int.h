@@ -35,6 +35,7 @@ struct proxy_ds {
     struct curl_blob ca_blob, cert_blob, key_blob;
     _Atomic uint64_t hits, misses, stale, bypass, revalidated, coalesced, upstream_requests,
         errors;
+    _Atomic uint64_t pieces_hit, pieces_fetched; /* split queries' pieces */
     _Atomic int running, queued; /* upstream transfers, mirrored from the loop for metrics */
 };
 
@@ -201,6 +202,63 @@ void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add);
 struct proxy__range {
     int64_t from_ms, to_ms, interval_ms, max_points;
 };
+
+/* The upstream request of a query for one time range (placeholders substituted). */
+struct proxy__qreq {
+    char *path; /* without its query string */
+    struct cp_buf query;
+    char *body; /* or NULL */
+};
+/* Builds it from the query model; 0, or the error set in r. */
+int proxy__query_request(json_t *model, const struct proxy__range *rg, struct proxy__qreq *out,
+                         struct proxy_query_result *r);
+void proxy__qreq_free(struct proxy__qreq *rq);
+
+/* A validated query (query.c), borrowed by its split run until done. */
+struct proxy__qspec {
+    json_t *model;
+    struct proxy__range rg; /* aligned to timeAlign */
+    char method[40];
+    const struct proxy_header *own; /* the model's headers, checked */
+    size_t nown;
+    const struct proxy_header *headers; /* the client's */
+    size_t nheaders;
+    const struct cp_user *user;
+    int64_t ttl_override_ms; /* cacheTtl, or -1 */
+    const char *recipe;      /* JSON text: refId, root, columns, format */
+};
+
+/* Sets r's error (replacing one set before): status, whether the upstream caused it. */
+void proxy__qerror(struct proxy_query_result *r, int status, int downstream, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* A query call's error callback: the error with its status. */
+void proxy__query_call_error(struct proxy_query_result *r, const struct cp_err *err);
+/* After a query's call ends: 0 when the answer is its frame, else CP_EINVAL with the error
+ * (status, text) set in r, unless the front's error callback set it already. */
+int proxy__query_verdict(struct proxy_ds *ds, int rc, int status, const struct cp_buf *answer,
+                         const char *method, const char *path, int transformed,
+                         struct proxy_query_result *r);
+/* Redacts r's error text (while the call's credentials are still known) and fixes UTF-8. */
+void proxy__query_clean_error(struct proxy_ds *ds, struct proxy_query_result *r);
+/* RFC 3339 UTC with milliseconds ("2023-11-14T22:13:20.000Z"); n >= 32. */
+void proxy__iso(int64_t ms, char *out, size_t n);
+/* Milliseconds to nanoseconds, saturating. */
+int64_t proxy__ms_to_ns(int64_t ms);
+
+/* ---- split queries (split.c) ------------------------------------------------------------ */
+
+struct proxy__split;
+/* Runs a query as pieces of split_ms (epoch-aligned, at most 4 at a time), each a call of its
+ * own with its own cache entry, then joins their frames into r. done(ctx) runs once, on any
+ * thread, when r is set. 0: started (*out set first; done may run before this returns);
+ * else the error is set in r and nothing runs. */
+int proxy__split_start(struct proxy_ds *ds, const struct proxy__qspec *spec, int64_t split_ms,
+                       struct proxy_query_result *r, void (*done)(void *ctx), void *ctx,
+                       struct proxy__split **out);
+/* The client is gone: running pieces stop, no more start; done follows. Any thread. */
+void proxy__split_cancel(struct proxy__split *s);
+/* After done. NULL-safe. */
+void proxy__split_free(struct proxy__split *s);
 /* Replaces ${__from}, ${__to} (epoch ms), ${__from:s}, ${__to:s}, ${__from:iso},
  * ${__to:iso}, ${__interval_ms}, ${__maxDataPoints} (and the brace-less $__from, $__to,
  * $__interval_ms, $__maxDataPoints) in s. Returns a malloc'd string, NULL on ENOMEM. */

@@ -31,10 +31,7 @@ void proxy_query_result_dispose(struct proxy_query_result *r)
     memset(r, 0, sizeof *r);
 }
 
-static void set_error(struct proxy_query_result *r, int status, int downstream, const char *fmt,
-                      ...) __attribute__((format(printf, 4, 5)));
-static void set_error(struct proxy_query_result *r, int status, int downstream, const char *fmt,
-                      ...)
+void proxy__qerror(struct proxy_query_result *r, int status, int downstream, const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -49,7 +46,7 @@ static void set_error(struct proxy_query_result *r, int status, int downstream, 
 
 /* ---- placeholders ----------------------------------------------------------------------------- */
 
-static void iso(int64_t ms, char *out, size_t n)
+void proxy__iso(int64_t ms, char *out, size_t n)
 {
     time_t s = (time_t)(ms / 1000 - (ms % 1000 < 0)); /* floor, without overflow */
     struct tm tm;
@@ -102,7 +99,7 @@ char *proxy__substitute(const char *s, const struct proxy__range *rg)
         char val[64];
         int64_t v = *vars[k].v;
         if (vars[k].kind == 2)
-            iso(v, val, sizeof val);
+            proxy__iso(v, val, sizeof val);
         else
             snprintf(val, sizeof val, "%lld", (long long)(vars[k].kind == 1 ? v / 1000 : v));
         rc = cp_buf_addstr(&b, val);
@@ -150,7 +147,7 @@ static int build_params(json_t *params, const struct proxy__range *rg, struct cp
                 continue;
             char *t = scalar_text(e);
             if (!t) {
-                set_error(r, 400, 0, "params.%.80s must be a string, number, boolean or a list "
+                proxy__qerror(r, 400, 0, "params.%.80s must be a string, number, boolean or a list "
                                      "of them", k);
                 return CP_EINVAL;
             }
@@ -167,6 +164,28 @@ static int build_params(json_t *params, const struct proxy__range *rg, struct cp
 
 /* ---- the frame: one place where answers become frames ---------------------------------------- */
 
+int64_t proxy__ms_to_ns(int64_t ms)
+{
+    const int64_t lim = INT64_MAX / 1000000;
+    return ms > lim ? INT64_MAX : ms < -lim ? INT64_MIN : ms * 1000000;
+}
+
+/* A piece of a split query: the rows of its own interval, in the compact form the join reads
+ * (the same bytes for the caller and the cache). */
+static int piece_transform(json_t *piece, struct frame *fr, struct cp_buf *mine,
+                           struct cp_buf *keep, struct cp_err *err)
+{
+    int64_t from = proxy__ms_to_ns(json_integer_value(json_array_get(piece, 0))),
+            to = proxy__ms_to_ns(json_integer_value(json_array_get(piece, 1)));
+    if (fr->nrows && frame_time_field(fr) < 0)
+        return cp_err_set(err, CP_EINVAL, "split needs a time column in the frame (name it time "
+                                          "or give it type time), or set split to \"off\"");
+    if (frame_keep_time(fr, from, to) != 0 || frame_blob_encode(fr, mine) ||
+        cp_buf_add(keep, mine->p, mine->len))
+        return cp_err_set(err, CP_ENOMEM, "could not encode the frame");
+    return 0;
+}
+
 int proxy__frame_transform(const char *recipe, const void *raw, size_t len, const char *result,
                            struct cp_buf *mine, struct cp_buf *keep, struct cp_err *err)
 {
@@ -182,6 +201,8 @@ int proxy__frame_transform(const char *recipe, const void *raw, size_t len, cons
         rc = cp_err_set(err, CP_ENOMEM, "out of memory");
     else if ((rc = frame_from_json(doc, r, ref, result, &fr, err)) != 0)
         rc = err->code == CP_ENOMEM ? CP_ENOMEM : CP_EINVAL;
+    else if (json_is_array(json_object_get(r, "piece")))
+        rc = piece_transform(json_object_get(r, "piece"), &fr, mine, keep, err);
     else if (frame_arrow_encode(&fr, mine) != 0 || frame_set_cache(&fr, "hit") != 0 ||
              frame_arrow_encode(&fr, keep) != 0)
         rc = cp_err_set(err, CP_ENOMEM, "could not encode the frame");
@@ -198,13 +219,13 @@ struct qrun {
     const struct proxy_query *q;
     struct proxy_query_result *r;
     json_t *m;
-    char *path_sub, *body, *recipe;
-    struct cp_buf query;
+    struct proxy__qreq req;
+    char *recipe;
     struct proxy_header hs[32];
-    size_t nh;
+    struct proxy__qspec spec;
     struct proxy__incoming in;
     struct proxy_call *call;
-    char method[40];
+    struct proxy__split *split; /* a split query: its pieces run there */
     int status;
     struct cp_buf answer; /* the frame, or the upstream's answer when there is none */
 };
@@ -229,11 +250,10 @@ static void batch_unref(struct proxy_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         struct qrun *q = &b->runs[i];
         proxy_call_release(q->call);
+        proxy__split_free(q->split);
         json_decref(q->m);
-        free(q->path_sub);
-        free(q->body);
+        proxy__qreq_free(&q->req);
         free(q->recipe);
-        cp_buf_free(&q->query);
         cp_buf_free(&q->answer);
     }
     proxy_ds_free(b->ds);
@@ -249,7 +269,7 @@ void proxy_batch_release(struct proxy_batch *b)
 
 /* An error text reaches the user only redacted (an upstream may echo a credential) and as
  * valid UTF-8. Called while the query's credentials are still registered. */
-static void clean_error(struct proxy_ds *ds, struct proxy_query_result *r)
+void proxy__query_clean_error(struct proxy_ds *ds, struct proxy_query_result *r)
 {
     if (!r->error)
         return;
@@ -289,11 +309,47 @@ static int downstream_code(int code)
            code == CP_ECANCELED;
 }
 
+void proxy__query_call_error(struct proxy_query_result *r, const struct cp_err *err)
+{
+    int code = err->code ? err->code : CP_EINTERNAL;
+    proxy__qerror(r, cp_http_status(code), downstream_code(code), "%s", cp_err_text(err));
+}
+
 static void q_error(struct proxy_call *c, const struct cp_err *err)
 {
     struct qrun *q = proxy__call_ctx(c);
-    int code = err->code ? err->code : CP_EINTERNAL;
-    set_error(q->r, cp_http_status(code), downstream_code(code), "%s", cp_err_text(err));
+    proxy__query_call_error(q->r, err);
+}
+
+int proxy__query_verdict(struct proxy_ds *ds, int rc, int status, const struct cp_buf *answer,
+                         const char *method, const char *path, int transformed,
+                         struct proxy_query_result *r)
+{
+    if (r->error) {
+        /* set by the front's error callback */
+    } else if (rc == CP_ERESPBIG || (answer->max && answer->len >= answer->max)) {
+        proxy__qerror(r, 502, 1, "upstream answer larger than maxResponseBytes");
+    } else if (rc) {
+        proxy__qerror(r, rc == CP_ECANCELED ? 499 : 502, 1, "%s", cp_strerror(rc));
+    } else if (status < 200 || status > 299) {
+        /* the start of the answer, redacted before it is cut: a secret the upstream echoed
+         * across the cut is still found whole */
+        char head[4096], clean[8192], snippet[161];
+        size_t hn = answer->len < sizeof head - 1 ? answer->len : sizeof head - 1;
+        for (size_t i = 0; i < hn; i++)
+            head[i] = answer->p[i] ? answer->p[i] : ' ';
+        head[hn] = 0;
+        cp_redact(ds->env.log, head, clean, sizeof clean);
+        size_t n = strlen(clean) < 160 ? strlen(clean) : 160;
+        for (size_t i = 0; i < n; i++)
+            snippet[i] = isprint((unsigned char)clean[i]) ? clean[i] : ' ';
+        snippet[n] = 0;
+        proxy__qerror(r, status >= 400 ? status : 502, 1, "upstream answered %d to %s %s%s%s",
+                  status, method, path, n ? ": " : "", snippet);
+    } else if (!transformed) {
+        proxy__qerror(r, 500, 0, "the answer made no frame");
+    }
+    return r->error ? CP_EINVAL : 0;
 }
 
 static void q_done(struct proxy_call *c, int rc)
@@ -303,42 +359,111 @@ static void q_done(struct proxy_call *c, int rc)
     struct proxy_ds *ds = q->b->ds;
     int transformed = 0;
     proxy__call_result(c, &transformed);
-    if (r->error) {
-        /* set by q_error */
-    } else if (rc == CP_ERESPBIG || (q->answer.max && q->answer.len >= q->answer.max)) {
-        set_error(r, 502, 1, "upstream answer larger than maxResponseBytes");
-    } else if (rc) {
-        set_error(r, rc == CP_ECANCELED ? 499 : 502, 1, "%s", cp_strerror(rc));
-    } else if (q->status < 200 || q->status > 299) {
-        /* the start of the answer, redacted before it is cut: a secret the upstream echoed
-         * across the cut is still found whole */
-        char head[4096], clean[8192], snippet[161];
-        size_t hn = q->answer.len < sizeof head - 1 ? q->answer.len : sizeof head - 1;
-        for (size_t i = 0; i < hn; i++)
-            head[i] = q->answer.p[i] ? q->answer.p[i] : ' ';
-        head[hn] = 0;
-        cp_redact(ds->env.log, head, clean, sizeof clean);
-        size_t n = strlen(clean) < 160 ? strlen(clean) : 160;
-        for (size_t i = 0; i < n; i++)
-            snippet[i] = isprint((unsigned char)clean[i]) ? clean[i] : ' ';
-        snippet[n] = 0;
-        set_error(r, q->status >= 400 ? q->status : 502, 1, "upstream answered %d to %s %s%s%s",
-                  q->status, q->method, q->in.path, n ? ": " : "", snippet);
-    } else if (!transformed) {
-        set_error(r, 500, 0, "the answer made no frame");
+    if (proxy__query_verdict(ds, rc, q->status, &q->answer, q->spec.method, q->in.path,
+                             transformed, r) != 0) {
+        /* the error is set */
     } else if (!(r->frames = malloc(sizeof *r->frames)) ||
                !(r->frame_lens = malloc(sizeof *r->frame_lens))) {
-        set_error(r, 500, 0, "out of memory");
+        proxy__qerror(r, 500, 0, "out of memory");
     } else {
         r->frames[0] = (unsigned char *)cp_buf_take(&q->answer, &r->frame_lens[0]);
         r->nframes = 1;
         r->status = 200;
     }
-    clean_error(ds, r);
+    proxy__query_clean_error(ds, r);
     one_done(q);
 }
 
 static const struct proxy__call_ops query_ops = {q_head, q_body, q_error, q_done};
+
+void proxy__qreq_free(struct proxy__qreq *rq)
+{
+    free(rq->path);
+    free(rq->body);
+    cp_buf_free(&rq->query);
+    memset(rq, 0, sizeof *rq);
+}
+
+int proxy__query_request(json_t *m, const struct proxy__range *rg, struct proxy__qreq *out,
+                         struct proxy_query_result *r)
+{
+    json_t *jp = json_object_get(m, "path"), *jparams = json_object_get(m, "params"),
+           *jb = json_object_get(m, "body");
+    memset(out, 0, sizeof *out);
+    /* path (placeholders first; admission normalises it like resource paths) */
+    out->path = proxy__substitute(json_is_string(jp) ? json_string_value(jp) : "/", rg);
+    if (!out->path)
+        goto nomem;
+    char *qmark = strchr(out->path, '?');
+    if (qmark) {
+        *qmark = 0;
+        if (qmark[1] && cp_buf_addstr(&out->query, qmark + 1))
+            goto nomem;
+    }
+    if (json_is_object(jparams) && build_params(jparams, rg, &out->query, r) != 0) {
+        if (!r->error)
+            goto nomem;
+        return CP_EINVAL;
+    }
+    if (jb && !json_is_null(jb)) {
+        char *raw = json_is_string(jb) ? strdup(json_string_value(jb))
+                                       : json_dumps(jb, JSON_COMPACT);
+        out->body = raw ? proxy__substitute(raw, rg) : NULL;
+        free(raw);
+        if (!out->body)
+            goto nomem;
+    }
+    return 0;
+nomem:
+    proxy__qerror(r, 500, 0, "out of memory");
+    return CP_ENOMEM;
+}
+
+/* Whether the request depends on the time range: built for a range a day later, it differs. */
+static int uses_time_range(json_t *m, const struct proxy__qreq *rq, const struct proxy__range *rg,
+                           struct proxy_query_result *r)
+{
+    struct proxy__range later = *rg;
+    later.from_ms += 86400000;
+    later.to_ms += 86400000;
+    struct proxy__qreq other;
+    if (proxy__query_request(m, &later, &other, r) != 0)
+        return -1;
+    int differs = strcmp(rq->path, other.path) ||
+                  strcmp(rq->query.p ? rq->query.p : "", other.query.p ? other.query.p : "") ||
+                  strcmp(rq->body ? rq->body : "", other.body ? other.body : "");
+    proxy__qreq_free(&other);
+    return differs;
+}
+
+/* The query's split interval: its own "split" (a duration, or "off"/false/0), else the data
+ * source's querySplit. 0: not split; -1: error set. */
+static int64_t split_of(json_t *m, const struct cfg_ds *cfg, int *explicit,
+                        struct proxy_query_result *r)
+{
+    json_t *js = json_object_get(m, "split");
+    int64_t ms = 0;
+    *explicit = 0;
+    if (!js || json_is_null(js))
+        return cfg->cache.query_split_ms;
+    *explicit = 1;
+    if (json_is_false(js) || (json_is_string(js) && !strcmp(json_string_value(js), "off")))
+        return 0;
+    if (json_is_number(js) && json_number_value(js) >= 0 &&
+        json_number_value(js) <= MAX_CACHE_TTL_S)
+        ms = (int64_t)(json_number_value(js) * 1000);
+    else if (!json_is_string(js) || cfg_duration_parse(json_string_value(js), &ms) != 0) {
+        proxy__qerror(r, 400, 0, "split must be a duration such as \"1h\", or \"off\"");
+        return -1;
+    }
+    if (ms && ms < 1000) {
+        proxy__qerror(r, 400, 0, "split must be at least 1s");
+        return -1;
+    }
+    return ms;
+}
+
+static void split_done(void *ctx) { one_done(ctx); }
 
 /* The query model in the pipeline's terms; 0, or an error set in the result. */
 static int translate(struct qrun *q)
@@ -350,7 +475,7 @@ static int translate(struct qrun *q)
     json_error_t je;
     q->m = json_loadb(pq->json ? pq->json : "{}", pq->json_len ? pq->json_len : 2, 0, &je);
     if (!json_is_object(q->m)) {
-        set_error(r, 400, 0, "the query is not a JSON object");
+        proxy__qerror(r, 400, 0, "the query is not a JSON object");
         return CP_EINVAL;
     }
     json_t *m = q->m;
@@ -366,81 +491,60 @@ static int translate(struct qrun *q)
            *jb = json_object_get(m, "body"), *jttl = json_object_get(m, "cacheTtl");
     if ((jm && !json_is_null(jm) && !json_is_string(jm)) ||
         (jp && !json_is_null(jp) && !json_is_string(jp))) {
-        set_error(r, 400, 0, "%s must be a string", jm && !json_is_string(jm) ? "method" : "path");
+        proxy__qerror(r, 400, 0, "%s must be a string", jm && !json_is_string(jm) ? "method" : "path");
         return CP_EINVAL;
     }
     if (jparams && !json_is_null(jparams) && !json_is_object(jparams)) {
-        set_error(r, 400, 0, "params must be an object");
+        proxy__qerror(r, 400, 0, "params must be an object");
         return CP_EINVAL;
     }
     if (jh && !json_is_null(jh) && !json_is_object(jh)) {
-        set_error(r, 400, 0, "headers must be an object");
+        proxy__qerror(r, 400, 0, "headers must be an object");
         return CP_EINVAL;
     }
     if (jb && !json_is_null(jb) && !json_is_string(jb) && !json_is_object(jb) &&
         !json_is_array(jb)) {
-        set_error(r, 400, 0, "body must be a string");
+        proxy__qerror(r, 400, 0, "body must be a string");
         return CP_EINVAL;
     }
-    snprintf(q->method, sizeof q->method, "%s", json_is_string(jm) ? json_string_value(jm) : "GET");
-    int64_t ttl_override = -1;
+    struct proxy__qspec *sp = &q->spec;
+    snprintf(sp->method, sizeof sp->method, "%s",
+             json_is_string(jm) ? json_string_value(jm) : "GET");
+    sp->ttl_override_ms = -1;
     if (jttl && !json_is_null(jttl)) {
         if (json_is_number(jttl) && json_number_value(jttl) >= 0 &&
             json_number_value(jttl) <= MAX_CACHE_TTL_S)
-            ttl_override = (int64_t)(json_number_value(jttl) * 1000);
+            sp->ttl_override_ms = (int64_t)(json_number_value(jttl) * 1000);
         else if (!json_is_string(jttl) ||
-                 cfg_duration_parse(json_string_value(jttl), &ttl_override) != 0) {
-            set_error(r, 400, 0, "cacheTtl must be a duration such as \"5m\" or seconds, at "
+                 cfg_duration_parse(json_string_value(jttl), &sp->ttl_override_ms) != 0) {
+            proxy__qerror(r, 400, 0, "cacheTtl must be a duration such as \"5m\" or seconds, at "
                                  "most 10 years");
             return CP_EINVAL;
         }
     }
-    /* path (placeholders first; admission normalises it like resource paths) */
-    q->path_sub = proxy__substitute(json_is_string(jp) ? json_string_value(jp) : "/", &rg);
-    if (!q->path_sub) {
-        set_error(r, 500, 0, "out of memory");
-        return CP_ENOMEM;
-    }
-    char *qmark = strchr(q->path_sub, '?');
-    if (qmark) {
-        *qmark = 0;
-        if (qmark[1] && cp_buf_addstr(&q->query, qmark + 1)) {
-            set_error(r, 500, 0, "out of memory");
-            return CP_ENOMEM;
-        }
-    }
-    if (json_is_object(jparams) && build_params(jparams, &rg, &q->query, r) != 0) {
-        if (!r->error)
-            set_error(r, 500, 0, "out of memory");
+    int explicit_split;
+    int64_t split = split_of(m, cfg, &explicit_split, r);
+    if (split < 0)
         return CP_EINVAL;
-    }
-    if (jb && !json_is_null(jb)) {
-        char *raw = json_is_string(jb) ? strdup(json_string_value(jb))
-                                       : json_dumps(jb, JSON_COMPACT);
-        q->body = raw ? proxy__substitute(raw, &rg) : NULL;
-        free(raw);
-        if (!q->body) {
-            set_error(r, 500, 0, "out of memory");
-            return CP_ENOMEM;
-        }
-    }
+    if (proxy__query_request(m, &rg, &q->req, r) != 0)
+        return CP_EINVAL;
     /* the query's own headers: never credentials or framing, nor a data source header's name */
+    size_t nh = 0;
     if (json_is_object(jh)) {
         const char *k;
         json_t *v;
         json_object_foreach(jh, k, v)
         {
             if (!json_is_string(v) || !proxy__header_ok(k, json_string_value(v))) {
-                set_error(r, 400, 0, "headers: \"%.60s\" is not a valid header name and value",
+                proxy__qerror(r, 400, 0, "headers: \"%.60s\" is not a valid header name and value",
                           k);
                 return CP_EINVAL;
             }
             int clash = 0;
             for (size_t c = 0; c < cfg->nheaders; c++)
                 clash |= !strcasecmp(cfg->headers[c].name, k);
-            if (!clash && proxy__header_allowed_in_query(k) &&
-                q->nh < sizeof q->hs / sizeof q->hs[0])
-                q->hs[q->nh++] = (struct proxy_header){k, json_string_value(v)};
+            if (!clash && proxy__header_allowed_in_query(k) && nh < sizeof q->hs / sizeof q->hs[0])
+                q->hs[nh++] = (struct proxy_header){k, json_string_value(v)};
         }
     }
     /* the frame is what the cache keeps: its recipe is the refId and the model's shaping */
@@ -451,21 +555,44 @@ static int translate(struct qrun *q)
     q->recipe = recipe ? json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(recipe);
     if (!q->recipe) {
-        set_error(r, 500, 0, "out of memory");
+        proxy__qerror(r, 500, 0, "out of memory");
         return CP_ENOMEM;
     }
+    sp->model = m;
+    sp->rg = rg;
+    sp->own = q->hs;
+    sp->nown = nh;
+    sp->headers = b->headers;
+    sp->nheaders = b->nheaders;
+    sp->user = b->user;
+    sp->recipe = q->recipe;
+    /* split: only a query whose request carries the time range can be cut into pieces */
+    if (split > 0) {
+        int uses = uses_time_range(m, &q->req, &rg, r);
+        if (uses < 0)
+            return CP_EINVAL;
+        if (!uses && explicit_split) {
+            proxy__qerror(r, 400, 0, "split needs the time range in path, params or body "
+                                 "(${__from}, ${__to} and their :s and :iso forms); without "
+                                 "them, set split to \"off\"");
+            return CP_EINVAL;
+        }
+        if (uses && rg.to_ms > rg.from_ms)
+            return proxy__split_start(b->ds, sp, split, r, split_done, q, &q->split);
+    }
     q->in = (struct proxy__incoming){.kind = CACHE_KIND_QUERY,
-                                     .method = q->method,
-                                     .path = q->path_sub,
-                                     .query = q->query.p,
+                                     .method = sp->method,
+                                     .path = q->req.path,
+                                     .query = q->req.query.p,
                                      .headers = b->headers,
                                      .nheaders = b->nheaders,
                                      .own = q->hs,
-                                     .nown = q->nh,
-                                     .body = q->body,
-                                     .body_len = q->body ? strlen(q->body) : 0,
+                                     .nown = nh,
+                                     .body = q->req.body,
+                                     .body_len = q->req.body ? strlen(q->req.body) : 0,
                                      .user = b->user};
-    return proxy__call_start(b->ds, &q->in, &query_ops, q, ttl_override, q->recipe, &q->call);
+    return proxy__call_start(b->ds, &q->in, &query_ops, q, sp->ttl_override_ms, q->recipe,
+                             &q->call);
 }
 
 int proxy_query_start(struct proxy_ds *ds, const struct proxy_query *queries, size_t n,
@@ -501,8 +628,8 @@ int proxy_query_start(struct proxy_ds *ds, const struct proxy_query *queries, si
         q->r->status = 200;
         if (translate(q) != 0) {
             if (!q->r->error)
-                set_error(q->r, 500, 0, "out of memory");
-            clean_error(ds, q->r);
+                proxy__qerror(q->r, 500, 0, "out of memory");
+            proxy__query_clean_error(ds, q->r);
             one_done(q);
         }
     }
@@ -512,6 +639,8 @@ int proxy_query_start(struct proxy_ds *ds, const struct proxy_query *queries, si
 
 void proxy_batch_cancel(struct proxy_batch *b)
 {
-    for (size_t i = 0; b && i < b->n; i++)
+    for (size_t i = 0; b && i < b->n; i++) {
         proxy_call_cancel(b->runs[i].call);
+        proxy__split_cancel(b->runs[i].split);
+    }
 }

@@ -208,6 +208,9 @@ static int handle_stats(struct proxy_ds *ds, const struct proxy_sink *sink)
                           lookups ? (double)(hits + stale + reval) / (double)lookups : 0.0,
                           "upstreamRequests", (json_int_t)atomic_load(&ds->upstream_requests),
                           "errors", (json_int_t)atomic_load(&ds->errors));
+    json_object_set_new(j, "splitPieces",
+                        json_pack("{s:I,s:I}", "hit", (json_int_t)atomic_load(&ds->pieces_hit),
+                                  "fetched", (json_int_t)atomic_load(&ds->pieces_fetched)));
     return send_json(sink, 200, j);
 }
 
