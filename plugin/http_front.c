@@ -72,7 +72,7 @@ struct hreq {
     const char *method;
     enum route route;
     int started, dispatched;
-    int early; /* handling the first call: answers are queued at the last one (keep-alive) */
+    int queued; /* the answer went to MHD */
     /* the request */
     struct cp_buf body;
     int too_big;
@@ -362,7 +362,7 @@ static enum MHD_Result answer_message(struct hreq *r, int status, const char *ms
     free(text);
     r->done = 1;
     r->done_rc = rc;
-    enum MHD_Result ok = rc ? MHD_NO : r->early ? MHD_YES : queue_locked(r);
+    enum MHD_Result ok = rc ? MHD_NO : MHD_YES; /* on_request queues it */
     pthread_mutex_unlock(&r->mu);
     return ok;
 }
@@ -378,7 +378,7 @@ static enum MHD_Result answer_text(struct hreq *r, int status, const char *type,
         rc = cp_buf_add(&r->out, p, n);
     r->done = 1;
     r->done_rc = rc;
-    enum MHD_Result ok = rc ? MHD_NO : r->early ? MHD_YES : queue_locked(r);
+    enum MHD_Result ok = rc ? MHD_NO : MHD_YES; /* on_request queues it */
     pthread_mutex_unlock(&r->mu);
     return ok;
 }
@@ -911,8 +911,13 @@ static int admit(struct hreq *r, enum MHD_Result *ok)
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoll(cl, NULL, 10) > r->f->cfg->max_body_bytes) {
         /* answered before the body, which is never read: the connection closes after it */
-        r->early = 0;
         *ok = answer_message(r, 413, "Request body too large");
+        if (*ok == MHD_YES) {
+            pthread_mutex_lock(&r->mu);
+            r->queued = 1;
+            *ok = queue_locked(r);
+            pthread_mutex_unlock(&r->mu);
+        }
         return 1;
     }
     return 0;
@@ -934,14 +939,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         enum MHD_Result ok = MHD_YES;
         /* an answer decided now goes out after the body (if any) was read, so that the
          * connection stays open for the next request */
-        r->early = 1;
         if (r->uri[0] != '/') {
             r->dispatched = 1;
             ok = answer_message(r, 400, "the request target must be a path");
         } else if (admit(r, &ok)) {
             r->dispatched = 1;
         }
-        r->early = 0;
         return ok;
     }
     if (r->dispatched && *upload_data_size) { /* answered before the body: skip it */
@@ -974,7 +977,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* the answer's head is there: send it; else wait for it */
     pthread_mutex_lock(&r->mu);
     enum MHD_Result ok = MHD_YES;
-    if (r->head) {
+    if (r->queued) {
+        /* already with MHD */
+    } else if (r->head) {
+        r->queued = 1;
         ok = queue_locked(r);
     } else if (r->done) {
         ok = MHD_NO; /* ended without an answer (cancelled): close the connection */
