@@ -1116,7 +1116,7 @@ static void usage(FILE *f)
             "  sim        what-if hit ratios of a CSV trace: our policy, LRU, the optimum\n"
             "  trace      write a synthetic CSV trace\n"
             "  grpc       a workload (synthetic, or a trace replayed) against the plugin\n"
-            "  http       the same against a standalone server (not available yet)\n"
+            "  http       the same against the standalone server (gpx_cachingproxy serve)\n"
             "  preset     backends | policies | timealign | all\n"
             "  report     text and HTML from a saved JSON document\n"
             "\n"

@@ -310,7 +310,7 @@ void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c);
 /* Sets the connection peak to the number open now (start of a cell). */
 void bench_sim_reset_peak(struct bench_sim *s);
 
-/* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c) ----------------------- */
+/* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c, driver_http.c) -------- */
 
 #define BENCH_MAX_URL 9000
 
@@ -345,7 +345,7 @@ struct bench_answer {
 
 /* What a mode drives: one data source of the cache in front of the upstream simulator. */
 struct bench_target {
-    const char *exe;             /* grpc: the plugin executable */
+    const char *exe;             /* the plugin executable (http: run as `serve`) */
     const char *const *env;      /* extra environment, NULL-terminated, may be NULL */
     const char *uid, *json_data; /* the data source */
     const char *upstream_url;
@@ -373,6 +373,7 @@ struct bench_driver {
     int (*close)(void *conn);
 };
 extern const struct bench_driver bench_driver_grpc;
+extern const struct bench_driver bench_driver_http;
 /* The driver of a mode name, NULL when there is none (yet). */
 const struct bench_driver *bench_driver_find(const char *name);
 
