@@ -374,6 +374,9 @@ struct bench_driver {
 };
 extern const struct bench_driver bench_driver_grpc;
 extern const struct bench_driver bench_driver_http;
+/* The standalone server a driver_http connection started: its base URL ("http://127.0.0.1:P")
+ * and the Viewer's API key. */
+void bench_http_conn_info(void *conn, char *base, size_t bsize, char *key, size_t ksize);
 /* The driver of a mode name, NULL when there is none (yet). */
 const struct bench_driver *bench_driver_find(const char *name);
 
@@ -487,6 +490,14 @@ int bench_html_write(json_t *doc, const struct bench_web *web, const char *out, 
 int bench_is_mode(const char *name);
 /* Runs it (owns signals and library set-up); the process exit status. */
 int bench_modes_main(int argc, char **argv);
+
+/* ---- the standalone server against its peers (peers.c) -------------------------------------- */
+
+/* `cachingproxy-bench standalone`: the server's cached hit, a bare libmicrohttpd responder of
+ * the same bytes and nginx proxy_cache, each under wrk -t2 -c50 for secs, rounds times; adds
+ * "standalone" to scenarios and prints a table to out (NULL: none). */
+int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url, double secs,
+                    int rounds, json_t *scenarios, FILE *out);
 
 /* ---- report (report.c) -------------------------------------------------------------------- */
 

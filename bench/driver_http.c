@@ -428,6 +428,13 @@ static int h_close(void *conn)
     return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+void bench_http_conn_info(void *conn, char *base, size_t bsize, char *key, size_t ksize)
+{
+    struct http_conn *c = conn;
+    snprintf(base, bsize, "%s", c->base);
+    snprintf(key, ksize, "%s", c->keys[0]);
+}
+
 const struct bench_driver bench_driver_http = {
     .name = "http",
     .open = h_open,
