@@ -25,6 +25,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grpc/support/time.h>
@@ -963,6 +964,49 @@ static int scen_cache(struct bench_ctx *c)
 
 #define HIT_CONC 8
 
+/* CPU time (user + system, ns) and context switches (voluntary + involuntary, over every
+ * thread) a process has used so far; -1 when /proc cannot tell. */
+static int proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    *cpu_ns = (int64_t)((ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
+    *switches = 0;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sp[320], line[256];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        FILE *t = fopen(sp, "r");
+        if (!t)
+            continue;
+        while (fgets(line, sizeof line, t)) {
+            unsigned long long v;
+            if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+                *switches += v;
+        }
+        fclose(t);
+    }
+    closedir(d);
+    return 0;
+}
+
 /* A memory hit through CallResource against a bare gRPC round trip of the same answer bytes
  * (the bare server in a child process, like the plugin), HIT_CONC calls in flight on one
  * channel each, for c->rounds rounds; the order alternates so neither side always runs first.
@@ -1005,16 +1049,18 @@ static int scen_hitpath(struct bench_ctx *c)
         rc = CP_EINTERNAL;
     if (!rc)
         rc = bench_chan_open(&bare, target, &err);
-    static const char *const cols[] = {"round", "case", "calls/s", "p50", "p99", "X-Cache ok"};
+    static const char *const cols[] = {"round", "case",       "calls/s",     "p50",
+                                       "p99",   "X-Cache ok", "server CPU/call", "switches/call"};
     char title[160];
     snprintf(title, sizeof title, "hitpath: CallResource memory hit vs bare gRPC, %zu B, %d calls "
              "in flight on one channel; latency ms", size, HIT_CONC);
-    struct bench_table *t = bench_table_new(title, cols, 6);
+    struct bench_table *t = bench_table_new(title, cols, 8);
     json_t *rounds = json_array();
     double worst_rps = 1e9, worst_p99 = 0;
     for (int round = 0; !rc && round < c->o.rounds; round++) {
         struct bench_stats st[2];
         uint64_t ok[2] = {0}, other[2] = {0};
+        double cpu_us[2] = {0}, sw_per[2] = {0};
         for (int k = 0; k < 2 && !rc; k++) {
             int plugin_side = (round % 2 == 0) ? k == 1 : k == 0;
             struct res_arg ra = {plugin_side ? &p.chan : &bare, &mem, req, len, NULL, &c->seq,
@@ -1025,7 +1071,16 @@ static int scen_hitpath(struct bench_ctx *c)
             snprintf(line, sizeof line, "hitpath round %d: %s", round + 1,
                      plugin_side ? "plugin memory hit" : "bare gRPC");
             progress(c, line);
+            pid_t server = plugin_side ? p.pid : child;
+            int64_t cpu0 = 0, cpu1 = 0;
+            uint64_t sw0 = 0, sw1 = 0;
+            int have = proc_usage(server, &cpu0, &sw0) == 0;
             rc = run_cell(c, &tg, HIT_CONC, &st[plugin_side], &err);
+            have = have && proc_usage(server, &cpu1, &sw1) == 0;
+            /* over warm-up and window: the calls of both */
+            double calls = st[plugin_side].rps * (c->o.duration_s + c->o.warmup_s);
+            cpu_us[plugin_side] = have && calls > 0 ? (double)(cpu1 - cpu0) / 1000 / calls : 0;
+            sw_per[plugin_side] = have && calls > 0 ? (double)(sw1 - sw0) / calls : 0;
             ok[plugin_side] = atomic_load(&ra.xc_match);
             other[plugin_side] = atomic_load(&ra.xc_other);
         }
@@ -1038,7 +1093,7 @@ static int scen_hitpath(struct bench_ctx *c)
         if (p99_ratio > worst_p99)
             worst_p99 = p99_ratio;
         for (int k = 0; k < 2; k++) {
-            char cs[6][32];
+            char cs[8][32];
             snprintf(cs[0], 32, "%d", round + 1);
             snprintf(cs[1], 32, "%s", k ? "plugin memory hit" : "bare gRPC (child)");
             bench_fmt_rate(cs[2], 32, st[k].rps);
@@ -1046,17 +1101,22 @@ static int scen_hitpath(struct bench_ctx *c)
             bench_fmt_ms(cs[4], 32, st[k].p99_ms);
             uint64_t tot = ok[k] + other[k];
             snprintf(cs[5], 32, "%.1f%%", tot ? 100.0 * (double)ok[k] / (double)tot : 0);
-            const char *row[6] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5]};
+            snprintf(cs[6], 32, "%.1f us", cpu_us[k]);
+            snprintf(cs[7], 32, "%.2f", sw_per[k]);
+            const char *row[8] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7]};
             bench_table_row(t, row);
         }
         bench_table_note(t, "round %d: plugin / bare throughput %.2f (goal >= 0.9: %s), p99 %.2f "
                             "(goal <= 1.3: %s)",
                          round + 1, rps_ratio, rps_ratio >= 0.9 ? "met" : "NOT met", p99_ratio,
                          p99_ratio <= 1.3 ? "met" : "NOT met");
-        json_array_append_new(rounds, json_pack("{s:i,s:o,s:o,s:f,s:f}", "round", round + 1,
-                                                "plugin_hit", bench_stats_json(&st[1]), "bare_grpc",
-                                                bench_stats_json(&st[0]), "throughput_ratio",
-                                                rps_ratio, "p99_ratio", p99_ratio));
+        json_array_append_new(
+            rounds, json_pack("{s:i,s:o,s:o,s:f,s:f,s:f,s:f,s:f,s:f}", "round", round + 1,
+                              "plugin_hit", bench_stats_json(&st[1]), "bare_grpc",
+                              bench_stats_json(&st[0]), "throughput_ratio", rps_ratio,
+                              "p99_ratio", p99_ratio, "plugin_cpu_us_per_call", cpu_us[1],
+                              "bare_cpu_us_per_call", cpu_us[0], "plugin_switches_per_call",
+                              sw_per[1], "bare_switches_per_call", sw_per[0]));
     }
     bench_chan_close(&bare);
     if (child > 0) {
