@@ -42,6 +42,8 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 bench: build
 	$(BUILD)/cachingproxy-bench-startup --runs 20 $(BUILD)/gpx_cachingproxy
 	$(BUILD)/cachingproxy-bench all --plugin $(BUILD)/gpx_cachingproxy
+	$(BUILD)/cachingproxy-bench hitpath --rounds 3 --duration 5 --plugin $(BUILD)/gpx_cachingproxy
+	$(BUILD)/cachingproxy-bench standalone --rounds 3 --duration 5 --plugin $(BUILD)/gpx_cachingproxy
 	$(BUILD)/cachingproxy-bench-policy
 	$(BUILD)/cachingproxy-bench-frames --rows 10000
 	mkdir -p $(BUILD)/bench-report
