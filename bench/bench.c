@@ -25,7 +25,6 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grpc/support/time.h>
@@ -964,49 +963,6 @@ static int scen_cache(struct bench_ctx *c)
 
 #define HIT_CONC 8
 
-/* CPU time (user + system, ns) and context switches (voluntary + involuntary, over every
- * thread) a process has used so far; -1 when /proc cannot tell. */
-static int proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
-    unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    *cpu_ns = (int64_t)((ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
-    *switches = 0;
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char sp[320], line[256];
-        snprintf(sp, sizeof sp, "/proc/%d/task/%s/status", (int)pid, e->d_name);
-        FILE *t = fopen(sp, "r");
-        if (!t)
-            continue;
-        while (fgets(line, sizeof line, t)) {
-            unsigned long long v;
-            if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
-                sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
-                *switches += v;
-        }
-        fclose(t);
-    }
-    closedir(d);
-    return 0;
-}
-
 /* A memory hit through CallResource against a bare gRPC round trip of the same answer bytes
  * (the bare server in a child process, like the plugin), HIT_CONC calls in flight on one
  * channel each, for c->rounds rounds; the order alternates so neither side always runs first.
@@ -1074,9 +1030,9 @@ static int scen_hitpath(struct bench_ctx *c)
             pid_t server = plugin_side ? p.pid : child;
             int64_t cpu0 = 0, cpu1 = 0;
             uint64_t sw0 = 0, sw1 = 0;
-            int have = proc_usage(server, &cpu0, &sw0) == 0;
+            int have = bench_proc_usage(server, &cpu0, &sw0) == 0;
             rc = run_cell(c, &tg, HIT_CONC, &st[plugin_side], &err);
-            have = have && proc_usage(server, &cpu1, &sw1) == 0;
+            have = have && bench_proc_usage(server, &cpu1, &sw1) == 0;
             /* over warm-up and window: the calls of both */
             double calls = st[plugin_side].rps * (c->o.duration_s + c->o.warmup_s);
             cpu_us[plugin_side] = have && calls > 0 ? (double)(cpu1 - cpu0) / 1000 / calls : 0;

@@ -47,6 +47,9 @@ void bench_child_untrack(pid_t pid);
 pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the wait status or -1. */
 int bench_child_stop(pid_t pid, int timeout_ms);
+/* CPU time (user + system, ns) and context switches (voluntary and not, over every thread)
+ * a process has used so far. -1 when /proc cannot tell. */
+int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches);
 /* A free TCP port on 127.0.0.1 (bound then released), -1 on failure. */
 int bench_free_port(void);
 
@@ -377,6 +380,7 @@ extern const struct bench_driver bench_driver_http;
 /* The standalone server a driver_http connection started: its base URL ("http://127.0.0.1:P")
  * and the Viewer's API key. */
 void bench_http_conn_info(void *conn, char *base, size_t bsize, char *key, size_t ksize);
+pid_t bench_http_conn_pid(void *conn);
 /* The driver of a mode name, NULL when there is none (yet). */
 const struct bench_driver *bench_driver_find(const char *name);
 

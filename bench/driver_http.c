@@ -435,6 +435,8 @@ void bench_http_conn_info(void *conn, char *base, size_t bsize, char *key, size_
     snprintf(key, ksize, "%s", c->keys[0]);
 }
 
+pid_t bench_http_conn_pid(void *conn) { return ((struct http_conn *)conn)->pid; }
+
 const struct bench_driver bench_driver_http = {
     .name = "http",
     .open = h_open,

@@ -37,6 +37,7 @@
 struct wrk_result {
     double rps, p50_ms, p99_ms;
     uint64_t requests, bad; /* bad: non-2xx answers and socket errors */
+    double cpu_us;          /* the server's CPU time per request, 0 when unknown */
 };
 
 /* ---- wrk ------------------------------------------------------------------------------------ */
@@ -87,9 +88,13 @@ static int wrk_parse(const char *out, struct wrk_result *r)
     return r->rps > 0 && r->p99_ms > 0 ? 0 : -1;
 }
 
-static int run_wrk(const char *url, const char *header, double secs, struct wrk_result *r,
-                   struct cp_err *err)
+/* server: the process whose CPU time per request is measured (-1: none). */
+static int run_wrk(const char *url, const char *header, double secs, pid_t server,
+                   struct wrk_result *r, struct cp_err *err)
 {
+    int64_t cpu0 = 0, cpu1 = 0;
+    uint64_t sw;
+    int have = server > 0 && bench_proc_usage(server, &cpu0, &sw) == 0;
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return cp_err_set(err, CP_EINTERNAL, "pipe: %s", strerror(errno));
@@ -130,10 +135,13 @@ static int run_wrk(const char *url, const char *header, double secs, struct wrk_
     }
     close(pfd[0]);
     int st = bench_child_stop(pid, 1000);
+    have = have && bench_proc_usage(server, &cpu1, &sw) == 0;
     int rc = 0;
     if (!out.p || wrk_parse(out.p, r) != 0)
         rc = cp_err_set(err, CP_EINTERNAL, "wrk gave no figures (status %d): %.200s", st,
                         out.p ? out.p : "");
+    else if (have && r->requests)
+        r->cpu_us = (double)(cpu1 - cpu0) / 1000 / (double)r->requests;
     cp_buf_free(&out);
     return rc;
 }
@@ -359,22 +367,26 @@ static void nginx_stop(struct nginx *x)
 
 static void fmt_row(struct bench_table *t, int round, const char *name, const struct wrk_result *r)
 {
-    char cs[6][32];
+    char cs[7][32];
     snprintf(cs[0], 32, "%d", round);
     snprintf(cs[1], 32, "%s", name);
     bench_fmt_rate(cs[2], 32, r->rps);
     bench_fmt_ms(cs[3], 32, r->p50_ms);
     bench_fmt_ms(cs[4], 32, r->p99_ms);
     snprintf(cs[5], 32, "%llu", (unsigned long long)r->bad);
-    const char *row[6] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5]};
+    if (r->cpu_us > 0)
+        snprintf(cs[6], 32, "%.1f us", r->cpu_us);
+    else
+        snprintf(cs[6], 32, "-");
+    const char *row[7] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6]};
     bench_table_row(t, row);
 }
 
 static json_t *wrk_json(const struct wrk_result *r)
 {
-    return json_pack("{s:f,s:f,s:f,s:I,s:I}", "requests_per_s", r->rps, "p50_ms", r->p50_ms,
+    return json_pack("{s:f,s:f,s:f,s:I,s:I,s:f}", "requests_per_s", r->rps, "p50_ms", r->p50_ms,
                      "p99_ms", r->p99_ms, "requests", (json_int_t)r->requests, "bad",
-                     (json_int_t)r->bad);
+                     (json_int_t)r->bad, "server_cpu_us_per_request", r->cpu_us);
 }
 
 static double median3(double *v, int n)
@@ -452,9 +464,10 @@ int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url,
         }
     }
     snprintf(bare_url, sizeof bare_url, "http://127.0.0.1:%d/data", bare.port);
-    static const char *const cols[] = {"round", "server", "req/s", "p50", "p99", "errors"};
+    static const char *const cols[] = {"round", "server", "req/s",  "p50",
+                                       "p99",   "errors", "server CPU/req"};
     struct bench_table *tab = bench_table_new(
-        "standalone: cached 1 KiB answer, wrk -t2 -c50 (keep-alive); latency ms", cols, 6);
+        "standalone: cached 1 KiB answer, wrk -t2 -c50 (keep-alive); latency ms", cols, 7);
     json_t *jr = json_array();
     double r_bare[20], r_nginx[20], p_bare[20], p_nginx[20];
     int nr = 0;
@@ -464,18 +477,18 @@ int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url,
         char line[96];
         snprintf(line, sizeof line, "standalone round %d: bare libmicrohttpd", round);
         fprintf(stderr, "bench: %s\n", line);
-        if ((rc = run_wrk(bare_url, NULL, secs, &wb, &err)))
+        if ((rc = run_wrk(bare_url, NULL, secs, getpid(), &wb, &err)))
             break;
         struct bench_sim_counts s0, s1;
         bench_sim_counts(sim, &s0);
         fprintf(stderr, "bench: standalone round %d: gpx_cachingproxy serve\n", round);
-        if ((rc = run_wrk(sa_url, auth, secs, &ws, &err)))
+        if ((rc = run_wrk(sa_url, auth, secs, bench_http_conn_pid(conn), &ws, &err)))
             break;
         bench_sim_counts(sim, &s1);
         upstream_during += s1.data_requests - s0.data_requests;
         if (have_nginx) {
             fprintf(stderr, "bench: standalone round %d: nginx proxy_cache\n", round);
-            if ((rc = run_wrk(nx_url, NULL, secs, &wn, &err)))
+            if ((rc = run_wrk(nx_url, NULL, secs, -1, &wn, &err)))
                 break;
         }
         fmt_row(tab, round, "bare libmicrohttpd", &wb);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,23 @@ static int bad(struct sparser *p, const char *key, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     return cp_err_set(p->err, CP_ECONFIG, "%s: %s: %s", p->name, key, why);
+}
+
+/* SHA-256 fetched once (EVP_sha256() is looked up again by OpenSSL 3 in every call, which
+ * would cost more than the digest of a key on every request). */
+static const EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha256_md = md ? md : EVP_sha256();
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
 }
 
 /* ---- ${NAME} substitution ------------------------------------------------------------------ */
@@ -442,7 +460,7 @@ static int parse_key(struct sparser *p, json_t *o, size_t i, struct cfg_api_key 
     unsigned int dl = 0;
     if (cfg_secret_set(&k->key, kv, strlen(kv)) != 0 || !(k->login = strdup(login)) ||
         !(k->email = strdup(email ? email : "")) || !(k->name = strdup(name ? name : login)) ||
-        !EVP_Digest(kv, strlen(kv), k->digest, &dl, EVP_sha256(), NULL))
+        !EVP_Digest(kv, strlen(kv), k->digest, &dl, sha256(), NULL))
         return cp_err_set(p->err, CP_ENOMEM, "out of memory");
     return 0;
 }
@@ -587,7 +605,7 @@ const struct cfg_api_key *cfg_standalone_key(const struct cfg_standalone *cfg, c
 {
     unsigned char d[32];
     unsigned int dl = 0;
-    if (!len || !EVP_Digest(token, len, d, &dl, EVP_sha256(), NULL))
+    if (!len || !EVP_Digest(token, len, d, &dl, sha256(), NULL))
         return NULL;
     const struct cfg_api_key *found = NULL;
     /* every key is compared, so the time taken does not say which one matched */

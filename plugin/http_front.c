@@ -80,8 +80,8 @@ struct hreq {
     const struct cfg_api_key *key;
     struct plugin_instance *in;
     char *strings; /* copies of the headers and paths the pipeline borrows */
-    struct proxy_header hs[MAX_REQ_HEADERS];
-    size_t nh;
+    struct proxy_header *hs; /* sized to the request's headers */
+    size_t nh, hcap;
     struct proxy_request pr;
     struct proxy_call *call;
     struct query_group *groups;
@@ -133,6 +133,7 @@ static void req_unref(struct hreq *r)
     cp_buf_free(&r->hbuf);
     cp_buf_free(&r->out);
     free(r->strings);
+    free(r->hs);
     free(r->uri);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -417,16 +418,22 @@ static enum MHD_Result take_header(void *cls, enum MHD_ValueKind kind, const cha
     (void)kind;
     struct hreq *r = cls;
     /* the caller's API key is ours: it never reaches the pipeline, let alone the upstream */
-    if (k && v && strcasecmp(k, "Authorization") && r->nh < MAX_REQ_HEADERS)
+    if (k && v && strcasecmp(k, "Authorization") && r->nh < r->hcap)
         r->hs[r->nh++] = (struct proxy_header){k, v};
     return MHD_YES;
 }
 
 /* The client's headers, borrowed from MHD (valid while the request is being handled). */
-static void collect_headers(struct hreq *r)
+static int collect_headers(struct hreq *r)
 {
+    int n = MHD_get_connection_values(r->conn, MHD_HEADER_KIND, NULL, NULL);
     r->nh = 0;
+    r->hcap = n <= 0 ? 1 : n > MAX_REQ_HEADERS ? MAX_REQ_HEADERS : (size_t)n;
+    free(r->hs);
+    if (!(r->hs = malloc(r->hcap * sizeof *r->hs)))
+        return CP_ENOMEM;
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, take_header, r);
+    return 0;
 }
 
 /* Copies the collected headers, the method and extra strings into one block the request owns
@@ -552,7 +559,10 @@ static enum MHD_Result start_resource(struct hreq *r)
     memcpy(raw, sub, sub_len);
     strcpy(raw + sub_len, query ? query : "");
     set_user(r);
-    collect_headers(r);
+    if (collect_headers(r) != 0) {
+        ok = answer_message(r, 500, "out of memory");
+        goto out;
+    }
     r->pr.method = r->method;
     r->pr.path = decoded;
     r->pr.raw_url = raw;
@@ -795,10 +805,8 @@ static enum MHD_Result start_queries(struct hreq *r)
             rc = CP_ENOMEM;
         qg->n = 0;
     }
-    if (!rc) {
-        collect_headers(r);
+    if (!rc && !(rc = collect_headers(r)))
         rc = own_request(r, NULL, 0);
-    }
     if (rc) {
         free(dsidx);
         free(off);
