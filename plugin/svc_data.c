@@ -61,7 +61,16 @@ static void front_unref(struct data_front *f)
     free(f);
 }
 
-static void front_free(void *ctx) { front_unref(ctx); }
+/* The gRPC call is freed: nothing may look at it any more (a starter still running on
+ * another thread checks f->c under f->mu). */
+static void front_free(void *ctx)
+{
+    struct data_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->c = NULL;
+    pthread_mutex_unlock(&f->mu);
+    front_unref(f);
+}
 
 static void on_cancel(void *ctx)
 {
@@ -155,7 +164,7 @@ static void instance_ready(void *ctx, struct plugin_instance *in, const struct c
     }
     pthread_mutex_lock(&f->mu);
     f->batch = b;
-    int gone = rpc_cancelled(f->c);
+    int gone = !f->c || rpc_cancelled(f->c); /* the answer may have ended the call */
     pthread_mutex_unlock(&f->mu);
     if (gone)
         proxy_batch_cancel(b);

@@ -76,7 +76,16 @@ static void front_unref(struct res_front *f)
     free(f);
 }
 
-static void front_free(void *ctx) { front_unref(ctx); }
+/* The gRPC call is freed: nothing may look at it any more (a starter still running on
+ * another thread checks f->c under f->mu). */
+static void front_free(void *ctx)
+{
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->c = NULL;
+    pthread_mutex_unlock(&f->mu);
+    front_unref(f);
+}
 
 /* Groups the answer's headers by name into the map<string,StringList> of the first message. */
 static int res_head(void *ctx, int status, const struct proxy_header *h, size_t n)
@@ -333,7 +342,7 @@ static void start_call(struct res_front *f, struct plugin_instance *in)
     }
     pthread_mutex_lock(&f->mu);
     f->call = call;
-    int gone = rpc_cancelled(f->c);
+    int gone = !f->c || rpc_cancelled(f->c); /* the answer may have ended the call */
     pthread_mutex_unlock(&f->mu);
     if (gone) /* the client left while the call was being started */
         proxy_call_cancel(call);
