@@ -67,8 +67,8 @@ static int write_config(struct http_conn *c, const struct bench_target *t, struc
         snprintf(login, sizeof login, "bench-%s", roles[i]);
         for (char *p = login; *p; p++)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        json_array_append_new(keys, json_pack("{s:s,s:s,s:s}", "key", c->keys[i], "login", login,
-                                              "role", roles[i]));
+        json_array_append_new(
+            keys, json_pack("{s:s,s:s,s:s}", "key", c->keys[i], "login", login, "role", roles[i]));
     }
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", c->port);
@@ -272,7 +272,8 @@ static void h_worker_free(void *conn, void *w)
     free(w);
 }
 
-/* {"from","to","queries":[{"refId":"A","datasource":{"uid":U},"path":P,"params":{..},"root":"$"}]} */
+/* {"from","to","queries":[{"refId":"A","datasource":{"uid":U},"path":P,"params":{..},"root":"$"}]}
+ */
 static char *query_body(const struct http_conn *c, const struct bench_req *rq)
 {
     json_t *params = json_object();
@@ -330,7 +331,8 @@ static int h_request(void *conn, void *wp, const struct bench_req *rq, struct be
             return rc;
         json_error_t je;
         json_t *doc = json_loadb(w->body.p ? w->body.p : "", w->body.len, 0, &je);
-        json_t *res = json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "status");
+        json_t *res =
+            json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "status");
         json_t *frame = json_array_get(
             json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "frames"), 0);
         const char *cache = json_string_value(json_object_get(
@@ -395,8 +397,8 @@ static int h_stats(void *conn, struct bench_target_stats *st, struct cp_err *err
     long status = 0;
     rc = perform(&w, url, NULL, w.hdr[0], &status, err);
     json_error_t je;
-    json_t *j = !rc && status == 200 ? json_loadb(w.body.p ? w.body.p : "", w.body.len, 0, &je)
-                                     : NULL;
+    json_t *j =
+        !rc && status == 200 ? json_loadb(w.body.p ? w.body.p : "", w.body.len, 0, &je) : NULL;
     worker_dispose(&w);
     if (rc)
         return rc;
@@ -435,7 +437,10 @@ void bench_http_conn_info(void *conn, char *base, size_t bsize, char *key, size_
     snprintf(key, ksize, "%s", c->keys[0]);
 }
 
-pid_t bench_http_conn_pid(void *conn) { return ((struct http_conn *)conn)->pid; }
+pid_t bench_http_conn_pid(void *conn)
+{
+    return ((struct http_conn *)conn)->pid;
+}
 
 const struct bench_driver bench_driver_http = {
     .name = "http",

@@ -155,9 +155,8 @@ struct bare_mhd {
 };
 
 static enum MHD_Result bare_answer(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **con_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
 {
     (void)url, (void)method, (void)version, (void)upload_data;
     struct bare_mhd *b = cls;
@@ -198,8 +197,8 @@ static size_t cap_header(char *p, size_t size, size_t n, void *ud)
         vl--;
     if (nl >= 64 || vl >= 256)
         return len;
-    static const char *const skip[] = {"Date", "Content-Length", "Connection",
-                                       "Transfer-Encoding", "Keep-Alive"};
+    static const char *const skip[] = {"Date", "Content-Length", "Connection", "Transfer-Encoding",
+                                       "Keep-Alive"};
     for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
         if (strlen(skip[i]) == nl && !strncasecmp(p, skip[i], nl))
             return len;
@@ -411,9 +410,13 @@ int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url,
     struct bench_upstream_profile prof;
     bench_upstream_profile_init(&prof);
     bench_sim_set_profile(sim, &prof);
-    struct bench_target t = {exe, NULL, "bench", "{\"cache\":{\"backend\":\"memory\","
-                                                 "\"resourceTtl\":\"1h\"}}",
-                             sim_url, cp_now_ms()};
+    struct bench_target t = {exe,
+                             NULL,
+                             "bench",
+                             "{\"cache\":{\"backend\":\"memory\","
+                             "\"resourceTtl\":\"1h\"}}",
+                             sim_url,
+                             cp_now_ms()};
     void *conn = NULL;
     struct bare_mhd bare = {0};
     struct nginx nx = {.pid = -1};
@@ -464,7 +467,7 @@ int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url,
         }
     }
     snprintf(bare_url, sizeof bare_url, "http://127.0.0.1:%d/data", bare.port);
-    static const char *const cols[] = {"round", "server", "req/s",  "p50",
+    static const char *const cols[] = {"round", "server", "req/s",         "p50",
                                        "p99",   "errors", "server CPU/req"};
     struct bench_table *tab = bench_table_new(
         "standalone: cached 1 KiB answer, wrk -t2 -c50 (keep-alive); latency ms", cols, 7);
@@ -530,14 +533,16 @@ int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url,
                            (json_int_t)upstream_during);
     if (nr) {
         double mb = median3(r_bare, nr), mpb = median3(p_bare, nr);
-        bench_table_note(tab, "median of %d rounds: standalone / bare throughput %.2f (goal >= 0.9), "
-                              "p99 %.2f",
+        bench_table_note(tab,
+                         "median of %d rounds: standalone / bare throughput %.2f (goal >= 0.9), "
+                         "p99 %.2f",
                          nr, mb, mpb);
         json_object_set_new(js, "median_standalone_over_bare_throughput", json_real(mb));
         json_object_set_new(js, "median_standalone_over_bare_p99", json_real(mpb));
         if (have_nginx) {
             double mn = median3(r_nginx, nr), mpn = median3(p_nginx, nr);
-            bench_table_note(tab, "median of %d rounds: standalone / nginx throughput %.2f, p99 %.2f",
+            bench_table_note(tab,
+                             "median of %d rounds: standalone / nginx throughput %.2f, p99 %.2f",
                              nr, mn, mpn);
             json_object_set_new(js, "median_standalone_over_nginx_throughput", json_real(mn));
             json_object_set_new(js, "median_standalone_over_nginx_p99", json_real(mpn));

@@ -97,8 +97,9 @@ static char *substitute(struct sparser *p, const char *path, const char *s)
             n++;
         if (name[n] != '}' || n == 0 || isdigit((unsigned char)name[0]) || n > 200) {
             cp_buf_free(&b);
-            bad(p, path, "\"${\" must start an environment variable name such as ${API_TOKEN} "
-                         "(write \"$${\" for a literal \"${\")");
+            bad(p, path,
+                "\"${\" must start an environment variable name such as ${API_TOKEN} "
+                "(write \"$${\" for a literal \"${\")");
             return NULL;
         }
         char var[201];
@@ -140,9 +141,9 @@ static int substitute_tree(struct sparser *p, json_t *j, char *path, size_t size
                 if (!nv || json_object_set_new(j, k, json_string(nv)) != 0) {
                     free(nv);
                     path[plen] = 0;
-                    return p->err->code ? p->err->code : cp_err_set(p->err, CP_ECONFIG,
-                                                                    "%s: %s: not valid UTF-8",
-                                                                    p->name, path);
+                    return p->err->code ? p->err->code
+                                        : cp_err_set(p->err, CP_ECONFIG, "%s: %s: not valid UTF-8",
+                                                     p->name, path);
                 }
                 OPENSSL_cleanse(nv, strlen(nv));
                 free(nv);
@@ -175,11 +176,11 @@ static int substitute_tree(struct sparser *p, json_t *j, char *path, size_t size
     return 0;
 }
 
-/* ---- small readers ---------------------------------------------------------------------------- */
+/* ---- small readers ----------------------------------------------------------------------------
+ */
 
 /* Refuses keys of obj that are not in allowed (a typo would otherwise be silently ignored). */
-static int only_keys(struct sparser *p, json_t *obj, const char *where,
-                     const char *const *allowed)
+static int only_keys(struct sparser *p, json_t *obj, const char *where, const char *const *allowed)
 {
     const char *k;
     json_t *v;
@@ -286,8 +287,9 @@ static int parse_listen(struct sparser *p, const char *s, struct cfg_standalone 
     errno = 0;
     long port = strtol(ps, &end, 10);
     if (!*ps || *end || errno || port < 0 || port > 65535 || !isdigit((unsigned char)*ps))
-        return bad(p, "listen", "must be \"host:port\" with a port from 0 to 65535 (0: any "
-                                "free port), e.g. \"127.0.0.1:8080\"");
+        return bad(p, "listen",
+                   "must be \"host:port\" with a port from 0 to 65535 (0: any "
+                   "free port), e.g. \"127.0.0.1:8080\"");
     for (size_t i = 0; i < hl; i++)
         if (isspace((unsigned char)host[i]))
             return bad(p, "listen", "the host must not contain spaces");
@@ -308,12 +310,14 @@ static int valid_uid(const char *u)
     return 1;
 }
 
-/* ---- data sources ------------------------------------------------------------------------------ */
+/* ---- data sources ------------------------------------------------------------------------------
+ */
 
 static int parse_ds(struct sparser *p, json_t *d, size_t i, struct cfg_ds **out)
 {
-    static const char *const known[] = {"uid", "name", "url", "id", "orgId", "basicAuth",
-                                        "basicAuthUser", "jsonData", "secureJsonData", NULL};
+    static const char *const known[] = {
+        "uid",      "name",           "url", "id", "orgId", "basicAuth", "basicAuthUser",
+        "jsonData", "secureJsonData", NULL};
     char where[64], key[200];
     snprintf(where, sizeof where, "datasources[%zu]", i);
     if (!json_is_object(d))
@@ -384,8 +388,9 @@ static int parse_ds(struct sparser *p, json_t *d, size_t i, struct cfg_ds **out)
     json_t *at = json_is_object(jd) ? json_object_get(jd, "authType") : NULL;
     if (json_is_string(at) && !strcmp(json_string_value(at), "forwardOAuth")) {
         snprintf(key, sizeof key, "%s.jsonData.authType", where);
-        rc = bad(p, key, "forwardOAuth forwards the token Grafana got for its user; the "
-                         "standalone server has none (its Authorization is the API key)");
+        rc = bad(p, key,
+                 "forwardOAuth forwards the token Grafana got for its user; the "
+                 "standalone server has none (its Authorization is the API key)");
         goto out;
     }
     struct cfg_ds_input in = {.id = id,
@@ -431,8 +436,10 @@ static int parse_key(struct sparser *p, json_t *o, size_t i, struct cfg_api_key 
     if ((rc = get_string(p, o, "key", key, &kv)))
         return rc;
     if (!kv || strlen(kv) < MIN_KEY_BYTES)
-        return bad(p, key, "is required, at least %d characters (use ${ENV_NAME} to keep it "
-                           "out of the file)", MIN_KEY_BYTES);
+        return bad(p, key,
+                   "is required, at least %d characters (use ${ENV_NAME} to keep it "
+                   "out of the file)",
+                   MIN_KEY_BYTES);
     for (const char *c = kv; *c; c++)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f)
             return bad(p, key, "must not contain spaces or control characters");
@@ -470,8 +477,9 @@ static int parse_key(struct sparser *p, json_t *o, size_t i, struct cfg_api_key 
 int cfg_standalone_parse(const char *text, size_t len, const char *name,
                          struct cfg_standalone **out, struct cp_err *err)
 {
-    static const char *const known[] = {"listen", "threads", "maxBodyBytes", "shutdownTimeout",
-                                        "connectionTimeout", "datasources", "apiKeys", NULL};
+    static const char *const known[] = {
+        "listen",  "threads", "maxBodyBytes", "shutdownTimeout", "connectionTimeout", "datasources",
+        "apiKeys", NULL};
     struct sparser p = {name && *name ? name : "config", err};
     *out = NULL;
     cp_err_set(err, 0, "%s", "");
@@ -534,8 +542,8 @@ int cfg_standalone_parse(const char *text, size_t len, const char *name,
                 cfg->ds[k]->org_id == cfg->ds[i]->org_id) {
                 char key[48];
                 snprintf(key, sizeof key, "datasources[%zu].uid", i);
-                rc = bad(&p, key, "\"%s\" is already the uid of datasources[%zu]",
-                         cfg->ds[i]->uid, k);
+                rc = bad(&p, key, "\"%s\" is already the uid of datasources[%zu]", cfg->ds[i]->uid,
+                         k);
                 goto out;
             }
     }

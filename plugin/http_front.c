@@ -79,7 +79,7 @@ struct hreq {
     uint64_t skipped; /* body bytes of a request answered before its body */
     const struct cfg_api_key *key;
     struct plugin_instance *in;
-    char *strings; /* copies of the headers and paths the pipeline borrows */
+    char *strings;           /* copies of the headers and paths the pipeline borrows */
     struct proxy_header *hs; /* sized to the request's headers */
     size_t nh, hcap;
     struct proxy_request pr;
@@ -94,7 +94,7 @@ struct hreq {
     int head, status;
     struct cp_buf hbuf; /* "name\0value\0" pairs */
     size_t nhead;
-    struct cp_buf out;  /* body not yet handed to MHD */
+    struct cp_buf out; /* body not yet handed to MHD */
     size_t out_off;
     int paused; /* the pipeline was told PROXY_PAUSE */
     int done, done_rc;
@@ -300,7 +300,10 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
     return 0;
 }
 
-static void reader_free(void *cls) { req_unref(cls); }
+static void reader_free(void *cls)
+{
+    req_unref(cls);
+}
 
 static int skip_header(const char *name)
 {
@@ -412,8 +415,7 @@ static int pct_decode(const char *s, size_t n, char *out)
     return 0;
 }
 
-static enum MHD_Result take_header(void *cls, enum MHD_ValueKind kind, const char *k,
-                                   const char *v)
+static enum MHD_Result take_header(void *cls, enum MHD_ValueKind kind, const char *k, const char *v)
 {
     (void)kind;
     struct hreq *r = cls;
@@ -486,8 +488,7 @@ static const struct cfg_api_key *caller(struct hreq *r, int *missing)
 }
 
 /* The instance of uid (n bytes) visible to org, or NULL. */
-static struct plugin_instance *find_ds(struct http_front *f, const char *uid, size_t n,
-                                       int64_t org)
+static struct plugin_instance *find_ds(struct http_front *f, const char *uid, size_t n, int64_t org)
 {
     for (size_t i = 0; i < f->nds; i++) {
         const struct cfg_ds *c = proxy_ds_cfg(f->ds[i]->px);
@@ -607,7 +608,8 @@ out:
     return ok;
 }
 
-/* ---- /api/ds/query ---------------------------------------------------------------------------- */
+/* ---- /api/ds/query ----------------------------------------------------------------------------
+ */
 
 /* Grafana's time: epoch milliseconds (a number or a string of digits), "now", or
  * "now-<duration>" / "now+<duration>". */
@@ -691,8 +693,7 @@ static void queries_answer(struct hreq *r)
         }
     }
     rc = rc ? rc : cp_buf_addstr(&b, "}}");
-    struct proxy_header h[] = {{"Content-Type", "application/json"},
-                               {"Cache-Control", "no-store"}};
+    struct proxy_header h[] = {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}};
     pthread_mutex_lock(&r->mu);
     if (!rc)
         rc = put_head_locked(r, failed ? 400 : 200, h, 2);
@@ -891,9 +892,9 @@ static enum MHD_Result serve_open(struct hreq *r)
     }
     struct cp_buf b = {0};
     int rc = plugin_metrics_render(&b);
-    enum MHD_Result ok = rc ? answer_message(r, 500, "out of memory")
-                            : answer_text(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                          b.p, b.len);
+    enum MHD_Result ok =
+        rc ? answer_message(r, 500, "out of memory")
+           : answer_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
     cp_buf_free(&b);
     return ok;
 }
@@ -932,9 +933,8 @@ static int admit(struct hreq *r, enum MHD_Result *ok)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)cls, (void)url, (void)version;
     struct hreq *r = *con_cls;
@@ -962,8 +962,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return r->skipped > (uint64_t)r->f->cfg->max_body_bytes ? MHD_NO : MHD_YES;
     }
     if (*upload_data_size) {
-        if (!r->too_big && (int64_t)(r->body.len + *upload_data_size) >
-                               r->f->cfg->max_body_bytes)
+        if (!r->too_big && (int64_t)(r->body.len + *upload_data_size) > r->f->cfg->max_body_bytes)
             r->too_big = 1;
         if (!r->too_big && cp_buf_add(&r->body, upload_data, *upload_data_size) != 0)
             return MHD_NO;
@@ -1054,10 +1053,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     plugin_log(CP_LOG_DEBUG, buf, kv, 1);
 }
 
-/* ---- lifecycle -------------------------------------------------------------------------------- */
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
 
-static int bind_address(const struct cfg_standalone *cfg, struct sockaddr_storage *ss,
-                        int *v6, struct cp_err *err)
+static int bind_address(const struct cfg_standalone *cfg, struct sockaddr_storage *ss, int *v6,
+                        struct cp_err *err)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_family = AF_UNSPEC;
@@ -1126,11 +1126,12 @@ int http_front_start(struct cfg_standalone *cfg, struct http_front **out, struct
     };
     if (cfg->threads <= 1)
         opts[0] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, 0, NULL};
-    f->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, f,
-                            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    f->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, f, MHD_OPTION_ARRAY,
+                            opts, MHD_OPTION_END);
     if (!f->d) {
-        rc = cp_err_set(err, CP_EINTERNAL, "listen: cannot listen on %s%s%s:%d (in use, or not "
-                                           "an address of this machine)",
+        rc = cp_err_set(err, CP_EINTERNAL,
+                        "listen: cannot listen on %s%s%s:%d (in use, or not "
+                        "an address of this machine)",
                         v6 ? "[" : "", cfg->host, v6 ? "]" : "", cfg->port);
         http_front_stop(f);
         return rc;
@@ -1144,9 +1145,15 @@ int http_front_start(struct cfg_standalone *cfg, struct http_front **out, struct
     return 0;
 }
 
-int http_front_port(const struct http_front *f) { return f->port; }
+int http_front_port(const struct http_front *f)
+{
+    return f->port;
+}
 
-long http_front_active(struct http_front *f) { return atomic_load(&f->active); }
+long http_front_active(struct http_front *f)
+{
+    return atomic_load(&f->active);
+}
 
 void http_front_quiesce(struct http_front *f)
 {

@@ -66,8 +66,11 @@ static void test_standalone__listen_forms(void **state)
     static const struct {
         const char *listen, *host;
         int port;
-    } cases[] = {{"0.0.0.0:80", "0.0.0.0", 80}, {":9000", "", 9000}, {"9001", "", 9001},
-                 {"[::1]:9002", "::1", 9002},   {"localhost:0", "localhost", 0}};
+    } cases[] = {{"0.0.0.0:80", "0.0.0.0", 80},
+                 {":9000", "", 9000},
+                 {"9001", "", 9001},
+                 {"[::1]:9002", "::1", 9002},
+                 {"localhost:0", "localhost", 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[256];
         snprintf(text, sizeof text, "{\"listen\":\"%s\",\"datasources\":[" DS "]}",
@@ -86,10 +89,10 @@ static void test_standalone__env_substitution(void **state)
     (void)state;
     setenv("CP_UT_TOKEN", "tok-S3cret-value", 1);
     setenv("CP_UT_PORT", "7070", 1);
-    struct cfg_standalone *cfg =
-        ok("{\"listen\":\"127.0.0.1:${CP_UT_PORT}\",\"datasources\":[{\"uid\":\"a\","
-           "\"url\":\"http://127.0.0.1:9\",\"jsonData\":{\"authType\":\"bearer\","
-           "\"healthPath\":\"/h$${x}$y\"},\"secureJsonData\":{\"bearerToken\":\"${CP_UT_TOKEN}\"}}]}");
+    struct cfg_standalone *cfg = ok(
+        "{\"listen\":\"127.0.0.1:${CP_UT_PORT}\",\"datasources\":[{\"uid\":\"a\","
+        "\"url\":\"http://127.0.0.1:9\",\"jsonData\":{\"authType\":\"bearer\","
+        "\"healthPath\":\"/h$${x}$y\"},\"secureJsonData\":{\"bearerToken\":\"${CP_UT_TOKEN}\"}}]}");
     assert_int_equal(cfg->port, 7070);
     assert_string_equal(cfg->ds[0]->bearer_token.v, "tok-S3cret-value");
     assert_string_equal(cfg->ds[0]->health_path, "/h${x}$y");
@@ -111,7 +114,8 @@ static void test_standalone__errors_name_the_key(void **state)
     assert_non_null(strstr(m, "not valid JSON"));
     m = bad("{\"datasources\":[{\"uid\":\"a\",\"url\":\"http://x\",\"jsonData\":{\"cache\":"
             "{\"backend\":\"disk\"}}}]}");
-    assert_non_null(strstr(m, "datasources[0].jsonData.cache.backend: must be memory, redis or off"));
+    assert_non_null(
+        strstr(m, "datasources[0].jsonData.cache.backend: must be memory, redis or off"));
     m = bad("{\"datasources\":[" DS ",{\"uid\":\"b\"}]}");
     assert_non_null(strstr(m, "datasources[1].url: is required"));
     assert_non_null(strstr(bad("{\"datasources\":[" DS "," DS "]}"), "datasources[1].uid"));
@@ -123,8 +127,8 @@ static void test_standalone__errors_name_the_key(void **state)
                                "\"jsonData\":{\"authType\":\"forwardOAuth\"}}]}"),
                            "datasources[0].jsonData.authType"));
     assert_non_null(strstr(bad("{\"threads\":0,\"datasources\":[" DS "]}"), "threads:"));
-    assert_non_null(strstr(bad("{\"maxBodyBytes\":\"lots\",\"datasources\":[" DS "]}"),
-                           "maxBodyBytes:"));
+    assert_non_null(
+        strstr(bad("{\"maxBodyBytes\":\"lots\",\"datasources\":[" DS "]}"), "maxBodyBytes:"));
     assert_non_null(strstr(bad("{\"datasources\":[" DS "],\"apiKeys\":[{\"key\":\"short\","
                                "\"login\":\"a\"}]}"),
                            "apiKeys[0].key"));
