@@ -1,12 +1,14 @@
 # Convenience entry points. The two that matter (see README):
-#   make run    installs what is missing, builds, and runs the demo (plugin + demo upstream)
+#   make run    installs what is missing, builds, and runs the standalone server
+#               (config/standalone.json) in front of a demo upstream until Ctrl-C
 #   make test   installs what is missing, builds, and runs every test
+# make demo runs the plugin-path walk-through (the executable launched as Grafana launches it)
 # make package builds the installable plugin: dist/ and seed-cachingproxy-datasource-<version>.zip
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build run test test-asan bench clean package
+.PHONY: all deps build run demo test test-asan bench clean package
 
 all: build
 
@@ -20,6 +22,9 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
+	/usr/bin/python3 bench/standalone_demo.py --build $(BUILD)
+
+demo: build
 	/usr/bin/python3 bench/demo.py --build $(BUILD)
 
 test: build
@@ -37,6 +42,8 @@ test-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 bench: build
 	$(BUILD)/cachingproxy-bench-startup --runs 20 $(BUILD)/gpx_cachingproxy
 	$(BUILD)/cachingproxy-bench all --plugin $(BUILD)/gpx_cachingproxy
+	$(BUILD)/cachingproxy-bench hitpath --rounds 3 --duration 5 --plugin $(BUILD)/gpx_cachingproxy
+	$(BUILD)/cachingproxy-bench standalone --rounds 3 --duration 5 --plugin $(BUILD)/gpx_cachingproxy
 	$(BUILD)/cachingproxy-bench-policy
 	$(BUILD)/cachingproxy-bench-frames --rows 10000
 	mkdir -p $(BUILD)/bench-report

@@ -44,6 +44,7 @@
 struct bench_opts {
     double duration_s, warmup_s;
     int quick, json, no_redis;
+    int rounds; /* hitpath and standalone: rounds of each side */
     const char *exe, *redis_bin;
 };
 
@@ -958,6 +959,147 @@ static int scen_cache(struct bench_ctx *c)
     return rc;
 }
 
+/* ---- scenario: the plugin's hit path under load ------------------------------------------ */
+
+#define HIT_CONC 8
+
+/* A memory hit through CallResource against a bare gRPC round trip of the same answer bytes
+ * (the bare server in a child process, like the plugin), HIT_CONC calls in flight on one
+ * channel each, for c->rounds rounds; the order alternates so neither side always runs first.
+ * Goal: throughput ratio >= 0.9 and p99 ratio <= 1.3 in every round. */
+static int scen_hitpath(struct bench_ctx *c)
+{
+    struct bench_plugin p;
+    int rc = start_plugin(c, &p);
+    if (rc)
+        return rc;
+    struct bench_ds mem = {5,          "bench-hit", "bench (hit path)", c->sim_url,
+                           "{\"cache\":{\"backend\":\"memory\"}}", c->updated_ms};
+    struct cp_err err = {0};
+    size_t size = 1024;
+    Pluginv2__CallResourceResponse *hit = NULL;
+    char url[160];
+    snprintf(url, sizeof url, "proxy/data?size=%zu&delay_ms=0&id=hot", size);
+    struct bench_res r0;
+    rc = one_call(&p.chan, &mem, url, NULL, &r0, &err);
+    if (!rc)
+        rc = one_call(&p.chan, &mem, url, &hit, &r0, &err);
+    if (!rc && strcmp(r0.xcache, "HIT"))
+        rc = cp_err_set(&err, CP_EUPSTREAM, "second call answered X-Cache %s, not HIT", r0.xcache);
+    uint8_t *msg = NULL, *req = NULL;
+    size_t mlen = 0, len = 0;
+    pid_t child = -1;
+    char target[400], file[300];
+    struct bench_chan bare = {0};
+    if (!rc) {
+        mlen = pluginv2__call_resource_response__get_packed_size(hit);
+        msg = malloc(mlen ? mlen : 1);
+        req = bench_pack_resource(&mem, url, &len);
+        if (!msg || !req)
+            rc = cp_err_set(&err, CP_ENOMEM, "out of memory");
+        else
+            pluginv2__call_resource_response__pack(hit, msg);
+    }
+    if (!rc && (child = bare_child_start(msg, mlen, target, sizeof target, file, sizeof file,
+                                         &err)) < 0)
+        rc = CP_EINTERNAL;
+    if (!rc)
+        rc = bench_chan_open(&bare, target, &err);
+    static const char *const cols[] = {"round", "case",       "calls/s",     "p50",
+                                       "p99",   "X-Cache ok", "server CPU/call", "switches/call"};
+    char title[160];
+    snprintf(title, sizeof title, "hitpath: CallResource memory hit vs bare gRPC, %zu B, %d calls "
+             "in flight on one channel; latency ms", size, HIT_CONC);
+    struct bench_table *t = bench_table_new(title, cols, 8);
+    json_t *rounds = json_array();
+    double worst_rps = 1e9, worst_p99 = 0;
+    for (int round = 0; !rc && round < c->o.rounds; round++) {
+        struct bench_stats st[2];
+        uint64_t ok[2] = {0}, other[2] = {0};
+        double cpu_us[2] = {0}, sw_per[2] = {0};
+        for (int k = 0; k < 2 && !rc; k++) {
+            int plugin_side = (round % 2 == 0) ? k == 1 : k == 0;
+            struct res_arg ra = {plugin_side ? &p.chan : &bare, &mem, req, len, NULL, &c->seq,
+                                 size, "HIT"};
+            struct target tg = res_target;
+            tg.arg = &ra;
+            char line[96];
+            snprintf(line, sizeof line, "hitpath round %d: %s", round + 1,
+                     plugin_side ? "plugin memory hit" : "bare gRPC");
+            progress(c, line);
+            pid_t server = plugin_side ? p.pid : child;
+            int64_t cpu0 = 0, cpu1 = 0;
+            uint64_t sw0 = 0, sw1 = 0;
+            int have = bench_proc_usage(server, &cpu0, &sw0) == 0;
+            rc = run_cell(c, &tg, HIT_CONC, &st[plugin_side], &err);
+            have = have && bench_proc_usage(server, &cpu1, &sw1) == 0;
+            /* over warm-up and window: the calls of both */
+            double calls = st[plugin_side].rps * (c->o.duration_s + c->o.warmup_s);
+            cpu_us[plugin_side] = have && calls > 0 ? (double)(cpu1 - cpu0) / 1000 / calls : 0;
+            sw_per[plugin_side] = have && calls > 0 ? (double)(sw1 - sw0) / calls : 0;
+            ok[plugin_side] = atomic_load(&ra.xc_match);
+            other[plugin_side] = atomic_load(&ra.xc_other);
+        }
+        if (rc)
+            break;
+        double rps_ratio = st[0].rps > 0 ? st[1].rps / st[0].rps : 0;
+        double p99_ratio = st[0].p99_ms > 0 ? st[1].p99_ms / st[0].p99_ms : 0;
+        if (rps_ratio < worst_rps)
+            worst_rps = rps_ratio;
+        if (p99_ratio > worst_p99)
+            worst_p99 = p99_ratio;
+        for (int k = 0; k < 2; k++) {
+            char cs[8][32];
+            snprintf(cs[0], 32, "%d", round + 1);
+            snprintf(cs[1], 32, "%s", k ? "plugin memory hit" : "bare gRPC (child)");
+            bench_fmt_rate(cs[2], 32, st[k].rps);
+            bench_fmt_ms(cs[3], 32, st[k].p50_ms);
+            bench_fmt_ms(cs[4], 32, st[k].p99_ms);
+            uint64_t tot = ok[k] + other[k];
+            snprintf(cs[5], 32, "%.1f%%", tot ? 100.0 * (double)ok[k] / (double)tot : 0);
+            snprintf(cs[6], 32, "%.1f us", cpu_us[k]);
+            snprintf(cs[7], 32, "%.2f", sw_per[k]);
+            const char *row[8] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], cs[6], cs[7]};
+            bench_table_row(t, row);
+        }
+        bench_table_note(t, "round %d: plugin / bare throughput %.2f (goal >= 0.9: %s), p99 %.2f "
+                            "(goal <= 1.3: %s)",
+                         round + 1, rps_ratio, rps_ratio >= 0.9 ? "met" : "NOT met", p99_ratio,
+                         p99_ratio <= 1.3 ? "met" : "NOT met");
+        json_array_append_new(
+            rounds, json_pack("{s:i,s:o,s:o,s:f,s:f,s:f,s:f,s:f,s:f}", "round", round + 1,
+                              "plugin_hit", bench_stats_json(&st[1]), "bare_grpc",
+                              bench_stats_json(&st[0]), "throughput_ratio", rps_ratio,
+                              "p99_ratio", p99_ratio, "plugin_cpu_us_per_call", cpu_us[1],
+                              "bare_cpu_us_per_call", cpu_us[0], "plugin_switches_per_call",
+                              sw_per[1], "bare_switches_per_call", sw_per[0]));
+    }
+    bench_chan_close(&bare);
+    if (child > 0) {
+        bench_child_stop(child, BENCH_STOP_TIMEOUT_MS);
+        unlink(file);
+    }
+    if (hit)
+        pluginv2__call_resource_response__free_unpacked(hit, NULL);
+    free(msg);
+    free(req);
+    int stop_rc = bench_plugin_stop(&p);
+    if (rc) {
+        fail_msg("hitpath", &err);
+        bench_table_free(t);
+        json_decref(rounds);
+        return rc;
+    }
+    bench_table_note(t, "worst round: throughput %.2f, p99 %.2f; plugin exit %s", worst_rps,
+                     worst_p99, stop_rc == 0 ? "clean" : "NOT clean");
+    emit(c, t);
+    json_object_set_new(c->scenarios, "hitpath",
+                        json_pack("{s:o,s:f,s:f,s:b}", "rounds", rounds, "worst_throughput_ratio",
+                                  worst_rps, "worst_p99_ratio", worst_p99, "goal_met",
+                                  worst_rps >= 0.9 && worst_p99 <= 1.3));
+    return 0;
+}
+
 /* ---- scenario: query ---------------------------------------------------------------------- */
 
 static int scen_query(struct bench_ctx *c)
@@ -1116,7 +1258,7 @@ static void usage(FILE *f)
             "  sim        what-if hit ratios of a CSV trace: our policy, LRU, the optimum\n"
             "  trace      write a synthetic CSV trace\n"
             "  grpc       a workload (synthetic, or a trace replayed) against the plugin\n"
-            "  http       the same against a standalone server (not available yet)\n"
+            "  http       the same against the standalone server (gpx_cachingproxy serve)\n"
             "  preset     backends | policies | timealign | all\n"
             "  report     text and HTML from a saved JSON document\n"
             "\n"
@@ -1124,6 +1266,9 @@ static void usage(FILE *f)
             "  cache      memory / Redis hit, miss, and a bare gRPC round trip of the same size\n"
             "  query      QueryData hit and miss\n"
             "  all        the three in sequence\n"
+            "  hitpath    a memory hit vs a bare gRPC round trip, 8 calls in flight, --rounds N\n"
+            "  standalone the standalone server's cached hit vs a bare libmicrohttpd responder\n"
+            "             and nginx proxy_cache, same bytes, wrk -t2 -c50, --rounds N\n"
             "  upstream   run only the upstream simulator until Ctrl-C\n"
             "\n"
             "  --duration S       measured seconds per cell (default 2)\n"
@@ -1133,7 +1278,8 @@ static void usage(FILE *f)
             "  --plugin PATH      plugin executable (default: gpx_cachingproxy next to this "
             "binary)\n"
             "  --redis-server P   redis-server to start (default /usr/bin/redis-server)\n"
-            "  --no-redis         skip the Redis backend\n");
+            "  --no-redis         skip the Redis backend\n"
+            "  --rounds N         hitpath, standalone: rounds of every side (default 3)\n");
 }
 
 static const char *default_exe(char *buf, size_t size)
@@ -1172,6 +1318,7 @@ int main(int argc, char **argv)
     c.o.warmup_s = 0.5;
     c.o.redis_bin = "/usr/bin/redis-server";
     c.o.exe = NULL;
+    c.o.rounds = 3;
     const char *cmd = NULL;
     int dur_set = 0, warm_set = 0;
     if (argc == 3 && !strcmp(argv[1], "__bare-server"))
@@ -1196,6 +1343,8 @@ int main(int argc, char **argv)
             c.o.redis_bin = argv[++i];
         } else if (!strcmp(a, "--no-redis")) {
             c.o.no_redis = 1;
+        } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
+            c.o.rounds = atoi(argv[++i]);
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -1212,9 +1361,13 @@ int main(int argc, char **argv)
         if (!warm_set)
             c.o.warmup_s = 0.15;
     }
-    int do_over = 0, do_cache = 0, do_query = 0, do_sim = 0;
+    int do_over = 0, do_cache = 0, do_query = 0, do_sim = 0, do_hit = 0, do_sa = 0;
     if (cmd && !strcmp(cmd, "upstream"))
         do_sim = 1;
+    else if (cmd && !strcmp(cmd, "hitpath"))
+        do_hit = 1;
+    else if (cmd && !strcmp(cmd, "standalone"))
+        do_sa = 1;
     else if (cmd && !strcmp(cmd, "overhead"))
         do_over = 1;
     else if (cmd && !strcmp(cmd, "cache"))
@@ -1223,12 +1376,14 @@ int main(int argc, char **argv)
         do_query = 1;
     else if (cmd && !strcmp(cmd, "all"))
         do_over = do_cache = do_query = 1;
-    if (!do_over && !do_cache && !do_query && !do_sim) {
+    if (!do_over && !do_cache && !do_query && !do_sim && !do_hit && !do_sa) {
         usage(stderr);
         return 2;
     }
-    if (c.o.duration_s <= 0 || c.o.duration_s > 3600 || c.o.warmup_s < 0 || c.o.warmup_s > 600) {
-        fprintf(stderr, "bench: --duration must be in (0, 3600] and --warmup in [0, 600]\n");
+    if (c.o.duration_s <= 0 || c.o.duration_s > 3600 || c.o.warmup_s < 0 || c.o.warmup_s > 600 ||
+        c.o.rounds < 1 || c.o.rounds > 20) {
+        fprintf(stderr, "bench: --duration must be in (0, 3600], --warmup in [0, 600] and "
+                        "--rounds in [1, 20]\n");
         return 2;
     }
     if (!c.o.exe)
@@ -1266,6 +1421,11 @@ int main(int argc, char **argv)
             rc = scen_cache(&c);
         if (!rc && do_query)
             rc = scen_query(&c);
+        if (!rc && do_hit)
+            rc = scen_hitpath(&c);
+        if (!rc && do_sa)
+            rc = bench_peers_run(c.o.exe, c.sim, c.sim_url, c.o.duration_s, c.o.rounds,
+                                 c.scenarios, c.o.json ? NULL : stdout);
         double total = (double)(cp_mono_ns() - t0) / 1e9;
         if (!rc && c.o.json) {
             json_t *doc =

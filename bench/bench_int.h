@@ -47,6 +47,9 @@ void bench_child_untrack(pid_t pid);
 pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the wait status or -1. */
 int bench_child_stop(pid_t pid, int timeout_ms);
+/* CPU time (user + system, ns) and context switches (voluntary and not, over every thread)
+ * a process has used so far. -1 when /proc cannot tell. */
+int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches);
 /* A free TCP port on 127.0.0.1 (bound then released), -1 on failure. */
 int bench_free_port(void);
 
@@ -310,7 +313,7 @@ void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c);
 /* Sets the connection peak to the number open now (start of a cell). */
 void bench_sim_reset_peak(struct bench_sim *s);
 
-/* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c) ----------------------- */
+/* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c, driver_http.c) -------- */
 
 #define BENCH_MAX_URL 9000
 
@@ -345,7 +348,7 @@ struct bench_answer {
 
 /* What a mode drives: one data source of the cache in front of the upstream simulator. */
 struct bench_target {
-    const char *exe;             /* grpc: the plugin executable */
+    const char *exe;             /* the plugin executable (http: run as `serve`) */
     const char *const *env;      /* extra environment, NULL-terminated, may be NULL */
     const char *uid, *json_data; /* the data source */
     const char *upstream_url;
@@ -373,6 +376,11 @@ struct bench_driver {
     int (*close)(void *conn);
 };
 extern const struct bench_driver bench_driver_grpc;
+extern const struct bench_driver bench_driver_http;
+/* The standalone server a driver_http connection started: its base URL ("http://127.0.0.1:P")
+ * and the Viewer's API key. */
+void bench_http_conn_info(void *conn, char *base, size_t bsize, char *key, size_t ksize);
+pid_t bench_http_conn_pid(void *conn);
 /* The driver of a mode name, NULL when there is none (yet). */
 const struct bench_driver *bench_driver_find(const char *name);
 
@@ -486,6 +494,14 @@ int bench_html_write(json_t *doc, const struct bench_web *web, const char *out, 
 int bench_is_mode(const char *name);
 /* Runs it (owns signals and library set-up); the process exit status. */
 int bench_modes_main(int argc, char **argv);
+
+/* ---- the standalone server against its peers (peers.c) -------------------------------------- */
+
+/* `cachingproxy-bench standalone`: the server's cached hit, a bare libmicrohttpd responder of
+ * the same bytes and nginx proxy_cache, each under wrk -t2 -c50 for secs, rounds times; adds
+ * "standalone" to scenarios and prints a table to out (NULL: none). */
+int bench_peers_run(const char *exe, struct bench_sim *sim, const char *sim_url, double secs,
+                    int rounds, json_t *scenarios, FILE *out);
 
 /* ---- report (report.c) -------------------------------------------------------------------- */
 

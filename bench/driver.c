@@ -1,15 +1,16 @@
 /*
  * driver.c - the table of modes a workload can drive. A mode is one const struct bench_driver
  * in a file of its own (open, worker_new, request, worker_free, stats, close); adding one is a
- * new file and a line here. `grpc` launches the plugin as Grafana does; `http` will drive the
- * standalone server once it exists.
+ * new file and a line here. `grpc` launches the plugin as Grafana does; `http` drives the
+ * standalone server (`gpx_cachingproxy serve`).
  */
 #include "bench_int.h"
 
 #include <string.h>
 #include <strings.h>
 
-static const struct bench_driver *const drivers[] = {&bench_driver_grpc, NULL};
+static const struct bench_driver *const drivers[] = {&bench_driver_grpc, &bench_driver_http,
+                                                     NULL};
 
 const struct bench_driver *bench_driver_find(const char *name)
 {

@@ -5,7 +5,7 @@
  *   trace   writes a synthetic trace in the CSV form sim and replays read
  *   grpc    a workload (synthetic or a trace replayed with its timing) against the plugin
  *           launched as Grafana launches it, with the built-in upstream simulator
- *   http    the same against a standalone server (not available yet)
+ *   http    the same against the standalone server (gpx_cachingproxy serve) over HTTP
  *   preset  backends | policies | timealign | all: common questions in one command
  *   report  text and HTML from a JSON document written before
  *
@@ -50,6 +50,7 @@ struct ds_cfg {
 };
 
 struct opts {
+    const char *mode; /* the driver: grpc or http */
     const char *exe, *redis_bin, *redis_url;
     const char *json_out, *html_out;
     struct bench_web web;
@@ -122,6 +123,7 @@ static void opts_init(struct opts *o)
     static char exe_buf[4096];
     memset(o, 0, sizeof *o);
     o->exe = self_dir_exe(exe_buf, sizeof exe_buf);
+    o->mode = "grpc";
     o->redis_bin = "/usr/bin/redis-server";
     o->progress = isatty(2);
     o->ds = (struct ds_cfg){"memory", -1, -1, NULL, 0};
@@ -177,6 +179,11 @@ static int common_opt(const char *mode, struct opts *o, int argc, char **argv, i
     if (!strcmp(a, "--plugin")) {
         NEED_VALUE;
         o->exe = v;
+    } else if (!strcmp(a, "--mode")) {
+        NEED_VALUE;
+        if (!bench_driver_find(v))
+            return usage_error(mode, "--mode must be grpc or http");
+        o->mode = v;
     } else if (!strcmp(a, "--redis-server")) {
         NEED_VALUE;
         o->redis_bin = v;
@@ -379,7 +386,7 @@ static int run_one(struct mctx *c, const char *group, const char *label, const s
                    struct bench_workload *w, const struct bench_upstream_profile *p,
                    const char *trace_name)
 {
-    const struct bench_driver *d = bench_driver_find("grpc");
+    const struct bench_driver *d = bench_driver_find(c->o.mode);
     char uid[48];
     snprintf(uid, sizeof uid, "bench-%u", ++c->seq);
     const char *redis_url = NULL;
@@ -397,7 +404,8 @@ static int run_one(struct mctx *c, const char *group, const char *label, const s
     void *conn = NULL;
     int rc = d->open(&t, &conn, &err);
     if (rc) {
-        fprintf(stderr, "bench: %s: the plugin did not start: %s\n", label, cp_err_text(&err));
+        fprintf(stderr, "bench: %s: the %s did not start: %s\n", label,
+                !strcmp(d->name, "http") ? "standalone server" : "plugin", cp_err_text(&err));
         free(jd);
         return rc;
     }
@@ -767,11 +775,12 @@ static int mode_report(int argc, char **argv)
  * ------------------------------------------------------------------------------ */
 
 static const char grpc_help[] =
-    "usage: cachingproxy-bench grpc [options]\n"
+    "usage: cachingproxy-bench grpc|http [options]\n"
     "\n"
-    "Drives the plugin (launched as Grafana launches it) with a workload against the built-in\n"
-    "upstream simulator, and reports hit ratio (overall and over time), upstream calls and the\n"
-    "share saved, coalesced calls, latency percentiles, throughput and the plugin's RSS.\n"
+    "Drives the plugin (grpc: launched as Grafana launches it) or the standalone server (http:\n"
+    "gpx_cachingproxy serve, API keys per role, keep-alive connections) with a workload against\n"
+    "the built-in upstream simulator, and reports hit ratio (overall and over time), upstream\n"
+    "calls and the share saved, coalesced calls, latency percentiles, throughput and the RSS.\n"
     "\n"
     "workload (synthetic):\n"
     "  --kind resource|query   CallResource proxy calls, or dashboard queries over the last hour\n"
@@ -807,6 +816,7 @@ static const char preset_help[] =
     "  all        the three, in one report\n"
     "\n"
     "options: --quick (seconds, for CI), --json OUT, --html OUT, --plugin PATH,\n"
+    "         --mode grpc|http (the plugin, or the standalone server; default grpc),\n"
     "         --redis-url URL, --redis-server PATH, --progress, --seed N, --web-dir, --chartjs\n";
 
 static int ctx_start(struct mctx *c, const char *command)
@@ -838,22 +848,26 @@ static int finish(struct mctx *c, int rc)
     return rc || erc ? 1 : 0;
 }
 
+/* grpc and http: one workload against the plugin, or against the standalone server. */
 static int mode_grpc(int argc, char **argv)
 {
     struct mctx c;
     memset(&c, 0, sizeof c);
     opts_init(&c.o);
+    const char *mode = argv[1];
+    c.o.mode = mode;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(grpc_help, stdout);
             return 0;
         }
-        int k = common_opt("grpc", &c.o, argc, argv, &i);
+        int k = common_opt(mode, &c.o, argc, argv, &i);
         if (k == EXIT_USAGE)
             return k;
         if (!k)
-            return usage_error("grpc", "unknown option %s", argv[i]);
+            return usage_error(mode, "unknown option %s", argv[i]);
     }
+    c.o.mode = mode;
     if (c.o.quick) {
         c.o.w.duration_s = c.o.w.requests ? 0 : 1.5;
         c.o.w.warmup_s = 0.3;
@@ -862,21 +876,21 @@ static int mode_grpc(int argc, char **argv)
     struct cp_err err = {0};
     if (c.o.replay) {
         if (bench_trace_load(c.o.replay, &t, &err)) {
-            fprintf(stderr, "cachingproxy-bench grpc: %s\n", cp_err_text(&err));
+            fprintf(stderr, "cachingproxy-bench %s: %s\n", mode, cp_err_text(&err));
             return 1;
         }
         c.o.w.trace = t;
         if (!c.o.duration_set && !c.o.quick)
             c.o.w.duration_s = 0; /* the whole trace unless a duration is asked for */
     }
-    if (ctx_start(&c, "grpc")) {
+    if (ctx_start(&c, mode)) {
         ctx_stop(&c);
         bench_trace_free(t);
         return 1;
     }
     char label[64];
     snprintf(label, sizeof label, "%s%s", c.o.ds.backend, t ? " (replay)" : "");
-    int rc = run_one(&c, "grpc", label, &c.o.ds, &c.o.w, &c.o.profile, c.o.replay);
+    int rc = run_one(&c, mode, label, &c.o.ds, &c.o.w, &c.o.profile, c.o.replay);
     rc = finish(&c, rc);
     bench_trace_free(t);
     return rc;
@@ -1038,12 +1052,6 @@ static int mode_preset(int argc, char **argv)
 int bench_modes_main(int argc, char **argv)
 {
     const char *mode = argv[1];
-    if (!strcmp(mode, "http")) {
-        fprintf(stderr, "cachingproxy-bench http: not available yet: the standalone server "
-                        "(issue 9) is not built; use the grpc mode, which drives the plugin as "
-                        "Grafana does\n");
-        return EXIT_USAGE;
-    }
     if (bench_signals_start(0) != 0) {
         fprintf(stderr, "bench: cannot start the signal thread\n");
         return 1;
@@ -1058,7 +1066,8 @@ int bench_modes_main(int argc, char **argv)
     } else {
         curl_global_init(CURL_GLOBAL_DEFAULT);
         grpc_init();
-        rc = !strcmp(mode, "grpc") ? mode_grpc(argc, argv) : mode_preset(argc, argv);
+        rc = !strcmp(mode, "grpc") || !strcmp(mode, "http") ? mode_grpc(argc, argv)
+                                                             : mode_preset(argc, argv);
         grpc_shutdown();
         curl_global_cleanup();
     }

@@ -5,6 +5,7 @@
  * its normal cleanup and a partial report; should that overrun, the signal thread kills the
  * children itself and exits.
  */
+#include <dirent.h>
 #include "bench_int.h"
 
 #include <arpa/inet.h>
@@ -230,4 +231,47 @@ void bench_redis_stop(struct bench_redis *r)
     if (r->pid > 0)
         bench_child_stop(r->pid, BENCH_STOP_TIMEOUT_MS);
     r->pid = -1;
+}
+
+/* CPU time (user + system, ns) and context switches (voluntary + involuntary, over every
+ * thread) a process has used so far; -1 when /proc cannot tell. */
+int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    *cpu_ns = (int64_t)((ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
+    *switches = 0;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sp[320], line[256];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        FILE *t = fopen(sp, "r");
+        if (!t)
+            continue;
+        while (fgets(line, sizeof line, t)) {
+            unsigned long long v;
+            if (sscanf(line, "voluntary_ctxt_switches: %llu", &v) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %llu", &v) == 1)
+                *switches += v;
+        }
+        fclose(t);
+    }
+    closedir(d);
+    return 0;
 }

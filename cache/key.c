@@ -3,9 +3,28 @@
 #include "cache.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* SHA-256 fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up again in
+ * every EVP_DigestInit_ex, which cost more than hashing a key on the hit path. Kept for the
+ * process's life. */
+static const EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha256_md = md ? md : EVP_sha256();
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
+}
 
 static void add(EVP_MD_CTX *md, const void *p, size_t n)
 {
@@ -45,7 +64,7 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md)
         return CP_ENOMEM;
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(md, sha256(), NULL);
     add_str(md, "cachingproxy-key-v1");
     add_str(md, in->ds_uid);
     add(md, in->fingerprint, in->fingerprint ? 32 : 0);
@@ -81,7 +100,7 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
 
     unsigned char bh[32];
     unsigned int bl = 0;
-    EVP_Digest(in->body_len ? in->body : "", in->body_len, bh, &bl, EVP_sha256(), NULL);
+    EVP_Digest(in->body_len ? in->body : "", in->body_len, bh, &bl, sha256(), NULL);
     add(md, bh, 32);
 
     const struct cache_header **hs = malloc((in->nvary + 1) * sizeof *hs);

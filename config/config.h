@@ -213,4 +213,46 @@ void cfg_ds_each_secret(const struct cfg_ds *ds, void (*fn)(void *ctx, const cha
  * of `primary`, else of `secondary`, else NULL. */
 const char *cfg_env2(const char *primary, const char *secondary);
 
+/* ---- standalone server configuration (standalone.c) --------------------------------------- */
+
+/* An API key of the standalone server: who a request with "Authorization: Bearer <key>" is.
+ * Requests are matched on the key's SHA-256, compared in constant time; the key itself is
+ * kept only so that logs can redact it. */
+struct cfg_api_key {
+    struct cfg_secret key;
+    unsigned char digest[32];
+    char *login, *email, *name;
+    enum cfg_role role;
+    int64_t org_id;
+};
+
+/* The file `gpx_cachingproxy serve --config FILE` reads (README, "Standalone mode"). */
+struct cfg_standalone {
+    char *host; /* listen address: "127.0.0.1", "::1", or "" for every interface */
+    int port;
+    unsigned threads;         /* HTTP threads (libmicrohttpd's pool) */
+    int64_t max_body_bytes;   /* request bodies above it get 413 */
+    int64_t shutdown_ms;      /* SIGTERM/SIGINT: in-flight requests get this long to finish */
+    int64_t connection_timeout_ms; /* idle keep-alive connections are closed after it */
+    struct cfg_ds **ds;       /* owned; an entry may be taken (set to NULL) by the host */
+    size_t nds;
+    struct cfg_api_key *keys; /* owned */
+    size_t nkeys;
+};
+
+/* Parses and validates a standalone configuration (JSON text; name is used in messages).
+ * "${NAME}" in any string is replaced by environment variable NAME ("$${" writes "${").
+ * Every data source's settings are validated with cfg_ds_parse. CP_ECONFIG with err naming
+ * the file and the key ("standalone.json: datasources[1].jsonData.cache.backend: ..."), or the
+ * line and column of a JSON syntax error. */
+int cfg_standalone_parse(const char *text, size_t len, const char *name,
+                         struct cfg_standalone **out, struct cp_err *err);
+/* Reads path and parses it. CP_ECONFIG when it cannot be read. */
+int cfg_standalone_load(const char *path, struct cfg_standalone **out, struct cp_err *err);
+/* The API key for a presented bearer token, or NULL. Borrowed from cfg. */
+const struct cfg_api_key *cfg_standalone_key(const struct cfg_standalone *cfg, const char *token,
+                                             size_t len);
+/* Frees everything (secrets wiped). NULL-safe. */
+void cfg_standalone_free(struct cfg_standalone *cfg);
+
 #endif

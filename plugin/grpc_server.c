@@ -80,6 +80,8 @@ struct rpc_call {
     void *ev_ctx;
     int cancel_told;
     int parked;
+    int in_handler; /* the handler runs on the CQ thread: a final status waits for it */
+    int close_in_ops; /* RECV_CLOSE_ON_SERVER went in the final batch (answered at once) */
     struct rpc_call *park_prev, *park_next;
 };
 
@@ -222,7 +224,9 @@ static int end_call(struct rpc_call *c, grpc_byte_buffer *bb, int status, const 
             grpc_byte_buffer_destroy(bb);
         return CP_EINVAL;
     }
-    if (c->op_pending) {
+    if (c->op_pending || c->in_handler) {
+        /* behind the message in flight; or, when the handler answers on the spot, in one
+         * batch with RECV_CLOSE_ON_SERVER once it returns (on_new) */
         c->final_queued = 1;
         c->final_bb = bb;
         c->final_status = status;
@@ -339,6 +343,70 @@ void rpc_park(struct rpc_call *c)
         rpc_finish(c, GRPC_STATUS_CANCELLED, NULL);
 }
 
+/* Posts RECV_CLOSE_ON_SERVER on its own (its completion releases the close reference). */
+static void post_close(struct rpc_call *c)
+{
+    grpc_op close_op;
+    memset(&close_op, 0, sizeof close_op);
+    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    close_op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    if (grpc_call_start_batch(c->call, &close_op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
+        atomic_fetch_sub(&c->refs, 1);
+}
+
+/* After the handler returned on the CQ thread. A call it answered on the spot goes out as one
+ * batch, initial metadata, message, status and RECV_CLOSE_ON_SERVER together, as a bare
+ * server answers: one completion instead of two, and no second wake-up per call. Otherwise
+ * RECV_CLOSE is posted now, to hear of a client that leaves. */
+static void handler_returned(struct rpc_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->in_handler = 0;
+    if (!c->final_queued || c->op_pending || c->final_sent) {
+        /* answered later, or a stream under way (its final waits for the send in flight) */
+        pthread_mutex_unlock(&c->mu);
+        post_close(c);
+        return;
+    }
+    c->final_queued = 0;
+    grpc_byte_buffer *bb = c->final_bb;
+    c->final_bb = NULL;
+    grpc_op ops[4];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    grpc_slice det = grpc_slice_from_copied_string(c->final_details ? c->final_details : "");
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->md_sent = 1;
+    if (bb) {
+        c->send_bb = bb;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = bb;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)c->final_status;
+    ops[n++].data.send_status_from_server.status_details = c->final_details ? &det : NULL;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    c->final_sent = 1;
+    c->close_in_ops = 1;
+    c->op_pending = 1;
+    int failed = grpc_call_start_batch(c->call, ops, n, &c->t_ops, NULL) != GRPC_CALL_OK;
+    grpc_slice_unref(det);
+    if (failed) {
+        c->op_pending = 0;
+        c->op_failed = 1;
+        if (c->send_bb) {
+            grpc_byte_buffer_destroy(c->send_bb);
+            c->send_bb = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (failed) { /* no completion will come: both references go now */
+        call_unref(c);
+        call_unref(c);
+    }
+}
+
 static void on_new(struct rpc_call *c, int ok)
 {
     struct rpc_server *s = c->s;
@@ -351,43 +419,36 @@ static void on_new(struct rpc_call *c, int ok)
     atomic_fetch_add(&s->live, 1);
     atomic_store(&c->refs, 2);
 
-    grpc_op close_op;
-    memset(&close_op, 0, sizeof close_op);
-    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    close_op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-    if (grpc_call_start_batch(c->call, &close_op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
-        atomic_fetch_sub(&c->refs, 1);
-
-    if (!c->m) {
-        rpc_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented by this plugin");
-        return;
-    }
-    if (c->m->kind == RPC_PARK) {
+    if (c->m && c->m->kind == RPC_PARK) {
+        post_close(c);
         park(c);
         return;
     }
-    if (c->payload) {
+    c->in_handler = 1; /* no other thread knows the call yet */
+    if (!c->m) {
+        rpc_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method not implemented by this plugin");
+    } else if (!c->payload) {
+        rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
+    } else {
         grpc_byte_buffer_reader r;
         if (!grpc_byte_buffer_reader_init(&r, c->payload)) {
             rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "unreadable request message");
-            return;
+        } else {
+            c->req = grpc_byte_buffer_reader_readall(&r);
+            c->have_req = 1;
+            grpc_byte_buffer_reader_destroy(&r);
+            grpc_byte_buffer_destroy(c->payload);
+            c->payload = NULL;
+            if (atomic_load(&s->stopping))
+                rpc_fail(c, GRPC_STATUS_UNAVAILABLE, "plugin is shutting down");
+            else /* the handler decodes and starts the work; the bytes stay with the call */
+                c->m->fn(c, GRPC_SLICE_START_PTR(c->req), GRPC_SLICE_LENGTH(c->req));
         }
-        c->req = grpc_byte_buffer_reader_readall(&r);
-        c->have_req = 1;
-        grpc_byte_buffer_reader_destroy(&r);
-        grpc_byte_buffer_destroy(c->payload);
-        c->payload = NULL;
-    } else {
-        rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing");
-        return;
     }
-    if (atomic_load(&s->stopping)) {
-        rpc_fail(c, GRPC_STATUS_UNAVAILABLE, "plugin is shutting down");
-        return;
-    }
-    /* the handler decodes and starts the work; the request bytes stay with the call */
-    c->m->fn(c, GRPC_SLICE_START_PTR(c->req), GRPC_SLICE_LENGTH(c->req));
+    handler_returned(c);
 }
+
+static void on_close(struct rpc_call *c);
 
 static void on_ops(struct rpc_call *c, int ok)
 {
@@ -402,7 +463,8 @@ static void on_ops(struct rpc_call *c, int ok)
         atomic_store(&c->cancelled, 1);
     }
     int final = c->final_sent;
-    if (!final && c->final_queued) {
+    int close_too = final && c->close_in_ops;
+    if (!final && c->final_queued && !c->in_handler) {
         grpc_byte_buffer *bb = c->final_bb;
         c->final_bb = NULL;
         send_final(c, bb, c->final_status, c->final_details);
@@ -412,6 +474,8 @@ static void on_ops(struct rpc_call *c, int ok)
     pthread_mutex_unlock(&c->mu);
     if (on_sent)
         on_sent(ctx);
+    if (close_too)
+        on_close(c); /* the call is over on the wire too: its reference goes */
     if (final)
         call_unref(c);
 }

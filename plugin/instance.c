@@ -218,6 +218,35 @@ int plugin_instance_get(const Pluginv2__PluginContext *pc, int (*cancelled)(void
     return 0;
 }
 
+int plugin_instance_adopt(struct proxy_ds *px, struct plugin_instance **out, struct cp_err *err)
+{
+    const struct cfg_ds *cfg = proxy_ds_cfg(px);
+    *out = NULL;
+    struct plugin_instance *in = calloc(1, sizeof *in);
+    if (!in || !(in->uid = strdup(cfg->key_id))) {
+        free(in);
+        proxy_ds_free(px);
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
+    }
+    in->px = px;
+    in->last_updated_ms = cfg->last_updated_ms;
+    cfg_ds_each_secret(cfg, secret_add, NULL);
+    atomic_init(&in->refs, 2); /* the table's and the caller's */
+    pthread_mutex_lock(&mu);
+    if (find(in->uid)) {
+        pthread_mutex_unlock(&mu);
+        atomic_store(&in->refs, 1);
+        plugin_instance_put(in);
+        return cp_err_set(err, CP_ECONFIG, "data source %s is defined twice", cfg->key_id);
+    }
+    in->next = head;
+    head = in;
+    count++;
+    pthread_mutex_unlock(&mu);
+    *out = in;
+    return 0;
+}
+
 void plugin_instance_each(void (*fn)(void *ctx, struct plugin_instance *in), void *ctx)
 {
     /* take references under the lock, call fn outside it: fn may talk to Redis */

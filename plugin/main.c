@@ -39,6 +39,8 @@ static void usage(FILE *f)
                "\n"
                "  (no arguments)              run as a Grafana backend plugin (launched by "
                "Grafana)\n"
+               "  serve --config FILE         run standalone: an HTTP caching reverse proxy "
+               "(README, Standalone mode)\n"
                "  --version                   print the version\n",
             CP_VERSION);
 }
@@ -270,8 +272,96 @@ static int run_plugin(void)
     return 0;
 }
 
+/* `serve --config FILE`: the standalone HTTP server. SIGTERM and SIGINT stop it gracefully:
+ * no new connections, requests in flight finish (up to shutdownTimeout), exit 0; a second
+ * signal cuts the wait short. */
+static int run_serve(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 2; i < argc; i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
+            path = argv[++i];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+        else {
+            fprintf(stderr, "gpx_cachingproxy serve: unexpected argument %s\n"
+                            "usage: gpx_cachingproxy serve --config FILE\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "usage: gpx_cachingproxy serve --config FILE\n");
+        return 2;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct cfg_standalone *cfg = NULL;
+    struct cp_err err = {0};
+    if (cfg_standalone_load(path, &cfg, &err) != 0) {
+        fprintf(stderr, "gpx_cachingproxy serve: %s\n", cp_err_text(&err));
+        return 1;
+    }
+    if (plugin_runtime_init() != 0) {
+        cfg_standalone_free(cfg);
+        return 1;
+    }
+    struct http_front *front = NULL;
+    if (http_front_start(cfg, &front, &err) != 0) {
+        fprintf(stderr, "gpx_cachingproxy serve: %s: %s\n", path, cp_err_text(&err));
+        plugin_runtime_cleanup();
+        cfg_standalone_free(cfg);
+        return 1;
+    }
+    char addr[300];
+    int v6 = strchr(cfg->host, ':') != NULL;
+    snprintf(addr, sizeof addr, "%s%s%s:%d", v6 ? "[" : "", *cfg->host ? cfg->host : "0.0.0.0",
+             v6 ? "]" : "", http_front_port(front));
+    struct cp_kv kv[] = {CP_KV_S("version", CP_VERSION), CP_KV_S("address", addr),
+                         CP_KV_I("datasources", (long long)cfg->nds),
+                         CP_KV_I("keys", (long long)cfg->nkeys),
+                         CP_KV_I("threads", cfg->threads)};
+    plugin_log(CP_LOG_INFO, "standalone server listening", kv, 5);
+
+    int sig;
+    do {
+        sig = sigwaitinfo(&set, NULL);
+    } while (sig != SIGTERM && sig != SIGINT);
+    atomic_store(&plugin_g.stopping, 1);
+    struct cp_kv skv[] = {CP_KV_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+                          CP_KV_I("inFlight", http_front_active(front))};
+    plugin_log(CP_LOG_INFO, "standalone server stopping: requests in flight finish", skv, 2);
+    http_front_quiesce(front);
+    int64_t deadline = cp_mono_ns() + cfg->shutdown_ms * 1000000;
+    while (http_front_active(front) > 0 && cp_mono_ns() < deadline) {
+        struct timespec to = {0, 10000000L};
+        int s2 = sigtimedwait(&set, NULL, &to);
+        if (s2 == SIGTERM || s2 == SIGINT) {
+            plugin_log(CP_LOG_WARN, "second signal: cancelling requests in flight", NULL, 0);
+            break;
+        }
+    }
+    if (http_front_active(front) > 0) {
+        struct cp_kv akv[] = {CP_KV_I("inFlight", http_front_active(front))};
+        plugin_log(CP_LOG_WARN, "requests still in flight: cancelled", akv, 1);
+    }
+    http_front_stop(front);
+    plugin_runtime_cleanup();
+    cfg_standalone_free(cfg);
+    plugin_log(CP_LOG_INFO, "standalone server stopped", NULL, 0);
+    return 0;
+}
+
 int plugin_main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "serve"))
+        return run_serve(argc, argv);
     if (argc > 1) {
         if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
             printf("gpx_cachingproxy %s\n", CP_VERSION);

@@ -123,6 +123,10 @@ void plugin_instance_put(struct plugin_instance *in);
 /* The live instance for these settings if there is one and it is current, else NULL. Never
  * builds one (so it never blocks). */
 struct plugin_instance *plugin_instance_peek(const Pluginv2__PluginContext *pc);
+/* Lists an instance the host built itself (the standalone server's data sources, from its
+ * configuration file): counted in metrics like the others, never rebuilt. Takes px in every
+ * case; *out is a reference for the caller. CP_ECONFIG when its org and uid are taken. */
+int plugin_instance_adopt(struct proxy_ds *px, struct plugin_instance **out, struct cp_err *err);
 /* Calls fn for every live instance (each held by a reference during the call). */
 void plugin_instance_each(void (*fn)(void *ctx, struct plugin_instance *in), void *ctx);
 /* Number of live instances. */
@@ -142,6 +146,23 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_subscribe_stream(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_publish_stream(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_run_stream(struct rpc_call *c, const uint8_t *req, size_t len);
+
+/* ---- standalone HTTP front (http_front.c) ------------------------------------------------ */
+
+struct http_front;
+/* Builds an instance for every data source of cfg (taking their settings) and starts the HTTP
+ * server on cfg's address. cfg stays the caller's and must outlive the front. CP_ECONFIG with
+ * err naming the data source, CP_EINTERNAL when the address cannot be bound. */
+int http_front_start(struct cfg_standalone *cfg, struct http_front **out, struct cp_err *err);
+/* The port it listens on (the chosen one when the configuration said 0). */
+int http_front_port(const struct http_front *f);
+/* Stops accepting connections; requests in flight go on, and their answers close their
+ * connections. */
+void http_front_quiesce(struct http_front *f);
+/* Requests in flight. */
+long http_front_active(struct http_front *f);
+/* Cancels what still runs, waits a little for it to end, stops the server and frees. */
+void http_front_stop(struct http_front *f);
 
 /* Fills a cp_user from a PluginContext (borrowed strings). */
 void plugin_user_from_ctx(const Pluginv2__PluginContext *pc, struct cp_user *u);

@@ -62,7 +62,16 @@ static void front_unref(struct data_front *f)
     free(f);
 }
 
-static void front_free(void *ctx) { front_unref(ctx); }
+/* The gRPC call is freed: nothing may look at it any more (a starter still running on
+ * another thread checks f->c under f->mu). */
+static void front_free(void *ctx)
+{
+    struct data_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->c = NULL;
+    pthread_mutex_unlock(&f->mu);
+    front_unref(f);
+}
 
 static void on_cancel(void *ctx)
 {

@@ -27,7 +27,8 @@ struct res_front {
     _Atomic int refs;
     struct rpc_call *c;
     Pluginv2__CallResourceRequest *rq;
-    struct proxy_header hs[MAX_REQ_HEADERS];
+    struct proxy_header *hs; /* as many as the request has (a large struct would make every
+                              * call's allocation consolidate malloc's free lists) */
     struct proxy_request pr;
     struct plugin_instance *in;
     struct proxy_call *call;
@@ -72,10 +73,20 @@ static void front_unref(struct res_front *f)
     pthread_mutex_destroy(&f->mu);
     if (f->rq)
         pluginv2__call_resource_request__free_unpacked(f->rq, NULL);
+    free(f->hs);
     free(f);
 }
 
-static void front_free(void *ctx) { front_unref(ctx); }
+/* The gRPC call is freed: nothing may look at it any more (a starter still running on
+ * another thread checks f->c under f->mu). */
+static void front_free(void *ctx)
+{
+    struct res_front *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->c = NULL;
+    pthread_mutex_unlock(&f->mu);
+    front_unref(f);
+}
 
 /* Groups the answer's headers by name into the map<string,StringList> of the first message. */
 static int res_head(void *ctx, int status, const struct proxy_header *h, size_t n)
@@ -366,15 +377,25 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
     atomic_init(&f->refs, 3);
     f->c = c;
     f->rq = rq;
+    size_t nh = 0;
+    for (size_t i = 0; i < rq->n_headers; i++)
+        nh += rq->headers[i]->value ? rq->headers[i]->value->n_values : 0;
+    nh = nh < MAX_REQ_HEADERS ? nh : MAX_REQ_HEADERS;
+    f->hs = malloc((nh ? nh : 1) * sizeof *f->hs);
+    rpc_set_events(c, &front_events, f);
+    if (!f->hs) {
+        answer_error(f, 500, "out of memory");
+        front_unref(f);
+        return;
+    }
     f->pr = (struct proxy_request){.method = rq->method,
                                    .path = rq->path,
                                    .raw_url = rq->url && *rq->url ? rq->url : NULL,
                                    .headers = f->hs,
-                                   .nheaders = flatten(rq, f->hs, MAX_REQ_HEADERS),
+                                   .nheaders = flatten(rq, f->hs, nh),
                                    .body = rq->body.data,
                                    .body_len = rq->body.len};
     plugin_user_from_ctx(rq->plugincontext, &f->pr.user);
-    rpc_set_events(c, &front_events, f);
     if (has_nul_in_strings(req, len)) {
         answer_error(f, 400, "bad request: NUL byte in method, path or url");
         front_unref(f);

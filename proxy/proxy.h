@@ -120,9 +120,12 @@ struct proxy_query {
     const char *json; /* the query model, JSON text */
     size_t json_len;
     int64_t from_ms, to_ms, interval_ms, max_data_points;
+    int json_frames; /* frames in Grafana's data frame JSON (PROTOCOL.md 4.7), not Arrow; the
+                      * cache keeps the two encodings apart */
 };
 
-/* The answer to one query: Arrow IPC file bytes of each frame, or an error with a status. */
+/* The answer to one query: the bytes of each frame (an Arrow IPC file, or a JSON object with
+ * json_frames), or an error with a status. */
 struct proxy_query_result {
     int status;     /* HTTP-style: 200 on success */
     char *error;    /* owned, or NULL */

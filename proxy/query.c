@@ -194,6 +194,9 @@ int proxy__frame_transform(const char *recipe, const void *raw, size_t len, cons
     json_t *doc = len ? json_loadb(raw, len, 0, &je) : NULL;
     struct frame fr = {0};
     const char *ref = json_string_value(json_object_get(r, "refId"));
+    /* the recipe names the encoding, so the cache keys of the two never meet */
+    int (*encode)(const struct frame *, struct cp_buf *) =
+        json_is_true(json_object_get(r, "json")) ? frame_to_json : frame_arrow_encode;
     int rc = 0;
     if (!doc)
         rc = cp_err_set(err, CP_EUPSTREAM, "the upstream's answer is not JSON");
@@ -203,8 +206,8 @@ int proxy__frame_transform(const char *recipe, const void *raw, size_t len, cons
         rc = err->code == CP_ENOMEM ? CP_ENOMEM : CP_EINVAL;
     else if (json_is_array(json_object_get(r, "piece")))
         rc = piece_transform(json_object_get(r, "piece"), &fr, mine, keep, err);
-    else if (frame_arrow_encode(&fr, mine) != 0 || frame_set_cache(&fr, "hit") != 0 ||
-             frame_arrow_encode(&fr, keep) != 0)
+    else if (encode(&fr, mine) != 0 || frame_set_cache(&fr, "hit") != 0 ||
+             encode(&fr, keep) != 0)
         rc = cp_err_set(err, CP_ENOMEM, "could not encode the frame");
     frame_dispose(&fr);
     json_decref(doc);
@@ -552,6 +555,11 @@ static int translate(struct qrun *q)
                                "root", json_object_get(m, "root"), "columns",
                                json_object_get(m, "columns"), "format",
                                json_object_get(m, "format"));
+    /* JSON frames: a recipe of their own (an Arrow recipe stays as it was, keys unchanged) */
+    if (recipe && pq->json_frames && json_object_set_new(recipe, "json", json_true()) != 0) {
+        json_decref(recipe);
+        recipe = NULL;
+    }
     q->recipe = recipe ? json_dumps(recipe, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(recipe);
     if (!q->recipe) {

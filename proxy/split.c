@@ -50,6 +50,7 @@ struct proxy__split {
     pthread_mutex_t lock; /* a piece starting against proxy__split_cancel */
     _Atomic int cancelled;
     int timeseries;
+    int (*encode)(const struct frame *, struct cp_buf *); /* Arrow, or frame JSON */
 };
 
 static const struct proxy__call_ops piece_ops;
@@ -72,6 +73,7 @@ static int piece_start(struct piece *p)
     /* the recipe names the piece: the transform cuts to it and the key includes it */
     json_error_t je;
     json_t *rc = json_loads(sp->recipe, 0, &je);
+    json_object_del(rc, "json"); /* pieces are the same for every front's frame form */
     if (!rc || json_object_set_new(rc, "piece", json_pack("[I,I]", (json_int_t)p->from_ms,
                                                           (json_int_t)p->to_ms)) ||
         !(p->recipe = json_dumps(rc, JSON_COMPACT | JSON_SORT_KEYS))) {
@@ -236,7 +238,7 @@ static void join(struct proxy__split *s)
     if (!rc) {
         int64_t from = proxy__ms_to_ns(s->spec->rg.from_ms), to = proxy__ms_to_ns(s->spec->rg.to_ms);
         if (frame_keep_time(&out, from, to) != 0 || (s->timeseries && frame_sort_time(&out)) ||
-            set_meta(&out, hit, fetched, bypass) != 0 || frame_arrow_encode(&out, &arrow) != 0 ||
+            set_meta(&out, hit, fetched, bypass) != 0 || s->encode(&out, &arrow) != 0 ||
             !(r->frames = malloc(sizeof *r->frames)) ||
             !(r->frame_lens = malloc(sizeof *r->frame_lens)))
             rc = CP_ENOMEM;
@@ -311,6 +313,10 @@ int proxy__split_start(struct proxy_ds *ds, const struct proxy__qspec *spec, int
     }
     json_t *fmt = json_object_get(spec->model, "format");
     s->timeseries = json_is_string(fmt) && !strcmp(json_string_value(fmt), "timeseries");
+    json_error_t je;
+    json_t *recipe = json_loads(spec->recipe, 0, &je);
+    s->encode = json_is_true(json_object_get(recipe, "json")) ? frame_to_json : frame_arrow_encode;
+    json_decref(recipe);
     proxy__ds_ref(ds);
     s->ds = ds;
     s->spec = spec;

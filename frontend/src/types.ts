@@ -65,6 +65,12 @@ export interface CacheSettings {
   revalidate?: boolean;
   scope?: CacheScope;
   timeAlign?: Duration;
+  /** queries: default split interval of the time range (0s = off) */
+  querySplit?: Duration;
+  /** a piece ending longer ago than this is stable */
+  splitStableAfter?: Duration;
+  /** lifetime of stable pieces */
+  querySplitTtl?: Duration;
   maxEntryBytes?: Size;
   memoryMaxBytes?: Size;
   notFoundTtl?: Duration;
@@ -86,6 +92,9 @@ export const CACHE_KEYS = [
   'revalidate',
   'scope',
   'timeAlign',
+  'querySplit',
+  'splitStableAfter',
+  'querySplitTtl',
   'maxEntryBytes',
   'memoryMaxBytes',
   'notFoundTtl',
@@ -106,6 +115,9 @@ export const CACHE_DEFAULTS = {
   revalidate: true,
   scope: 'shared',
   timeAlign: '10s',
+  querySplit: '0s',
+  splitStableAfter: '10m',
+  querySplitTtl: '1h',
   maxEntryBytes: '8MiB',
   memoryMaxBytes: '256MiB',
   notFoundTtl: '0s',
@@ -269,6 +281,8 @@ export interface CachingProxyQuery extends DataQuery {
   columns?: QueryColumn[];
   format?: QueryFormat;
   cacheTtl?: Duration;
+  /** cut the time range into cached pieces of this length ("1h"), or "off" */
+  split?: Duration | 'off';
 }
 
 export const QUERY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] as const;

@@ -132,11 +132,24 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn("--sizes", p.stderr)
 
-    def test_http_mode_is_not_available_yet(self):
-        p = run(["http"])
+    def test_http_runs_add_up(self):
+        """The same workloads against the standalone server (issue 9): resource calls with
+        X-Cache and queries with their frame's cache status, whose bookkeeping must add up as
+        the plugin's does."""
+        for kind in ("resource", "query"):
+            p = run(["http", "--quick", "--kind", kind, "--keys", "200", "--zipf", "1.1",
+                     "--latency", "1ms..4ms", "--concurrency", "4",
+                     "--json", self.path(kind + ".json")])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            r = self.load(kind + ".json")["runs"][0]
+            self.assertEqual((r["group"], r["mode"], r["backend"]), ("http", "http", "memory"))
+            self.assertGreater(r["requests"], 50)
+            self.assertEqual(r["errors"], 0)
+            self.assertGreater(r["hitRatio"], 0.3)
+            self.check_consistent(r)
+        p = run(["http", "--mode", "ftp"])
         self.assertEqual(p.returncode, 2)
-        self.assertIn("not available yet", p.stderr)
-        self.assertIn("issue 9", p.stderr)
+        self.assertIn("--mode must be grpc or http", p.stderr)
 
     # ---- grpc ---------------------------------------------------------------------------------
 

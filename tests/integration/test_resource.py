@@ -977,7 +977,7 @@ class SecretsTest(Base):
 # ---- 8. cache resources ---------------------------------------------------------------------
 
 STATS_KEYS = {"backend", "entries", "bytes", "hits", "misses", "stale", "revalidated", "bypass", "coalesced",
-              "hitRatio", "upstreamRequests", "errors"}
+              "hitRatio", "upstreamRequests", "errors", "splitPieces"}
 
 
 class CacheResourcesTest(Base):

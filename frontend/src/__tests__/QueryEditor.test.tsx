@@ -66,6 +66,18 @@ describe('query editor', () => {
     expect('cacheTtl' in state.latest).toBe(false);
   });
 
+  it('split takes a duration, off, or nothing (the data source default)', async () => {
+    const user = userEvent.setup({ delay: null });
+    const state = renderQuery({ refId: 'A', path: '/series?from=${__from}&to=${__to}' });
+    await user.type(screen.getByLabelText(/^Split/), '1h');
+    expect(state.latest.split).toBe('1h');
+    await user.clear(screen.getByLabelText(/^Split/));
+    await user.type(screen.getByLabelText(/^Split/), 'off');
+    expect(state.latest.split).toBe('off');
+    await user.clear(screen.getByLabelText(/^Split/));
+    expect('split' in state.latest).toBe(false);
+  });
+
   it('a method with a body shows the body field', async () => {
     const user = userEvent.setup({ delay: null });
     const state = renderQuery({ refId: 'A' });

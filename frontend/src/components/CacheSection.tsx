@@ -55,7 +55,7 @@ export function CacheSection({ options, onChange }: Props) {
   const backend = c.backend ?? CACHE_DEFAULTS.backend;
   const forwardOAuth = effectiveAuthType(options.jsonData, options.basicAuth) === 'forwardOAuth';
   const set = <K extends keyof CacheSettings>(k: K, v: CacheSettings[K] | undefined) => onChange(setCache(options, k, v));
-  const amount = (k: 'resourceTtl' | 'queryTtl' | 'staleWhileRevalidate' | 'staleIfError' | 'timeAlign' | 'notFoundTtl' | 'nearCacheTtl' | 'maxEntryBytes' | 'memoryMaxBytes', label: string, description: string) => (
+  const amount = (k: 'resourceTtl' | 'queryTtl' | 'staleWhileRevalidate' | 'staleIfError' | 'timeAlign' | 'querySplit' | 'splitStableAfter' | 'querySplitTtl' | 'notFoundTtl' | 'nearCacheTtl' | 'maxEntryBytes' | 'memoryMaxBytes', label: string, description: string) => (
     <AmountField id={`cp-cache-${k}`} label={label} description={description} value={c[k]} defaultText={String(CACHE_DEFAULTS[k])} onChange={(v) => set(k, v)} />
   );
 
@@ -157,6 +157,9 @@ export function CacheSection({ options, onChange }: Props) {
             onChange={(v) => set('scope', v)}
           />
           {amount('timeAlign', 'Time alignment', 'Queries: the time range is rounded down to this step, so relative ranges meet in the cache.')}
+          {amount('querySplit', 'Query split', 'Queries using the time range are cut into pieces of this length, each cached on its own, so a refreshing dashboard fetches only the newest piece. 0s: off; a query may set its own.')}
+          {amount('splitStableAfter', 'Stable after', 'A piece that ended longer ago than this no longer changes.')}
+          {amount('querySplitTtl', 'Stable piece TTL', 'Lifetime of stable pieces.')}
           {amount('maxEntryBytes', 'Max entry size', 'Larger answers are not cached.')}
           {backend === 'memory' && amount('memoryMaxBytes', 'Memory budget', 'Total size of this data source\u2019s memory cache.')}
         </>

@@ -1,6 +1,6 @@
 /*
  * QueryEditor.tsx - one upstream call and how its JSON answer becomes a frame (SPEC section 7):
- * method, path, params, headers, body; root, columns, format; cacheTtl.
+ * method, path, params, headers, body; root, columns, format; cacheTtl, split.
  */
 import React from 'react';
 import { css } from '@emotion/css';
@@ -201,6 +201,19 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
             placeholder="queryTtl"
             value={amountText(query.cacheTtl)}
             onChange={(e) => change({ cacheTtl: parseAmount(e.currentTarget.value) })}
+            onBlur={onRunQuery}
+          />
+        </InlineField>
+        <InlineField label="Split" labelWidth={LABEL} tooltip="Cut the time range into pieces of this length (e.g. 1h), each cached on its own; needs ${__from}/${__to} in the request and a time column. off: never; empty: the data source's query split">
+          <Input
+            id="cp-query-split"
+            width={12}
+            placeholder="querySplit"
+            value={query.split === 'off' ? 'off' : amountText(query.split)}
+            onChange={(e) => {
+              const v = e.currentTarget.value.trim();
+              change({ split: v === 'off' ? 'off' : parseAmount(v) });
+            }}
             onBlur={onRunQuery}
           />
         </InlineField>
