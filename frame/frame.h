@@ -44,6 +44,10 @@ struct frame {
 int frame_arrow_encode(const struct frame *f, struct cp_buf *out);
 /* Appends the frame in Grafana's data-frame JSON form (PROTOCOL.md section 4.7) to out. */
 int frame_to_json(const struct frame *f, struct cp_buf *out);
+/* The same with only some parts: schema only (a stream's initial data), data only (its
+ * packets once the schema was sent), or both. */
+enum { FRAME_JSON_SCHEMA = 1, FRAME_JSON_DATA = 2 };
+int frame_to_json_parts(const struct frame *f, int parts, struct cp_buf *out);
 /* Frees the contents of a frame (not the struct itself). */
 void frame_dispose(struct frame *f);
 

@@ -263,33 +263,42 @@ static int put_optional(struct cp_buf *b, const struct frame *f, const char *key
     return rc;
 }
 
-int frame_to_json(const struct frame *f, struct cp_buf *out)
+int frame_to_json_parts(const struct frame *f, int parts, struct cp_buf *out)
 {
-    if (!f || !out || (f->nfields && !f->fields))
+    if (!f || !out || (f->nfields && !f->fields) || !(parts & (FRAME_JSON_SCHEMA | FRAME_JSON_DATA)))
         return CP_EINVAL;
     for (size_t i = 0; i < f->nfields; i++)
         if (check_field(&f->fields[i], f->nrows))
             return CP_EINVAL;
     size_t start = out->len;
     int rc = cp_buf_add(out, "{", 1);
-    if (!rc)
+    if (!rc && (parts & FRAME_JSON_SCHEMA))
         rc = put_schema(out, f);
+    if (!rc && (parts & FRAME_JSON_DATA)) {
+        rc = cp_buf_addstr(out, parts & FRAME_JSON_SCHEMA ? ",\"data\":{\"values\":["
+                                                          : "\"data\":{\"values\":[");
+        for (size_t i = 0; !rc && i < f->nfields; i++)
+            if (!(rc = i ? cp_buf_add(out, ",", 1) : 0))
+                rc = put_values(out, &f->fields[i]);
+        if (!rc)
+            rc = cp_buf_add(out, "]", 1);
+        if (!rc)
+            rc = put_optional(out, f, "entities", put_entities);
+        if (!rc)
+            rc = put_optional(out, f, "nanos", put_nanos);
+        if (!rc)
+            rc = cp_buf_add(out, "}", 1);
+    }
     if (!rc)
-        rc = cp_buf_addstr(out, ",\"data\":{\"values\":[");
-    for (size_t i = 0; !rc && i < f->nfields; i++)
-        if (!(rc = i ? cp_buf_add(out, ",", 1) : 0))
-            rc = put_values(out, &f->fields[i]);
-    if (!rc)
-        rc = cp_buf_add(out, "]", 1);
-    if (!rc)
-        rc = put_optional(out, f, "entities", put_entities);
-    if (!rc)
-        rc = put_optional(out, f, "nanos", put_nanos);
-    if (!rc)
-        rc = cp_buf_addstr(out, "}}");
+        rc = cp_buf_add(out, "}", 1);
     if (rc && out->len > start) {
         out->len = start;
         out->p[start] = 0;
     }
     return rc;
+}
+
+int frame_to_json(const struct frame *f, struct cp_buf *out)
+{
+    return frame_to_json_parts(f, FRAME_JSON_SCHEMA | FRAME_JSON_DATA, out);
 }

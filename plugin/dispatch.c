@@ -20,6 +20,9 @@ const struct rpc_method plugin_methods[] = {
     {"/pluginv2.Diagnostics/CollectMetrics", RPC_UNARY, svc_collect_metrics},
     {"/pluginv2.Resource/CallResource", RPC_STREAM, svc_call_resource},
     {"/pluginv2.Data/QueryData", RPC_UNARY, svc_query_data},
+    {"/pluginv2.Stream/SubscribeStream", RPC_UNARY, svc_subscribe_stream},
+    {"/pluginv2.Stream/RunStream", RPC_STREAM, svc_run_stream},
+    {"/pluginv2.Stream/PublishStream", RPC_UNARY, svc_publish_stream},
 };
 const size_t plugin_nmethods = sizeof plugin_methods / sizeof plugin_methods[0];
 

@@ -832,7 +832,7 @@ static enum MHD_Result start_queries(struct hreq *r)
             .to_ms = to,
             .interval_ms = json_is_number(iv) ? (int64_t)json_number_value(iv) : 0,
             .max_data_points = json_is_number(mdp) ? (int64_t)json_number_value(mdp) : 0,
-            .json_frames = 1,
+            .form = PROXY_FRAME_JSON,
         };
     }
     free(dsidx);

@@ -264,6 +264,7 @@ static int run_plugin(void)
     pthread_create(&hard, &attr, hard_exit_thread, NULL);
     pthread_attr_destroy(&attr);
 
+    svc_stream_shutdown();
     rpc_server_stop(srv, DRAIN_MS);
     if (sock[0])
         unlink(sock);

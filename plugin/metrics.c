@@ -84,6 +84,28 @@ static int query_pieces(struct cp_buf *b, const char *name, const struct snapsho
                        (unsigned long long)ld(&plugin_g.ctr.pieces[1]));
 }
 
+static int live_gauge(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s{what=\"streams\"} %lld\n%s{what=\"subscribers\"} %lld\n", name,
+                       (long long)atomic_load(&plugin_g.ctr.live_streams), name,
+                       (long long)atomic_load(&plugin_g.ctr.live_subscribers));
+}
+
+static int live_polls(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s{result=\"started\"} %llu\n%s{result=\"skipped\"} %llu\n", name,
+                       (unsigned long long)ld(&plugin_g.ctr.live_polls), name,
+                       (unsigned long long)ld(&plugin_g.ctr.live_skipped));
+}
+
+static int live_frames(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.live_frames));
+}
+
 static int coalesced_waiting(struct cp_buf *b, const char *name, const struct snapshot *snap)
 {
     (void)snap;
@@ -280,6 +302,13 @@ static const struct family families[] = {
     {"cachingproxy_query_pieces_total", "counter",
      "Pieces of split queries by where they came from: hit (the cache) or fetched.",
      query_pieces},
+    {"cachingproxy_live_active", "gauge",
+     "Live streams: pollers running (streams) and subscribers attached to them.", live_gauge},
+    {"cachingproxy_live_polls_total", "counter",
+     "Polls of live streams: started, or skipped because the last one was still running.",
+     live_polls},
+    {"cachingproxy_live_frames_total", "counter", "Frames sent to live stream subscribers.",
+     live_frames},
     {"cachingproxy_coalesced_waiting", "gauge",
      "Requests waiting now for an identical upstream call in flight.", coalesced_waiting},
     {"cachingproxy_upstream_requests_total", "counter",

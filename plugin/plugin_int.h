@@ -146,6 +146,8 @@ void svc_query_data(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_subscribe_stream(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_publish_stream(struct rpc_call *c, const uint8_t *req, size_t len);
 void svc_run_stream(struct rpc_call *c, const uint8_t *req, size_t len);
+/* Ends every RunStream with UNAVAILABLE (the plugin stops) and stops their subscriptions. */
+void svc_stream_shutdown(void);
 
 /* ---- standalone HTTP front (http_front.c) ------------------------------------------------ */
 

@@ -1641,6 +1641,10 @@ static void authorized(void *arg, const struct auth_decision *d)
         fail(c, CP_EDENIED, &err);
         return;
     }
+    if (c->in->check_only) {
+        finish(c, 0);
+        return;
+    }
     c->scope = d->scope;
     if (c->ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH && c->a.fwd_authorization &&
         (c->user_token = strdup(c->a.fwd_authorization)))

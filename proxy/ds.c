@@ -36,6 +36,7 @@ int proxy_global_init(void)
 
 void proxy_global_cleanup(void)
 {
+    proxy__live_forget_all();
     if (curl_ready)
         curl_global_cleanup();
 }

@@ -12,6 +12,7 @@
 #ifndef CP_PROXY_H
 #define CP_PROXY_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,9 @@ struct proxy_counters {
     _Atomic uint64_t coalesced;
     _Atomic uint64_t pieces[2]; /* split queries' pieces: [0] from the cache, [1] fetched */
     _Atomic uint64_t waiting; /* calls waiting now for an identical call's outcome */
+    /* live streams: pollers and subscribers now; polls, skipped polls, packets sent */
+    _Atomic int64_t live_streams, live_subscribers;
+    _Atomic uint64_t live_polls, live_skipped, live_frames;
     _Atomic uint64_t authz[2]; /* [0] deny, [1] allow */
     _Atomic uint64_t redis_errors;
     _Atomic uint64_t evictions;
@@ -115,17 +119,24 @@ int proxy_send_error(const struct proxy_sink *sink, int status, const char *msg)
 
 /* ---- queries ----------------------------------------------------------------------------- */
 
+enum proxy_frame_form {
+    PROXY_FRAME_ARROW, /* an Arrow IPC file (PROTOCOL.md 4.5) */
+    PROXY_FRAME_JSON,  /* Grafana's data frame JSON (PROTOCOL.md 4.7) */
+    PROXY_FRAME_BLOB,  /* the frame module's compact form (frame_blob_decode) */
+};
+
 struct proxy_query {
     const char *ref_id;
     const char *json; /* the query model, JSON text */
     size_t json_len;
     int64_t from_ms, to_ms, interval_ms, max_data_points;
-    int json_frames; /* frames in Grafana's data frame JSON (PROTOCOL.md 4.7), not Arrow; the
-                      * cache keeps the two encodings apart */
+    enum proxy_frame_form form; /* the cache keeps the forms apart */
+    int exact_range;            /* the range as given (a stream's poller aligns it itself) */
+    int check_only;             /* admission and authorization only: nothing is fetched */
 };
 
-/* The answer to one query: the bytes of each frame (an Arrow IPC file, or a JSON object with
- * json_frames), or an error with a status. */
+/* The answer to one query: the bytes of each frame in the form asked for, or an error with a
+ * status. */
 struct proxy_query_result {
     int status;     /* HTTP-style: 200 on success */
     char *error;    /* owned, or NULL */
@@ -148,6 +159,42 @@ int proxy_query_start(struct proxy_ds *ds, const struct proxy_query *queries, si
 /* The client is gone: every query stops (its result says so) and done follows. */
 void proxy_batch_cancel(struct proxy_batch *b);
 void proxy_batch_release(struct proxy_batch *b);
+
+/* ---- live streams (Grafana Live) ---------------------------------------------------------- */
+
+/* What a subscribe or a stream learns of a channel (SubscribeStreamResponse.Status values). */
+enum { PROXY_LIVE_OK = 0, PROXY_LIVE_NOT_FOUND = 1, PROXY_LIVE_DENIED = 2 };
+
+/* Checks that user may use the channel path ("poll/<query>" or "poll/id/<id>"): the query it
+ * names goes through admission and authorization, nothing is fetched. done(ctx, status, msg,
+ * query) runs once on any thread (query: the stream query, borrowed, NULL unless OK).
+ * Everything passed is borrowed until then. CP_ENOMEM: nothing started. */
+int proxy_live_check(struct proxy_ds *ds, const char *path, const struct cp_user *user,
+                     const struct proxy_header *h, size_t nh,
+                     void (*done)(void *ctx, int status, const char *msg, json_t *query),
+                     void *ctx);
+
+/* Where a stream's packets go. packet runs on any thread with the JSON of a frame (schema and
+ * data, schema only, or data only); it copies what it keeps and answers non-zero when the
+ * subscriber cannot keep up (it is then dropped: done follows with CP_EBUSY). done runs last,
+ * once: rc 0 after proxy_live_stop, else why the stream ended (CP_EDENIED, CP_ENOTFOUND with
+ * msg, CP_EBUSY, CP_ECANCELED, CP_ENOMEM). */
+struct proxy_live_sink {
+    int (*packet)(void *ctx, const char *json, size_t len);
+    void (*done)(void *ctx, int rc, const char *msg);
+    void *ctx;
+};
+struct proxy_live_sub;
+/* Checks the channel like proxy_live_check, then subscribes to its poller (started by the
+ * first subscriber, polling at multiples of the channel's interval). user and h are copied.
+ * *out: a reference for the caller (proxy_live_release after done). CP_ENOMEM: nothing
+ * started, the sink is never called. */
+int proxy_live_run(struct proxy_ds *ds, const char *path, const struct cp_user *user,
+                   const struct proxy_header *h, size_t nh, const struct proxy_live_sink *sink,
+                   struct proxy_live_sub **out);
+/* The subscriber leaves (the last one stops the poller); done follows. Any thread. */
+void proxy_live_stop(struct proxy_live_sub *s);
+void proxy_live_release(struct proxy_live_sub *s);
 
 /* ---- health and usage -------------------------------------------------------------------- */
 

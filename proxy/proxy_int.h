@@ -109,6 +109,7 @@ struct proxy__incoming {
     const void *body;
     size_t body_len;
     const struct cp_user *user;
+    int check_only; /* ends once authorized (done with 0), nothing fetched */
 };
 
 /* The call as it goes upstream, once admitted. Strings point into the call or the front's
@@ -240,10 +241,24 @@ int proxy__query_verdict(struct proxy_ds *ds, int rc, int status, const struct c
                          struct proxy_query_result *r);
 /* Redacts r's error text (while the call's credentials are still known) and fixes UTF-8. */
 void proxy__query_clean_error(struct proxy_ds *ds, struct proxy_query_result *r);
+/* The frame encoder a recipe asks for: Arrow, frame JSON ("json") or the compact form
+ * ("blob"). */
+typedef int (*encode_fn)(const struct frame *, struct cp_buf *);
+encode_fn proxy__recipe_encoder(json_t *recipe);
 /* RFC 3339 UTC with milliseconds ("2023-11-14T22:13:20.000Z"); n >= 32. */
 void proxy__iso(int64_t ms, char *out, size_t n);
 /* Milliseconds to nanoseconds, saturating. */
 int64_t proxy__ms_to_ns(int64_t ms);
+
+/* ---- live (live.c) ---------------------------------------------------------------------- */
+
+/* The channel ("ds/<uid>/poll/...") for a QueryData query asking for live: true: the stream
+ * query of model polled every interval_ms over the last range_ms; a long one is registered
+ * under a short id. malloc'd, NULL on ENOMEM. */
+char *proxy__live_channel(struct proxy_ds *ds, json_t *model, const char *ref_id,
+                          int64_t interval_ms, int64_t range_ms);
+/* Forgets every registered id (process end). */
+void proxy__live_forget_all(void);
 
 /* ---- split queries (split.c) ------------------------------------------------------------ */
 

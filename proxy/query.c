@@ -170,6 +170,29 @@ int64_t proxy__ms_to_ns(int64_t ms)
     return ms > lim ? INT64_MAX : ms < -lim ? INT64_MIN : ms * 1000000;
 }
 
+/* meta.channel: the Grafana Live channel the frame continues on. */
+static int set_meta_channel(struct frame *fr, const char *channel)
+{
+    json_error_t je;
+    json_t *meta = fr->meta_json ? json_loads(fr->meta_json, 0, &je) : json_object();
+    char *t = NULL;
+    if (json_is_object(meta) && !json_object_set_new(meta, "channel", json_string(channel)))
+        t = json_dumps(meta, JSON_COMPACT);
+    json_decref(meta);
+    if (!t)
+        return CP_ENOMEM;
+    free(fr->meta_json);
+    fr->meta_json = t;
+    return 0;
+}
+
+encode_fn proxy__recipe_encoder(json_t *recipe)
+{
+    return json_is_true(json_object_get(recipe, "json"))   ? frame_to_json
+           : json_is_true(json_object_get(recipe, "blob")) ? frame_blob_encode
+                                                           : frame_arrow_encode;
+}
+
 /* A piece of a split query: the rows of its own interval, in the compact form the join reads
  * (the same bytes for the caller and the cache). */
 static int piece_transform(json_t *piece, struct frame *fr, struct cp_buf *mine,
@@ -195,8 +218,7 @@ int proxy__frame_transform(const char *recipe, const void *raw, size_t len, cons
     struct frame fr = {0};
     const char *ref = json_string_value(json_object_get(r, "refId"));
     /* the recipe names the encoding, so the cache keys of the two never meet */
-    int (*encode)(const struct frame *, struct cp_buf *) =
-        json_is_true(json_object_get(r, "json")) ? frame_to_json : frame_arrow_encode;
+    int (*encode)(const struct frame *, struct cp_buf *) = proxy__recipe_encoder(r);
     int rc = 0;
     if (!doc)
         rc = cp_err_set(err, CP_EUPSTREAM, "the upstream's answer is not JSON");
@@ -204,6 +226,9 @@ int proxy__frame_transform(const char *recipe, const void *raw, size_t len, cons
         rc = cp_err_set(err, CP_ENOMEM, "out of memory");
     else if ((rc = frame_from_json(doc, r, ref, result, &fr, err)) != 0)
         rc = err->code == CP_ENOMEM ? CP_ENOMEM : CP_EINVAL;
+    else if (json_is_string(json_object_get(r, "channel")) &&
+             set_meta_channel(&fr, json_string_value(json_object_get(r, "channel"))) != 0)
+        rc = cp_err_set(err, CP_ENOMEM, "out of memory");
     else if (json_is_array(json_object_get(r, "piece")))
         rc = piece_transform(json_object_get(r, "piece"), &fr, mine, keep, err);
     else if (encode(&fr, mine) != 0 || frame_set_cache(&fr, "hit") != 0 ||
@@ -362,7 +387,12 @@ static void q_done(struct proxy_call *c, int rc)
     struct proxy_ds *ds = q->b->ds;
     int transformed = 0;
     proxy__call_result(c, &transformed);
-    if (proxy__query_verdict(ds, rc, q->status, &q->answer, q->spec.method, q->in.path,
+    if (q->q->check_only) {
+        if (!r->error && rc)
+            proxy__qerror(r, rc == CP_ECANCELED ? 499 : 500, 0, "%s", cp_strerror(rc));
+        if (!r->error)
+            r->status = 200;
+    } else if (proxy__query_verdict(ds, rc, q->status, &q->answer, q->spec.method, q->in.path,
                              transformed, r) != 0) {
         /* the error is set */
     } else if (!(r->frames = malloc(sizeof *r->frames)) ||
@@ -483,7 +513,7 @@ static int translate(struct qrun *q)
     }
     json_t *m = q->m;
     /* time range aligned to timeAlign, so relative ranges of different users meet */
-    int64_t align = cfg->cache.time_align_ms;
+    int64_t align = pq->exact_range ? 0 : cfg->cache.time_align_ms;
     struct proxy__range rg = {pq->from_ms, pq->to_ms, pq->interval_ms, pq->max_data_points};
     if (align > 0) {
         rg.from_ms -= ((rg.from_ms % align) + align) % align;
@@ -555,8 +585,30 @@ static int translate(struct qrun *q)
                                "root", json_object_get(m, "root"), "columns",
                                json_object_get(m, "columns"), "format",
                                json_object_get(m, "format"));
-    /* JSON frames: a recipe of their own (an Arrow recipe stays as it was, keys unchanged) */
-    if (recipe && pq->json_frames && json_object_set_new(recipe, "json", json_true()) != 0) {
+    /* live: true: the frame names the channel that polls this query (Grafana subscribes) */
+    if (recipe && json_is_true(json_object_get(m, "live"))) {
+        int64_t every = pq->interval_ms;
+        json_t *li = json_object_get(m, "liveInterval");
+        if (li && !json_is_null(li) &&
+            (json_is_number(li) ? (every = (int64_t)(json_number_value(li) * 1000)) < 0
+                                : !json_is_string(li) ||
+                                      cfg_duration_parse(json_string_value(li), &every) != 0)) {
+            json_decref(recipe);
+            proxy__qerror(r, 400, 0, "liveInterval must be a duration such as \"5s\"");
+            return CP_EINVAL;
+        }
+        char *ch = proxy__live_channel(b->ds, m, pq->ref_id ? pq->ref_id : "A", every,
+                                       rg.to_ms - rg.from_ms);
+        if (!ch || json_object_set_new(recipe, "channel", json_string(ch)) != 0) {
+            json_decref(recipe);
+            recipe = NULL;
+        }
+        free(ch);
+    }
+    /* other forms: a recipe of their own (an Arrow recipe stays as it was, keys unchanged) */
+    if (recipe && pq->form != PROXY_FRAME_ARROW &&
+        json_object_set_new(recipe, pq->form == PROXY_FRAME_JSON ? "json" : "blob",
+                            json_true()) != 0) {
         json_decref(recipe);
         recipe = NULL;
     }
@@ -585,7 +637,7 @@ static int translate(struct qrun *q)
                                  "them, set split to \"off\"");
             return CP_EINVAL;
         }
-        if (uses && rg.to_ms > rg.from_ms)
+        if (uses && rg.to_ms > rg.from_ms && !pq->check_only)
             return proxy__split_start(b->ds, sp, split, r, split_done, q, &q->split);
     }
     q->in = (struct proxy__incoming){.kind = CACHE_KIND_QUERY,
@@ -598,7 +650,8 @@ static int translate(struct qrun *q)
                                      .nown = nh,
                                      .body = q->req.body,
                                      .body_len = q->req.body ? strlen(q->req.body) : 0,
-                                     .user = b->user};
+                                     .user = b->user,
+                                     .check_only = pq->check_only};
     return proxy__call_start(b->ds, &q->in, &query_ops, q, sp->ttl_override_ms, q->recipe,
                              &q->call);
 }

@@ -50,7 +50,7 @@ struct proxy__split {
     pthread_mutex_t lock; /* a piece starting against proxy__split_cancel */
     _Atomic int cancelled;
     int timeseries;
-    int (*encode)(const struct frame *, struct cp_buf *); /* Arrow, or frame JSON */
+    encode_fn encode; /* the form the query asked for */
 };
 
 static const struct proxy__call_ops piece_ops;
@@ -73,7 +73,8 @@ static int piece_start(struct piece *p)
     /* the recipe names the piece: the transform cuts to it and the key includes it */
     json_error_t je;
     json_t *rc = json_loads(sp->recipe, 0, &je);
-    json_object_del(rc, "json"); /* pieces are the same for every front's frame form */
+    json_object_del(rc, "json"); /* pieces are the same for every frame form */
+    json_object_del(rc, "blob");
     if (!rc || json_object_set_new(rc, "piece", json_pack("[I,I]", (json_int_t)p->from_ms,
                                                           (json_int_t)p->to_ms)) ||
         !(p->recipe = json_dumps(rc, JSON_COMPACT | JSON_SORT_KEYS))) {
@@ -315,7 +316,7 @@ int proxy__split_start(struct proxy_ds *ds, const struct proxy__qspec *spec, int
     s->timeseries = json_is_string(fmt) && !strcmp(json_string_value(fmt), "timeseries");
     json_error_t je;
     json_t *recipe = json_loads(spec->recipe, 0, &je);
-    s->encode = json_is_true(json_object_get(recipe, "json")) ? frame_to_json : frame_arrow_encode;
+    s->encode = proxy__recipe_encoder(recipe);
     json_decref(recipe);
     proxy__ds_ref(ds);
     s->ds = ds;
