@@ -281,6 +281,14 @@ struct bench_bare;
 int bench_bare_start(const void *msg, size_t len, struct bench_bare **out, char *target,
                      size_t tsize, struct cp_err *err);
 void bench_bare_stop(struct bench_bare *b);
+/* The same server in a child process: this executable run as "__bare-server FILE", FILE a
+ * temporary copy of msg whose name goes to file (the caller unlinks it after stopping the
+ * child with bench_child_stop). Returns the child's pid, -1 with detail in err. */
+pid_t bench_bare_child_start(const uint8_t *msg, size_t len, char *target, size_t tsize, char *file,
+                             size_t fsize, struct cp_err *err);
+/* The child's side: serves FILE's message until SIGTERM or SIGINT, printing its target on
+ * stdout first. The process exit status. */
+int bench_bare_child_main(const char *file);
 
 /* ---- upstream simulator (upstream_sim.c) -------------------------------------------------- */
 
