@@ -47,6 +47,12 @@ void bench_child_untrack(pid_t pid);
 pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, int err_fd);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. Returns the wait status or -1. */
 int bench_child_stop(pid_t pid, int timeout_ms);
+/* Raises this process's RLIMIT_NOFILE soft limit towards want (and the hard limit too when
+ * privileged); children such as the plugin inherit it. Returns the soft limit now in force. */
+long bench_fd_limit_raise(long want);
+/* What the modes ask for: thousands of calls at once, a descriptor each in the plugin and in
+ * the simulator. */
+#define BENCH_FD_WANT 32768
 /* A free TCP port on 127.0.0.1 (bound then released), -1 on failure. */
 int bench_free_port(void);
 
@@ -297,6 +303,9 @@ struct bench_sim_counts {
     uint64_t requests, data_requests, rows_requests;
     uint64_t work_requests, work_errors; /* answered by the profile, and 503s among them */
     uint64_t conns_opened, conns_open, conns_peak;
+    uint64_t delayed_now, delayed_peak; /* answers waiting for their delay, now and at most */
+    int64_t first_delayed_ns, last_delayed_ns; /* first and last arrival of a delayed request
+                                                * since the last reset (cp_mono_ns), 0 none */
 };
 /* How the simulator answers workload paths (anything but /data and /rows). */
 struct bench_upstream_profile {
@@ -311,11 +320,13 @@ struct bench_upstream_profile {
 void bench_upstream_profile_init(struct bench_upstream_profile *p);
 /* Sets the profile between runs (no request in flight: cached answers are dropped). */
 void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p);
-/* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". */
+/* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". It
+ * holds as many connections as RLIMIT_NOFILE leaves room for (see bench_fd_limit_raise). */
 int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_err *err);
 void bench_sim_stop(struct bench_sim *s);
 void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c);
-/* Sets the connection peak to the number open now (start of a cell). */
+/* Sets the connection and delayed-answer peaks to their values now and forgets the arrival
+ * times (start of a cell). */
 void bench_sim_reset_peak(struct bench_sim *s);
 
 /* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c) ----------------------- */

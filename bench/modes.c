@@ -1056,6 +1056,9 @@ int bench_modes_main(int argc, char **argv)
     } else if (!strcmp(mode, "report")) {
         rc = mode_report(argc, argv);
     } else {
+        /* before the simulator starts: it takes connections by this limit, and the plugin
+         * inherits it */
+        bench_fd_limit_raise(BENCH_FD_WANT);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         grpc_init();
         rc = !strcmp(mode, "grpc") ? mode_grpc(argc, argv) : mode_preset(argc, argv);
