@@ -536,4 +536,48 @@ void bench_fmt_size(char *out, size_t size, size_t bytes);
 /* Prints the JSON document (indent 2) to f. */
 void bench_json_print(json_t *doc, FILE *f);
 
+/* ---- many calls in flight from a few threads (grpc_async.c) ------------------------------- */
+
+/* One call of a load: when it started and ended (cp_mono_ns) and what came back. */
+struct bench_acall {
+    int64_t start_ns, end_ns;
+    int grpc_status;        /* GRPC_STATUS_*, -1 when the call could not start */
+    int code;               /* HTTP code of the first message, 0 when none came */
+    enum bench_cache cache; /* X-Cache of the first message */
+    size_t bytes;           /* body bytes over all messages */
+};
+
+/* CallResource calls on one channel from a few client threads, each with its own completion
+ * queue: any number in flight without a thread per call. Everything borrowed for the load. */
+struct bench_aload {
+    struct bench_chan *chan;
+    const uint8_t *const *reqs; /* packed CallResourceRequests */
+    const size_t *lens;
+    size_t nreqs;
+    unsigned threads;   /* client threads (1..16) */
+    int64_t timeout_ms; /* each call's deadline */
+    /* loop only: calls in flight over all threads; a warm-up, then the measured window */
+    unsigned inflight;
+    double warmup_s, duration_s;
+};
+/* Starts every request at once (split over the threads) and waits for every answer; out (an
+ * array of nreqs) receives request i's call in out[i]. A failed call is a result, not an
+ * error: 0, or CP_ENOMEM / CP_EINVAL, or CP_ECANCELED when interrupted (the calls are
+ * cancelled first). */
+int bench_async_burst(const struct bench_aload *l, struct bench_acall *out, struct cp_err *err);
+
+struct bench_aloop_result {
+    struct bench_stats st; /* calls answered in the window (ok + HTTP errors), percentiles */
+    uint64_t ok, http_errors, failed;
+    uint64_t by_cache[BENCH_CACHE_N];
+    char first_error[160];
+    /* the whole load, warm-up included: calls answered, and the time from start to the last */
+    uint64_t answered_all;
+    double all_secs;
+};
+/* Keeps `inflight` calls in flight, requests round robin; the window counts calls started in
+ * it, throughput = calls / (last end - window start). Errors as bench_async_burst, and
+ * CP_EUPSTREAM when no call was answered in the window. */
+int bench_async_loop(const struct bench_aload *l, struct bench_aloop_result *r, struct cp_err *err);
+
 #endif
