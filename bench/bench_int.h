@@ -5,7 +5,8 @@
  * cells and scenarios (bench.c), the tables / JSON output (report.c); statistics and the Zipf
  * sampler (stats.c), CSV traces (trace.c), the what-if simulation (whatif.c), the modes'
  * drivers (driver.c, driver_grpc.c), workloads (workload.c), run reports (runreport.c), the
- * HTML page (html.c), presets and the command line of the newer modes (modes.c).
+ * HTML page (html.c), presets and the command line of the newer modes (modes.c), many calls
+ * in flight from a few threads (grpc_async.c) and the core preset (core.c).
  *
  * Errors: functions return 0 or a negative CP_E* code with detail in a caller's cp_err.
  */
@@ -579,5 +580,23 @@ struct bench_aloop_result {
  * it, throughput = calls / (last end - window start). Errors as bench_async_burst, and
  * CP_EUPSTREAM when no call was answered in the window. */
 int bench_async_loop(const struct bench_aload *l, struct bench_aloop_result *r, struct cp_err *err);
+
+/* ---- preset core: the event-driven core's figures (core.c) --------------------------------- */
+
+struct bench_core_opts {
+    const char *exe;       /* the plugin executable */
+    struct bench_sim *sim; /* the running upstream simulator */
+    const char *sim_url;
+    int64_t updated_ms;     /* the data sources' lastUpdatedMS */
+    int quick;              /* small bursts and short loops (seconds, for the tests) */
+    int progress;           /* a line per cell on stderr */
+    const char *before_exe; /* NULL, or an older build whose plugin cells run too */
+};
+/* Bursts of distinct misses on a slow upstream, uncached forwarding and memory hits against
+ * bare gRPC round trips, against one fresh plugin process; adds "core" to doc (bursts, loops,
+ * threads, plugin, goals; see README). What ran is kept when a cell fails or Ctrl-C comes. */
+int bench_core_run(const struct bench_core_opts *o, json_t *doc, struct cp_err *err);
+/* The text tables of doc's "core", when it has one. */
+void bench_core_print(json_t *doc, FILE *f);
 
 #endif
