@@ -560,6 +560,7 @@ struct bench_aload {
     /* loop only: calls in flight over all threads; a warm-up, then the measured window */
     unsigned inflight;
     double warmup_s, duration_s;
+    int keep_samples; /* loop: hand the window's latencies over in the result */
 };
 /* Starts every request at once (split over the threads) and waits for every answer; out (an
  * array of nreqs) receives request i's call in out[i]. A failed call is a result, not an
@@ -575,6 +576,8 @@ struct bench_aloop_result {
     /* the whole load, warm-up included: calls answered, and the time from start to the last */
     uint64_t answered_all;
     double all_secs;
+    int64_t *samples; /* keep_samples: the window's latencies in ns, sorted; caller frees */
+    size_t nsamples;
 };
 /* Keeps `inflight` calls in flight, requests round robin; the window counts calls started in
  * it, throughput = calls / (last end - window start). Errors as bench_async_burst, and

@@ -2,7 +2,7 @@
  * core.c - `preset core`: what the event-driven core gives, in one run, ratios side by side.
  * One plugin process, launched as Grafana launches it, one channel, calls from the async
  * client (grpc_async.c: two threads, a completion queue each, any number of calls in flight);
- * with --before, an older build's plugin runs the same cells (but the largest burst) after it:
+ * with --before, an older build's plugin runs the same cells too (but the largest burst):
  *
  *   bursts   N distinct misses at once on a slow upstream (64 and 512 on 1 s, 5,000 on 2 s):
  *            wall time of the whole burst against one upstream latency, every answer counted,
@@ -13,6 +13,8 @@
  *            child process)
  *   hit      a memory hit through CallResource, 1 KiB, 1 and 8 in flight, against the same
  *
+ * The loops run in rounds in which every target (plugin, bare servers, plugin before) takes its
+ * turn, so that the load of a shared machine falls on them alike; a cell pools its rounds.
  * and the goals the core was built for, each with its figure and whether it was met. The
  * results go into the document as "core" (text tables and the HTML page are drawn from it).
  */
@@ -35,6 +37,12 @@
 #define BODY_BYTES 1024
 #define MAX_NAMES 48
 #define MAX_TASKS 512 /* threads of the plugin read per snapshot */
+/* closed loops: rounds of a short loop per target (warm-up, then the measured part) */
+#define ROUNDS_FULL 4
+#define ROUNDS_QUICK 2
+#define ROUND_WARMUP_S 0.1
+#define ROUND_S_FULL 0.5
+#define ROUND_S_QUICK 0.2
 
 /* The goals, as the core's issue states them. */
 #define GOAL_WALL_RATIO 1.3
@@ -492,61 +500,103 @@ out:
     return rc;
 }
 
-/* ---- closed loops against the plugin and the bare servers ---------------------------------- */
+/* ---- closed loops, the targets taking turns ----------------------------------------------------
+ */
 
-struct loop_cell {
-    const char *group;  /* "forwarding", "memoryHit" */
-    const char *target; /* "plugin", "bare in-process", "bare child process" */
-    const char *want_xcache;
-    unsigned inflight;
+/* Who answers a loop: a plugin or a bare server, on its own channel. */
+struct target {
+    const char *label; /* "plugin", "bare in-process", "bare child process", "plugin before" */
+    struct bench_chan *chan;
+    pid_t server; /* the answering process, for its CPU time; -1: this one */
 };
 
-/* server: the answering process (the plugin, the bare child), -1 when it is this one. */
-static int run_loop(const struct bench_core_opts *o, struct bench_chan *chan, pid_t server,
-                    const uint8_t *req, size_t len, const struct loop_cell *lc, json_t *loops,
-                    struct cp_err *err)
+/* One cell (a target at one number in flight), its rounds added up. */
+struct cell {
+    const struct target *t;
+    unsigned inflight;
+    int64_t *ns; /* latencies of every round's window */
+    size_t n;
+    uint64_t ok, http_errors, failed, answered_all;
+    uint64_t by_cache[BENCH_CACHE_N];
+    double secs;
+    int64_t server_cpu_us, bench_cpu_us; /* -1 unknown */
+    char first_error[160];
+};
+
+/* One round of a cell: a short closed loop, added to the cell. */
+static int cell_round(const struct bench_core_opts *o, struct cell *c, const uint8_t *req,
+                      size_t len, struct cp_err *err)
 {
-    say(o, "%s, %s, %u in flight", lc->group, lc->target, lc->inflight);
     const uint8_t *reqs[1] = {req};
     size_t lens[1] = {len};
-    struct bench_aload l = {chan,
-                            reqs,
-                            lens,
-                            1,
-                            CLIENT_THREADS,
-                            BENCH_CALL_TIMEOUT_MS,
-                            lc->inflight,
-                            o->quick ? 0.1 : 0.5,
-                            o->quick ? 0.4 : 2.0};
+    struct bench_aload l = {.chan = c->t->chan,
+                            .reqs = reqs,
+                            .lens = lens,
+                            .nreqs = 1,
+                            .threads = CLIENT_THREADS,
+                            .timeout_ms = BENCH_CALL_TIMEOUT_MS,
+                            .inflight = c->inflight,
+                            .warmup_s = ROUND_WARMUP_S,
+                            .duration_s = o->quick ? ROUND_S_QUICK : ROUND_S_FULL,
+                            .keep_samples = 1};
     struct bench_aloop_result r;
-    int64_t s0 = server > 0 ? proc_cpu_us(server) : -1, b0 = self_cpu_us();
+    int64_t s0 = c->t->server > 0 ? proc_cpu_us(c->t->server) : -1, b0 = self_cpu_us();
     int rc = bench_async_loop(&l, &r, err);
-    int64_t s1 = server > 0 ? proc_cpu_us(server) : -1, b1 = self_cpu_us();
+    int64_t s1 = c->t->server > 0 ? proc_cpu_us(c->t->server) : -1, b1 = self_cpu_us();
     if (rc)
         return rc;
-    uint64_t expected = lc->want_xcache ? r.by_cache[bench_cache_parse(lc->want_xcache)] : 0;
-    json_t *j =
-        json_pack("{s:s,s:s,s:i,s:i,s:I,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:o}", "group", lc->group,
-                  "target", lc->target, "inFlight", (int)lc->inflight, "bodyBytes", BODY_BYTES,
-                  "calls", (json_int_t)r.st.calls, "seconds", r3(r.st.secs), "callsPerS",
-                  r3(r.st.rps), "p50Ms", r3(r.st.p50_ms), "p99Ms", r3(r.st.p99_ms), "maxMs",
-                  r3(r.st.max_ms), "ok", (json_int_t)r.ok, "httpErrors", (json_int_t)r.http_errors,
-                  "failed", (json_int_t)r.failed, "byCache", by_cache_json(r.by_cache));
-    if (lc->want_xcache) {
-        json_object_set_new(j, "xcacheExpected", json_string(lc->want_xcache));
-        json_object_set_new(j, "xcacheShare",
-                            json_real(r.st.calls ? r3((double)expected / (double)r.st.calls) : 0));
+    int64_t *nn = realloc(c->ns, (c->n + r.nsamples + 1) * sizeof *nn);
+    if (!nn) {
+        free(r.samples);
+        return cp_err_set(err, CP_ENOMEM, "out of memory for samples");
     }
-    /* CPU per answered call over the whole loop (warm-up too: the CPU clocks cannot split it) */
-    double n = r.answered_all ? (double)r.answered_all : 1;
-    if (s0 >= 0 && s1 >= 0)
-        json_object_set_new(j, "serverCpuUsPerCall", json_real(r3((double)(s1 - s0) / n)));
-    if (b0 >= 0 && b1 >= 0)
-        json_object_set_new(j, "benchCpuUsPerCall", json_real(r3((double)(b1 - b0) / n)));
-    if (r.first_error[0])
-        json_object_set_new(j, "firstError", json_string(r.first_error));
-    json_array_append_new(loops, j);
+    c->ns = nn;
+    if (r.nsamples)
+        memcpy(c->ns + c->n, r.samples, r.nsamples * sizeof *nn);
+    c->n += r.nsamples;
+    free(r.samples);
+    c->ok += r.ok;
+    c->http_errors += r.http_errors;
+    c->failed += r.failed;
+    c->answered_all += r.answered_all;
+    for (int k = 0; k < BENCH_CACHE_N; k++)
+        c->by_cache[k] += r.by_cache[k];
+    c->secs += r.st.secs;
+    c->server_cpu_us =
+        s0 >= 0 && s1 >= 0 && c->server_cpu_us >= 0 ? c->server_cpu_us + (s1 - s0) : -1;
+    c->bench_cpu_us = b0 >= 0 && b1 >= 0 && c->bench_cpu_us >= 0 ? c->bench_cpu_us + (b1 - b0) : -1;
+    if (!c->first_error[0] && r.first_error[0])
+        snprintf(c->first_error, sizeof c->first_error, "%s", r.first_error);
     return 0;
+}
+
+static json_t *cell_json(struct cell *c, const char *group, const char *want_xcache, int rounds)
+{
+    qsort(c->ns, c->n, sizeof *c->ns, cmp_i64);
+    uint64_t expected = want_xcache ? c->by_cache[bench_cache_parse(want_xcache)] : 0;
+    json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:i,s:I,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:o}", "group",
+                          group, "target", c->t->label, "inFlight", (int)c->inflight, "bodyBytes",
+                          BODY_BYTES, "rounds", rounds, "calls", (json_int_t)c->n, "seconds",
+                          r3(c->secs), "callsPerS", r3(c->secs > 0 ? (double)c->n / c->secs : 0),
+                          "p50Ms", r3((double)bench_percentile(c->ns, c->n, 50) / 1e6), "p99Ms",
+                          r3((double)bench_percentile(c->ns, c->n, 99) / 1e6), "maxMs",
+                          r3(c->n ? (double)c->ns[c->n - 1] / 1e6 : 0), "ok", (json_int_t)c->ok,
+                          "httpErrors", (json_int_t)c->http_errors, "failed", (json_int_t)c->failed,
+                          "byCache", by_cache_json(c->by_cache));
+    if (want_xcache) {
+        json_object_set_new(j, "xcacheExpected", json_string(want_xcache));
+        json_object_set_new(j, "xcacheShare",
+                            json_real(c->n ? r3((double)expected / (double)c->n) : 0));
+    }
+    /* CPU per answered call over every round, warm-ups too (the CPU clocks cannot split them) */
+    double per = c->answered_all ? (double)c->answered_all : 1;
+    if (c->t->server > 0 && c->server_cpu_us >= 0)
+        json_object_set_new(j, "serverCpuUsPerCall", json_real(r3((double)c->server_cpu_us / per)));
+    if (c->bench_cpu_us >= 0)
+        json_object_set_new(j, "benchCpuUsPerCall", json_real(r3((double)c->bench_cpu_us / per)));
+    if (c->first_error[0])
+        json_object_set_new(j, "firstError", json_string(c->first_error));
+    return j;
 }
 
 /* A group of loop cells: one data source and URL, the answer the bare servers repeat. */
@@ -560,122 +610,152 @@ struct group {
     size_t mlen;
 };
 
-/* The plugin's cells of a group (target label); keep: g->msg receives its answer. */
-static int plugin_group(const struct bench_core_opts *o, struct bench_plugin *p, const char *target,
-                        struct group *g, int keep, json_t *loops, struct cp_err *err)
+/* Warms the group's key in a plugin (the first call fills the cache or just warms the
+ * instance; the second is the answer every measured call gets); keep: g->msg receives it. */
+static int group_warm(struct bench_plugin *p, struct group *g, int keep, struct cp_err *err)
 {
     Pluginv2__CallResourceResponse *answer = NULL;
-    /* the first call fills the cache (or just warms the instance), the second is the answer
-     * every measured call gets */
     int rc = call_once(&p->chan, g->ds, g->url, NULL, NULL, err);
     if (!rc)
         rc = call_once(&p->chan, g->ds, g->url, g->want_xcache, keep ? &answer : NULL, err);
-    if (rc)
+    if (rc || !keep)
         return rc;
-    if (keep) {
-        g->mlen = pluginv2__call_resource_response__get_packed_size(answer);
-        if ((g->msg = malloc(g->mlen ? g->mlen : 1)))
-            pluginv2__call_resource_response__pack(answer, g->msg);
-        pluginv2__call_resource_response__free_unpacked(answer, NULL);
-        if (!g->msg)
-            return cp_err_set(err, CP_ENOMEM, "out of memory");
-    }
+    g->mlen = pluginv2__call_resource_response__get_packed_size(answer);
+    if ((g->msg = malloc(g->mlen ? g->mlen : 1)))
+        pluginv2__call_resource_response__pack(answer, g->msg);
+    pluginv2__call_resource_response__free_unpacked(answer, NULL);
+    return g->msg ? 0 : cp_err_set(err, CP_ENOMEM, "out of memory");
+}
+
+/* The group's cells against every target: rounds in which each target takes its turn at
+ * each number in flight, the first target moving on by one each round, so that the load of a
+ * shared machine falls on all of them alike. The cells go into loops in target order. */
+static int group_loops(const struct bench_core_opts *o, const struct group *g,
+                       const struct target *targets, size_t nt, json_t *loops, struct cp_err *err)
+{
+    int rounds = o->quick ? ROUNDS_QUICK : ROUNDS_FULL;
     size_t len = 0;
     uint8_t *req = bench_pack_resource(g->ds, g->url, &len);
-    if (!req)
-        return cp_err_set(err, CP_ENOMEM, "out of memory");
-    for (size_t i = 0; i < g->ninf && !rc && !atomic_load(&bench_interrupted); i++) {
-        struct loop_cell lc = {g->name, target, g->want_xcache, g->inflight[i]};
-        rc = run_loop(o, &p->chan, p->pid, req, len, &lc, loops, err);
-    }
+    struct cell *cells = calloc(nt * g->ninf, sizeof *cells);
+    int rc = req && cells ? 0 : cp_err_set(err, CP_ENOMEM, "out of memory");
+    for (size_t k = 0; !rc && k < nt * g->ninf; k++)
+        cells[k] = (struct cell){.t = &targets[k / g->ninf], .inflight = g->inflight[k % g->ninf]};
+    say(o, "%s: %d rounds of %zu targets", g->name, rounds, nt);
+    for (int r = 0; r < rounds && !rc && !atomic_load(&bench_interrupted); r++)
+        for (size_t i = 0; i < g->ninf && !rc; i++)
+            for (size_t k = 0; k < nt && !rc; k++)
+                rc = cell_round(o, &cells[((k + (size_t)r) % nt) * g->ninf + i], req, len, err);
+    for (size_t k = 0; !rc && k < nt * g->ninf; k++)
+        json_array_append_new(loops, cell_json(&cells[k], g->name, g->want_xcache, rounds));
+    for (size_t k = 0; cells && k < nt * g->ninf; k++)
+        free(cells[k].ns);
+    free(cells);
     free(req);
     return rc;
 }
 
-/* The same cells against the bare server in this process, then in a child process. */
-static int bare_group(const struct bench_core_opts *o, const struct group *g, json_t *loops,
-                      struct cp_err *err)
-{
-    size_t len = 0;
-    uint8_t *req = bench_pack_resource(g->ds, g->url, &len);
-    int rc = req ? 0 : cp_err_set(err, CP_ENOMEM, "out of memory");
-    for (int child = 0; child < 2 && !rc && !atomic_load(&bench_interrupted); child++) {
-        struct bench_bare *b = NULL;
-        pid_t pid = -1;
-        char target[400], file[300];
-        if (child)
-            rc = (pid = bench_bare_child_start(g->msg, g->mlen, target, sizeof target, file,
-                                               sizeof file, err)) > 0
-                     ? 0
-                     : (err && err->code ? err->code : CP_EINTERNAL);
-        else
-            rc = bench_bare_start(g->msg, g->mlen, &b, target, sizeof target, err);
-        if (rc)
-            break;
-        struct bench_chan chan = {0};
-        rc = bench_chan_open(&chan, target, err);
-        for (size_t i = 0; i < g->ninf && !rc; i++) {
-            struct loop_cell lc = {g->name, child ? "bare child process" : "bare in-process",
-                                   g->want_xcache, g->inflight[i]};
-            rc = run_loop(o, &chan, child ? pid : -1, req, len, &lc, loops, err);
-        }
-        bench_chan_close(&chan);
-        if (child) {
-            bench_child_stop(pid, BENCH_STOP_TIMEOUT_MS);
-            unlink(file);
-        } else {
-            bench_bare_stop(b);
-        }
-    }
-    free(req);
-    return rc;
-}
+/* ---- plugin processes --------------------------------------------------------------------------
+ */
 
-/* One plugin process (label "plugin" or "plugin before"): its threads at rest, the bursts,
- * then the groups' plugin cells. pj receives "threads" and "plugin" (RSS, clean exit); keep:
- * the groups keep the answers for the bare servers. */
-static int plugin_run(const struct bench_core_opts *o, const char *exe, const char *label,
-                      const struct bench_ds *burst_ds, const struct burst_spec *bs, size_t nb,
-                      struct group *groups, size_t ngroups, int keep, json_t *core, json_t *pj,
-                      struct cp_err *err)
-{
-    json_t *bursts = json_object_get(core, "bursts"), *loops = json_object_get(core, "loops");
+/* A plugin under test: "plugin", or "plugin before" (--before). */
+struct plug {
+    const char *label, *exe;
     struct bench_plugin p;
-    say(o, "%s: %s", label, exe);
-    int rc = bench_plugin_start(&p, exe, NULL, err);
+    int up;
+    long th_start, rss_start, th_ready, rss_ready, th_after, rss_after;
+    char names_ready[512];
+};
+
+/* Starts it and measures it at rest: just started, then after one call. */
+static int plug_start(const struct bench_core_opts *o, struct plug *pl,
+                      const struct bench_ds *burst_ds, struct cp_err *err)
+{
+    say(o, "%s: %s", pl->label, pl->exe);
+    pl->th_ready = pl->rss_ready = pl->th_after = pl->rss_after = -1;
+    int rc = bench_plugin_start(&pl->p, pl->exe, NULL, err);
     if (rc)
         return rc;
-    long th_start, rss_start, th_ready = -1, rss_ready = -1, th_after = -1, rss_after = -1;
-    char names_ready[512] = "";
-    proc_sample(p.pid, &th_start, &rss_start);
-    rc = call_once(&p.chan, burst_ds, "proxy/data?size=1024&delay_ms=0&id=warm", "MISS", NULL, err);
+    pl->up = 1;
+    proc_sample(pl->p.pid, &pl->th_start, &pl->rss_start);
+    rc = call_once(&pl->p.chan, burst_ds, "proxy/data?size=1024&delay_ms=0&id=warm", "MISS", NULL,
+                   err);
     if (!rc) {
         struct timespec ts = {0, 200000000L}; /* let the first call's work settle */
         nanosleep(&ts, NULL);
-        proc_sample(p.pid, &th_ready, &rss_ready);
-        thread_names(p.pid, names_ready, sizeof names_ready);
+        proc_sample(pl->p.pid, &pl->th_ready, &pl->rss_ready);
+        thread_names(pl->p.pid, pl->names_ready, sizeof pl->names_ready);
     }
+    return rc;
+}
+
+static int plug_bursts(const struct bench_core_opts *o, struct plug *pl,
+                       const struct bench_ds *burst_ds, const struct burst_spec *bs, size_t nb,
+                       json_t *bursts, struct cp_err *err)
+{
+    int rc = 0;
     for (size_t i = 0; i < nb && !rc && !atomic_load(&bench_interrupted); i++) {
         json_t *jb = NULL;
-        rc = run_burst(o, &p, burst_ds, label, (unsigned)i, &bs[i], &jb, err);
+        rc = run_burst(o, &pl->p, burst_ds, pl->label, (unsigned)i, &bs[i], &jb, err);
         if (!rc)
             json_array_append_new(bursts, jb);
     }
-    proc_sample(p.pid, &th_after, &rss_after);
-    for (size_t i = 0; i < ngroups && !rc && !atomic_load(&bench_interrupted); i++)
-        rc = plugin_group(o, &p, label, &groups[i], keep, loops, err);
-    long rss_end = bench_plugin_rss_kib(&p);
-    int clean = bench_plugin_stop(&p) == 0;
-    json_object_set_new(pj, "threads",
-                        json_pack("{s:i,s:i,s:s,s:i}", "afterStart", (int)th_start, "ready",
-                                  (int)th_ready, "readyNames", names_ready, "afterBursts",
-                                  (int)th_after));
-    json_object_set_new(pj, "plugin",
-                        json_pack("{s:s,s:f,s:f,s:f,s:f,s:b}", "exe", exe, "rssAfterStartMiB",
-                                  mib(rss_start), "rssReadyMiB", mib(rss_ready),
-                                  "rssAfterBurstsMiB", mib(rss_after), "rssEndMiB", mib(rss_end),
-                                  "cleanExit", clean));
+    proc_sample(pl->p.pid, &pl->th_after, &pl->rss_after);
     return rc;
+}
+
+/* Stops it; pj receives "threads" and "plugin" (RSS, clean exit). */
+static void plug_stop(struct plug *pl, json_t *pj)
+{
+    if (!pl->up)
+        return;
+    long rss_end = bench_plugin_rss_kib(&pl->p);
+    int clean = bench_plugin_stop(&pl->p) == 0;
+    pl->up = 0;
+    json_object_set_new(pj, "threads",
+                        json_pack("{s:i,s:i,s:s,s:i}", "afterStart", (int)pl->th_start, "ready",
+                                  (int)pl->th_ready, "readyNames", pl->names_ready, "afterBursts",
+                                  (int)pl->th_after));
+    json_object_set_new(pj, "plugin",
+                        json_pack("{s:s,s:f,s:f,s:f,s:f,s:b}", "exe", pl->exe, "rssAfterStartMiB",
+                                  mib(pl->rss_start), "rssReadyMiB", mib(pl->rss_ready),
+                                  "rssAfterBurstsMiB", mib(pl->rss_after), "rssEndMiB",
+                                  mib(rss_end), "cleanExit", clean));
+}
+
+/* The bare servers for a group's answer: in this process and in a child process. */
+struct bares {
+    struct bench_bare *in;
+    pid_t child;
+    char file[300];
+    struct bench_chan in_chan, child_chan;
+};
+
+/* b starts as {.child = -1}; bares_stop undoes whatever part started. */
+static int bares_start(const struct group *g, struct bares *b, struct cp_err *err)
+{
+    char target[400];
+    int rc = bench_bare_start(g->msg, g->mlen, &b->in, target, sizeof target, err);
+    if (!rc)
+        rc = bench_chan_open(&b->in_chan, target, err);
+    if (!rc && (b->child = bench_bare_child_start(g->msg, g->mlen, target, sizeof target, b->file,
+                                                  sizeof b->file, err)) <= 0)
+        rc = err && err->code ? err->code : CP_EINTERNAL;
+    if (!rc)
+        rc = bench_chan_open(&b->child_chan, target, err);
+    return rc;
+}
+
+static void bares_stop(struct bares *b)
+{
+    bench_chan_close(&b->in_chan);
+    bench_chan_close(&b->child_chan);
+    if (b->child > 0) {
+        bench_child_stop(b->child, BENCH_STOP_TIMEOUT_MS);
+        unlink(b->file);
+    }
+    b->child = -1;
+    bench_bare_stop(b->in); /* NULL-safe */
+    b->in = NULL;
 }
 
 /* ---- goals
@@ -834,13 +914,16 @@ int bench_core_run(const struct bench_core_opts *o, json_t *doc, struct cp_err *
                        fit, bs[NBURSTS - 1].calls, fds);
         bs[NBURSTS - 1].calls = fit;
     }
+    int rounds = o->quick ? ROUNDS_QUICK : ROUNDS_FULL;
+    double round_s = o->quick ? ROUND_S_QUICK : ROUND_S_FULL;
     json_object_set_new(core, "settings",
-                        json_pack("{s:b,s:i,s:I,s:i,s:f,s:f}", "quick", o->quick, "clientThreads",
-                                  CLIENT_THREADS, "fdLimit", (json_int_t)fds, "maxConnections",
-                                  BURST_MAX_CONNECTIONS, "warmupS", o->quick ? 0.1 : 0.5,
-                                  "durationS", o->quick ? 0.4 : 2.0));
-    json_object_set_new(core, "bursts", json_array());
-    json_object_set_new(core, "loops", json_array());
+                        json_pack("{s:b,s:i,s:I,s:i,s:i,s:f,s:f}", "quick", o->quick,
+                                  "clientThreads", CLIENT_THREADS, "fdLimit", (json_int_t)fds,
+                                  "maxConnections", BURST_MAX_CONNECTIONS, "rounds", rounds,
+                                  "roundWarmupS", ROUND_WARMUP_S, "roundS", round_s));
+    json_t *bursts = json_array(), *loops = json_array();
+    json_object_set_new(core, "bursts", bursts);
+    json_object_set_new(core, "loops", loops);
     json_object_set_new(doc, "core", core);
 
     char jd_burst[128];
@@ -866,13 +949,18 @@ int bench_core_run(const struct bench_core_opts *o, json_t *doc, struct cp_err *
                                fwd_inflight, 1, NULL, 0},
                               {"memoryHit", &ds_mem, "proxy/data?size=1024&delay_ms=0&id=hot",
                                "HIT", hit_inflight, 2, NULL, 0}};
+    struct plug now = {.label = "plugin", .exe = o->exe};
+    struct plug before = {.label = "plugin before", .exe = o->before_exe};
+    size_t nplugs = o->before_exe ? 2 : 1;
+    struct plug *plugs[2] = {&now, &before};
 
-    int rc = plugin_run(o, o->exe, "plugin", &ds_burst, bs, NBURSTS, groups, 2, 1, core, core, err);
-    for (size_t i = 0; i < 2 && !rc && !atomic_load(&bench_interrupted); i++)
-        rc = bare_group(o, &groups[i], json_object_get(core, "loops"), err);
-    if (!rc && o->before_exe && !atomic_load(&bench_interrupted)) {
-        /* the worker-pool core answers at most its pool at once: the largest burst would
-         * outlast its calls' deadline, so it runs the smaller ones only */
+    /* the bursts, each plugin alone */
+    int rc = plug_start(o, &now, &ds_burst, err);
+    if (!rc)
+        rc = plug_bursts(o, &now, &ds_burst, bs, NBURSTS, bursts, err);
+    if (!rc && nplugs > 1 && !atomic_load(&bench_interrupted)) {
+        /* a pool of worker threads answers at most its size at once: the largest burst would
+         * outlast its calls' deadline, so the build before runs the smaller ones only */
         size_t nb = 0;
         while (nb < NBURSTS && bs[nb].calls <= BEFORE_MAX_BURST)
             nb++;
@@ -881,10 +969,32 @@ int bench_core_run(const struct bench_core_opts *o, json_t *doc, struct cp_err *
                            "core: the plugin before ran the bursts of up to %d calls only (a "
                            "pool of worker threads would hold the larger one past its deadline)",
                            BEFORE_MAX_BURST);
+        rc = plug_start(o, &before, &ds_burst, err);
+        if (!rc)
+            rc = plug_bursts(o, &before, &ds_burst, bs, nb, bursts, err);
+    }
+    /* the loops: every target takes its turn in each round */
+    for (size_t gi = 0; gi < 2 && !rc && !atomic_load(&bench_interrupted); gi++) {
+        struct group *g = &groups[gi];
+        struct bares b = {.child = -1};
+        for (size_t k = 0; k < nplugs && !rc; k++)
+            rc = group_warm(&plugs[k]->p, g, k == 0, err);
+        if (!rc)
+            rc = bares_start(g, &b, err);
+        if (!rc) {
+            struct target targets[4] = {{"plugin", &now.p.chan, now.p.pid},
+                                        {"bare in-process", &b.in_chan, -1},
+                                        {"bare child process", &b.child_chan, b.child},
+                                        {"plugin before", &before.p.chan, before.p.pid}};
+            rc = group_loops(o, g, targets, 3 + (nplugs - 1), loops, err);
+        }
+        bares_stop(&b);
+    }
+    plug_stop(&now, core);
+    if (before.up) {
         json_t *bj = json_object();
         json_object_set_new(core, "before", bj);
-        rc = plugin_run(o, o->before_exe, "plugin before", &ds_burst, bs, nb, groups, 2, 0, core,
-                        bj, err);
+        plug_stop(&before, bj);
     }
     for (size_t i = 0; i < 2; i++)
         free(groups[i].msg);
@@ -1026,8 +1136,8 @@ static void core_loops_print(json_t *core, FILE *f)
         "case",    "target",     "in flight",      "p50",        "p99",      "calls/s",
         "X-Cache", "p50 / bare", "calls/s / bare", "server CPU", "bench CPU"};
     struct bench_table *t = bench_table_new(
-        "core: 1 KiB answers on one channel, closed loop; latency ms; / bare: over the faster "
-        "bare server",
+        "core: 1 KiB answers on one channel, closed loops taking turns; latency ms; / bare: over "
+        "the faster bare server",
         cols, 11);
     json_t *loops = json_object_get(core, "loops");
     size_t i;
@@ -1075,9 +1185,15 @@ static void core_loops_print(json_t *core, FILE *f)
     bench_table_note(t, "bare = a gRPC core server answering the plugin's own answer bytes "
                         "(same client, same channel settings), in this process and in a child "
                         "process like the plugin");
-    bench_table_note(t, "CPU = user + system time per answered call over the whole loop: server "
-                        "= the plugin or the bare child; bench = this process (client threads, "
-                        "upstream simulator, the in-process bare server)");
+    json_t *st = json_object_get(core, "settings");
+    bench_table_note(t,
+                     "each cell: %lld rounds of %.1f s (after %.1f s of warm-up), every target "
+                     "taking its turn in each round",
+                     (long long)json_integer_value(json_object_get(st, "rounds")),
+                     num(st, "roundS"), num(st, "roundWarmupS"));
+    bench_table_note(t, "CPU = user + system time per answered call over the rounds: server = the "
+                        "plugin or the bare child; bench = this process (client threads, upstream "
+                        "simulator, the in-process bare server)");
     bench_table_print(t, f);
     bench_table_free(t);
 }

@@ -495,6 +495,11 @@ int bench_async_loop(const struct bench_aload *l, struct bench_aloop_result *res
         res->st.rps = res->st.secs > 0 ? (double)total / res->st.secs : 0;
         res->all_secs = (double)(last_all - r.t_start) / 1e9;
         bench_stats_fill(&res->st, all, total);
+        if (l->keep_samples) {
+            res->samples = all;
+            res->nsamples = total;
+            all = NULL;
+        }
     }
     free(all);
     return rc;

@@ -269,8 +269,10 @@
     rest(core, '').concat(now.map(burstRow), rest(core.before, ', before'),
       before.map(burstRow)));
     const s2 = section('The event-driven core: 1 KiB answers on one channel',
-      'Closed loops; bare = a gRPC core server answering the plugin\'s own answer bytes, in ' +
-      'the bench and in a child process; CPU = user + system time per answered call.');
+      'Closed loops in rounds, every target taking its turn in each round (' +
+      ((core.settings || {}).rounds || '?') + ' rounds); bare = a gRPC core server answering ' +
+      'the plugin\'s own answer bytes, in the bench and in a child process; CPU = user + ' +
+      'system time per answered call.');
     table(s2, ['case', 'target', 'in flight', 'p50 ms', 'p99 ms', 'calls/s', 'server CPU us',
       'bench CPU us'], (core.loops || []).map((c) => [
       c.group === 'forwarding' ? 'uncached forwarding' : 'memory hit', c.target, c.inFlight,
