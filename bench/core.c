@@ -884,8 +884,11 @@ static void add_goals(json_t *core, int quick)
         at = snprintf(fig, sizeof fig, "p50 %.3f ms, %.0f calls/s (%.2fx the bare p50)",
                       num(hn, "p50Ms"), num(hn, "callsPerS"), hr);
         if (hb)
-            snprintf(fig + at, sizeof fig - (size_t)at, "; before: %.3f ms, %.0f calls/s",
-                     num(hb, "p50Ms"), num(hb, "callsPerS"));
+            snprintf(fig + at, sizeof fig - (size_t)at,
+                     "; before: %.3f ms, %.0f calls/s (now / before: p50 %.2fx, calls/s %.2fx)",
+                     num(hb, "p50Ms"), num(hb, "callsPerS"),
+                     num(hb, "p50Ms") > 0 ? num(hn, "p50Ms") / num(hb, "p50Ms") : 0,
+                     num(hb, "callsPerS") > 0 ? num(hn, "callsPerS") / num(hb, "callsPerS") : 0);
         goal(goals, "memory hit, 1 in flight: no slower than before", fig,
              hb ? "p50 at most the build before's" : "run with --before to judge",
              hb ? num(hn, "p50Ms") <= num(hb, "p50Ms") : -1);
