@@ -396,15 +396,12 @@ static int run_burst(const struct bench_core_opts *o, struct bench_plugin *p,
     if (rc)
         goto out;
     say(o, "%s: burst of %u distinct misses, upstream %d ms", label, b->calls, b->latency_ms);
-    struct bench_aload l = {&p->chan,
-                            (const uint8_t *const *)reqs,
-                            lens,
-                            b->calls,
-                            CLIENT_THREADS,
-                            b->latency_ms + BENCH_CALL_TIMEOUT_MS,
-                            0,
-                            0,
-                            0};
+    struct bench_aload l = {.chan = &p->chan,
+                            .reqs = (const uint8_t *const *)reqs,
+                            .lens = lens,
+                            .nreqs = b->calls,
+                            .threads = CLIENT_THREADS,
+                            .timeout_ms = b->latency_ms + BENCH_CALL_TIMEOUT_MS};
     long th0, rss0;
     proc_sample(p->pid, &th0, &rss0);
     struct bench_sim_counts s0, s1;

@@ -1000,8 +1000,13 @@ static int preset_policies(struct mctx *c)
 
 static int preset_core(struct mctx *c)
 {
-    struct bench_core_opts co = {c->o.exe,   c->sim,        c->sim_url, c->updated_ms,
-                                 c->o.quick, c->o.progress, c->o.before};
+    struct bench_core_opts co = {.exe = c->o.exe,
+                                 .sim = c->sim,
+                                 .sim_url = c->sim_url,
+                                 .updated_ms = c->updated_ms,
+                                 .quick = c->o.quick,
+                                 .progress = c->o.progress,
+                                 .before_exe = c->o.before};
     struct cp_err err = {0};
     int rc = bench_core_run(&co, c->doc, &err);
     if (rc)
