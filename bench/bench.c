@@ -666,10 +666,10 @@ static int bare_cell(struct bench_ctx *c, const Pluginv2__CallResourceResponse *
     char target[400], file[300];
     int rc = 0;
     if (in_child)
-        rc =
-            (child = bench_bare_child_start(msg, mlen, target, sizeof target, file, sizeof file, err)) > 0
-                ? 0
-                : CP_EINTERNAL;
+        rc = (child = bench_bare_child_start(msg, mlen, target, sizeof target, file, sizeof file,
+                                             err)) > 0
+                 ? 0
+                 : CP_EINTERNAL;
     else
         rc = bench_bare_start(msg, mlen, &b, target, sizeof target, err);
     free(msg);
