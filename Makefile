@@ -49,6 +49,8 @@ bench: build
 	mkdir -p $(BUILD)/bench-report
 	$(BUILD)/cachingproxy-bench preset all --json $(BUILD)/bench-report/report.json \
 	  --html $(BUILD)/bench-report/report.html
+	$(BUILD)/cachingproxy-bench preset core --json $(BUILD)/bench-report/core.json \
+	  --html $(BUILD)/bench-report/core.html
 
 package: build
 	frontend/scripts/package.sh $(BUILD) dist .

@@ -7,15 +7,22 @@
  * Same model as the plugin's host (one CQ, one worker thread, a registered method with the
  * payload pre-read, a pool of pending request_registered_call). It has no generic
  * request_call: the bench calls nothing else on it.
+ *
+ * The same server also runs in a child process (this executable, "__bare-server FILE"): the
+ * fair twin of the plugin, which also answers from another process.
  */
 #include "bench_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PENDING 16
@@ -209,4 +216,96 @@ void bench_bare_stop(struct bench_bare *b)
     rmdir(b->dir);
     free(b->msg);
     free(b);
+}
+
+/* ---- the same server in a child process ------------------------------------------------ */
+
+/* Reads one line from fd within timeout_ms (no newline kept). */
+static int read_line(int fd, char *buf, size_t size, int timeout_ms)
+{
+    size_t n = 0;
+    int64_t deadline = cp_mono_ns() + (int64_t)timeout_ms * 1000000;
+    while (n < size - 1) {
+        int64_t left = (deadline - cp_mono_ns()) / 1000000;
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            return -1;
+        ssize_t k = read(fd, buf + n, 1);
+        if (k <= 0)
+            return -1;
+        if (buf[n] == '\n') {
+            buf[n] = 0;
+            return 0;
+        }
+        n++;
+    }
+    return -1;
+}
+
+pid_t bench_bare_child_start(const uint8_t *msg, size_t len, char *target, size_t tsize, char *file,
+                             size_t fsize, struct cp_err *err)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(file, fsize, "%s/cpbench-msg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(file);
+    if (fd < 0) {
+        cp_err_set(err, CP_EINTERNAL, "mkstemp: %s", strerror(errno));
+        return -1;
+    }
+    ssize_t w = write(fd, msg, len);
+    close(fd);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    int out[2];
+    if (w != (ssize_t)len || n <= 0 || pipe2(out, O_CLOEXEC) != 0) {
+        unlink(file);
+        cp_err_set(err, CP_EINTERNAL, "cannot prepare the bare server child");
+        return -1;
+    }
+    self[n] = 0;
+    const char *argv[] = {self, "__bare-server", file, NULL};
+    pid_t pid = bench_spawn(argv, NULL, out[1], 2);
+    close(out[1]);
+    if (pid < 0 || read_line(out[0], target, tsize, BENCH_START_TIMEOUT_MS) != 0 ||
+        strncmp(target, "unix:", 5) != 0) {
+        if (pid > 0)
+            bench_child_stop(pid, 1000);
+        close(out[0]);
+        unlink(file);
+        cp_err_set(err, CP_EINTERNAL, "the bare server child did not start");
+        return -1;
+    }
+    close(out[0]);
+    return pid;
+}
+
+int bench_bare_child_main(const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return 1;
+    struct cp_buf b = {0};
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = cp_buf_add(&b, chunk, n);
+    fclose(f);
+    struct bench_bare *srv = NULL;
+    char target[400];
+    struct cp_err err = {0};
+    if (rc || bench_bare_start(b.p ? b.p : "", b.len, &srv, target, sizeof target, &err) != 0) {
+        cp_buf_free(&b);
+        fprintf(stderr, "bench bare server: %s\n", cp_err_text(&err));
+        return 1;
+    }
+    cp_buf_free(&b);
+    printf("%s\n", target);
+    fflush(stdout);
+    while (!atomic_load(&bench_interrupted)) {
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    bench_bare_stop(srv);
+    return 0;
 }

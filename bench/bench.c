@@ -653,67 +653,6 @@ static int miss_cell(struct bench_ctx *c, struct bench_chan *chan, const struct 
     return rc;
 }
 
-/* Reads one line from fd within timeout_ms (no newline kept). */
-static int read_line(int fd, char *buf, size_t size, int timeout_ms)
-{
-    size_t n = 0;
-    int64_t deadline = cp_mono_ns() + (int64_t)timeout_ms * 1000000;
-    while (n < size - 1) {
-        int64_t left = (deadline - cp_mono_ns()) / 1000000;
-        struct pollfd pf = {fd, POLLIN, 0};
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            return -1;
-        ssize_t k = read(fd, buf + n, 1);
-        if (k <= 0)
-            return -1;
-        if (buf[n] == '\n') {
-            buf[n] = 0;
-            return 0;
-        }
-        n++;
-    }
-    return -1;
-}
-
-/* The bare server in a child process (this executable, "__bare-server FILE"): the fair twin of
- * the plugin, which also answers from another process. */
-static pid_t bare_child_start(const uint8_t *msg, size_t len, char *target, size_t tsize,
-                              char *file, size_t fsize, struct cp_err *err)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(file, fsize, "%s/cpbench-msg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(file);
-    if (fd < 0) {
-        cp_err_set(err, CP_EINTERNAL, "mkstemp: %s", strerror(errno));
-        return -1;
-    }
-    ssize_t w = write(fd, msg, len);
-    close(fd);
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    int out[2];
-    if (w != (ssize_t)len || n <= 0 || pipe2(out, O_CLOEXEC) != 0) {
-        unlink(file);
-        cp_err_set(err, CP_EINTERNAL, "cannot prepare the bare server child");
-        return -1;
-    }
-    self[n] = 0;
-    const char *argv[] = {self, "__bare-server", file, NULL};
-    pid_t pid = bench_spawn(argv, NULL, out[1], 2);
-    close(out[1]);
-    if (pid < 0 || read_line(out[0], target, tsize, BENCH_START_TIMEOUT_MS) != 0 ||
-        strncmp(target, "unix:", 5) != 0) {
-        if (pid > 0)
-            bench_child_stop(pid, 1000);
-        close(out[0]);
-        unlink(file);
-        cp_err_set(err, CP_EINTERNAL, "the bare server child did not start");
-        return -1;
-    }
-    close(out[0]);
-    return pid;
-}
-
 static int bare_cell(struct bench_ctx *c, const Pluginv2__CallResourceResponse *hit,
                      const struct bench_ds *ds, size_t size, int in_child, struct cache_row *row,
                      struct cp_err *err)
@@ -728,10 +667,10 @@ static int bare_cell(struct bench_ctx *c, const Pluginv2__CallResourceResponse *
     char target[400], file[300];
     int rc = 0;
     if (in_child)
-        rc =
-            (child = bare_child_start(msg, mlen, target, sizeof target, file, sizeof file, err)) > 0
-                ? 0
-                : CP_EINTERNAL;
+        rc = (child = bench_bare_child_start(msg, mlen, target, sizeof target, file, sizeof file,
+                                             err)) > 0
+                 ? 0
+                 : CP_EINTERNAL;
     else
         rc = bench_bare_start(msg, mlen, &b, target, sizeof target, err);
     free(msg);
@@ -763,39 +702,6 @@ static int bare_cell(struct bench_ctx *c, const Pluginv2__CallResourceResponse *
         bench_bare_stop(b);
     }
     return rc;
-}
-
-/* "__bare-server FILE": serve FILE's CallResourceResponse until SIGTERM/SIGINT, printing the
- * target on stdout first. */
-static int bare_child_main(const char *file)
-{
-    FILE *f = fopen(file, "rb");
-    if (!f)
-        return 1;
-    struct cp_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = cp_buf_add(&b, chunk, n);
-    fclose(f);
-    struct bench_bare *srv = NULL;
-    char target[400];
-    struct cp_err err = {0};
-    if (rc || bench_bare_start(b.p ? b.p : "", b.len, &srv, target, sizeof target, &err) != 0) {
-        cp_buf_free(&b);
-        fprintf(stderr, "bench bare server: %s\n", cp_err_text(&err));
-        return 1;
-    }
-    cp_buf_free(&b);
-    printf("%s\n", target);
-    fflush(stdout);
-    while (!atomic_load(&bench_interrupted)) {
-        struct timespec ts = {0, 20000000};
-        nanosleep(&ts, NULL);
-    }
-    bench_bare_stop(srv);
-    return 0;
 }
 
 static int scen_cache(struct bench_ctx *c)
@@ -1000,7 +906,7 @@ static int scen_hitpath(struct bench_ctx *c)
         else
             pluginv2__call_resource_response__pack(hit, msg);
     }
-    if (!rc && (child = bare_child_start(msg, mlen, target, sizeof target, file, sizeof file,
+    if (!rc && (child = bench_bare_child_start(msg, mlen, target, sizeof target, file, sizeof file,
                                          &err)) < 0)
         rc = CP_EINTERNAL;
     if (!rc)
@@ -1241,7 +1147,7 @@ static int run_hidden_bare(const char *file)
     if (bench_signals_start(1) != 0)
         return 1;
     grpc_init();
-    int rc = bare_child_main(file);
+    int rc = bench_bare_child_main(file);
     grpc_shutdown();
     bench_cleanup_done();
     return rc;

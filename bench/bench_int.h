@@ -5,7 +5,8 @@
  * cells and scenarios (bench.c), the tables / JSON output (report.c); statistics and the Zipf
  * sampler (stats.c), CSV traces (trace.c), the what-if simulation (whatif.c), the modes'
  * drivers (driver.c, driver_grpc.c), workloads (workload.c), run reports (runreport.c), the
- * HTML page (html.c), presets and the command line of the newer modes (modes.c).
+ * HTML page (html.c), presets and the command line of the newer modes (modes.c), many calls
+ * in flight from a few threads (grpc_async.c) and the core preset (core.c).
  *
  * Errors: functions return 0 or a negative CP_E* code with detail in a caller's cp_err.
  */
@@ -50,6 +51,12 @@ int bench_child_stop(pid_t pid, int timeout_ms);
 /* CPU time (user + system, ns) and context switches (voluntary and not, over every thread)
  * a process has used so far. -1 when /proc cannot tell. */
 int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches);
+/* Raises this process's RLIMIT_NOFILE soft limit towards want (and the hard limit too when
+ * privileged); children such as the plugin inherit it. Returns the soft limit now in force. */
+long bench_fd_limit_raise(long want);
+/* What the modes ask for: thousands of calls at once, a descriptor each in the plugin and in
+ * the simulator. */
+#define BENCH_FD_WANT 32768
 /* A free TCP port on 127.0.0.1 (bound then released), -1 on failure. */
 int bench_free_port(void);
 
@@ -284,6 +291,14 @@ struct bench_bare;
 int bench_bare_start(const void *msg, size_t len, struct bench_bare **out, char *target,
                      size_t tsize, struct cp_err *err);
 void bench_bare_stop(struct bench_bare *b);
+/* The same server in a child process: this executable run as "__bare-server FILE", FILE a
+ * temporary copy of msg whose name goes to file (the caller unlinks it after stopping the
+ * child with bench_child_stop). Returns the child's pid, -1 with detail in err. */
+pid_t bench_bare_child_start(const uint8_t *msg, size_t len, char *target, size_t tsize, char *file,
+                             size_t fsize, struct cp_err *err);
+/* The child's side: serves FILE's message until SIGTERM or SIGINT, printing its target on
+ * stdout first. The process exit status. */
+int bench_bare_child_main(const char *file);
 
 /* ---- upstream simulator (upstream_sim.c) -------------------------------------------------- */
 
@@ -292,6 +307,9 @@ struct bench_sim_counts {
     uint64_t requests, data_requests, rows_requests;
     uint64_t work_requests, work_errors; /* answered by the profile, and 503s among them */
     uint64_t conns_opened, conns_open, conns_peak;
+    uint64_t delayed_now, delayed_peak; /* answers waiting for their delay, now and at most */
+    int64_t first_delayed_ns, last_delayed_ns; /* first and last arrival of a delayed request
+                                                * since the last reset (cp_mono_ns), 0 none */
 };
 /* How the simulator answers workload paths (anything but /data and /rows). */
 struct bench_upstream_profile {
@@ -306,11 +324,13 @@ struct bench_upstream_profile {
 void bench_upstream_profile_init(struct bench_upstream_profile *p);
 /* Sets the profile between runs (no request in flight: cached answers are dropped). */
 void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p);
-/* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". */
+/* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". It
+ * holds as many connections as RLIMIT_NOFILE leaves room for (see bench_fd_limit_raise). */
 int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_err *err);
 void bench_sim_stop(struct bench_sim *s);
 void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c);
-/* Sets the connection peak to the number open now (start of a cell). */
+/* Sets the connection and delayed-answer peaks to their values now and forgets the arrival
+ * times (start of a cell). */
 void bench_sim_reset_peak(struct bench_sim *s);
 
 /* ---- drivers: how a mode reaches the cache (driver.c, driver_grpc.c, driver_http.c) -------- */
@@ -532,5 +552,70 @@ void bench_fmt_rate(char *out, size_t size, double rps);
 void bench_fmt_size(char *out, size_t size, size_t bytes);
 /* Prints the JSON document (indent 2) to f. */
 void bench_json_print(json_t *doc, FILE *f);
+
+/* ---- many calls in flight from a few threads (grpc_async.c) ------------------------------- */
+
+/* One call of a load: when it started and ended (cp_mono_ns) and what came back. */
+struct bench_acall {
+    int64_t start_ns, end_ns;
+    int grpc_status;        /* GRPC_STATUS_*, -1 when the call could not start */
+    int code;               /* HTTP code of the first message, 0 when none came */
+    enum bench_cache cache; /* X-Cache of the first message */
+    size_t bytes;           /* body bytes over all messages */
+};
+
+/* CallResource calls on one channel from a few client threads, each with its own completion
+ * queue: any number in flight without a thread per call. Everything borrowed for the load. */
+struct bench_aload {
+    struct bench_chan *chan;
+    const uint8_t *const *reqs; /* packed CallResourceRequests */
+    const size_t *lens;
+    size_t nreqs;
+    unsigned threads;   /* client threads (1..16) */
+    int64_t timeout_ms; /* each call's deadline */
+    /* loop only: calls in flight over all threads; a warm-up, then the measured window */
+    unsigned inflight;
+    double warmup_s, duration_s;
+    int keep_samples; /* loop: hand the window's latencies over in the result */
+};
+/* Starts every request at once (split over the threads) and waits for every answer; out (an
+ * array of nreqs) receives request i's call in out[i]. A failed call is a result, not an
+ * error: 0, or CP_ENOMEM / CP_EINVAL, or CP_ECANCELED when interrupted (the calls are
+ * cancelled first). */
+int bench_async_burst(const struct bench_aload *l, struct bench_acall *out, struct cp_err *err);
+
+struct bench_aloop_result {
+    struct bench_stats st; /* calls answered in the window (ok + HTTP errors), percentiles */
+    uint64_t ok, http_errors, failed;
+    uint64_t by_cache[BENCH_CACHE_N];
+    char first_error[160];
+    /* the whole load, warm-up included: calls answered, and the time from start to the last */
+    uint64_t answered_all;
+    double all_secs;
+    int64_t *samples; /* keep_samples: the window's latencies in ns, sorted; caller frees */
+    size_t nsamples;
+};
+/* Keeps `inflight` calls in flight, requests round robin; the window counts calls started in
+ * it, throughput = calls / (last end - window start). Errors as bench_async_burst, and
+ * CP_EUPSTREAM when no call was answered in the window. */
+int bench_async_loop(const struct bench_aload *l, struct bench_aloop_result *r, struct cp_err *err);
+
+/* ---- preset core: the event-driven core's figures (core.c) --------------------------------- */
+
+struct bench_core_opts {
+    const char *exe;       /* the plugin executable */
+    struct bench_sim *sim; /* the running upstream simulator */
+    const char *sim_url;
+    int64_t updated_ms;     /* the data sources' lastUpdatedMS */
+    int quick;              /* small bursts and short loops (seconds, for the tests) */
+    int progress;           /* a line per cell on stderr */
+    const char *before_exe; /* NULL, or an older build whose plugin cells run too */
+};
+/* Bursts of distinct misses on a slow upstream, uncached forwarding and memory hits against
+ * bare gRPC round trips, against one fresh plugin process; adds "core" to doc (bursts, loops,
+ * threads, plugin, goals; see README). What ran is kept when a cell fails or Ctrl-C comes. */
+int bench_core_run(const struct bench_core_opts *o, json_t *doc, struct cp_err *err);
+/* The text tables of doc's "core", when it has one. */
+void bench_core_print(json_t *doc, FILE *f);
 
 #endif

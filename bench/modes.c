@@ -6,7 +6,9 @@
  *   grpc    a workload (synthetic or a trace replayed with its timing) against the plugin
  *           launched as Grafana launches it, with the built-in upstream simulator
  *   http    the same against the standalone server (gpx_cachingproxy serve) over HTTP
- *   preset  backends | policies | timealign | all: common questions in one command
+ *   preset  backends | policies | timealign | all: common questions in one command; core: the
+ *           event-driven core's figures (bursts of slow calls, forwarding and hits against a
+ *           bare gRPC round trip; core.c)
  *   report  text and HTML from a JSON document written before
  *
  * Every run gets a fresh plugin process and its own data source; a Redis backend uses the
@@ -59,6 +61,7 @@ struct opts {
     struct bench_upstream_profile profile;
     struct bench_workload w;
     const char *replay;
+    const char *before; /* preset core: an older plugin executable to run beside */
     /* sim and trace */
     const char *trace, *sizes, *out;
     int64_t ttl_ms;
@@ -807,13 +810,18 @@ static const char grpc_help[] =
     "  --progress / --no-progress (default: when stderr is a terminal)  --quick\n";
 
 static const char preset_help[] =
-    "usage: cachingproxy-bench preset backends|policies|timealign|all [options]\n"
+    "usage: cachingproxy-bench preset backends|policies|timealign|all|core [options]\n"
     "\n"
     "  backends   the same workload against the memory backend, Redis and no cache\n"
     "  policies   what-if: our eviction policy against LRU and the optimum, by cache size\n"
     "             (--trace FILE, else a synthetic trace; --ttl D; --scope shared|user)\n"
     "  timealign  dashboard queries over \"the last hour\" from many users, by timeAlign\n"
     "  all        the three, in one report\n"
+    "  core       the event-driven core: 64, 512 and 5,000 distinct misses at once on a slow\n"
+    "             upstream (wall time, answers, the plugin's threads and RSS), uncached\n"
+    "             forwarding and memory hits against a bare gRPC round trip, and the goals\n"
+    "             (--before PATH: the same cells, but the largest burst, against an older\n"
+    "             plugin build too, side by side)\n"
     "\n"
     "options: --quick (seconds, for CI), --json OUT, --html OUT, --plugin PATH,\n"
     "         --mode grpc|http (the plugin, or the standalone server; default grpc),\n"
@@ -1004,6 +1012,22 @@ static int preset_policies(struct mctx *c)
     return rc;
 }
 
+static int preset_core(struct mctx *c)
+{
+    struct bench_core_opts co = {.exe = c->o.exe,
+                                 .sim = c->sim,
+                                 .sim_url = c->sim_url,
+                                 .updated_ms = c->updated_ms,
+                                 .quick = c->o.quick,
+                                 .progress = c->o.progress,
+                                 .before_exe = c->o.before};
+    struct cp_err err = {0};
+    int rc = bench_core_run(&co, c->doc, &err);
+    if (rc)
+        fprintf(stderr, "bench: core: %s\n", cp_err_text(&err));
+    return rc;
+}
+
 static int mode_preset(int argc, char **argv)
 {
     struct mctx c;
@@ -1014,6 +1038,12 @@ static int mode_preset(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(preset_help, stdout);
             return 0;
+        }
+        if (!strcmp(argv[i], "--before")) {
+            if (i + 1 >= argc)
+                return usage_error("preset", "--before needs a plugin executable");
+            c.o.before = argv[++i];
+            continue;
         }
         int k = common_opt("preset", &c.o, argc, argv, &i);
         if (k == EXIT_USAGE)
@@ -1028,8 +1058,13 @@ static int mode_preset(int argc, char **argv)
     int backends = all || (name && !strcmp(name, "backends"));
     int policies = all || (name && !strcmp(name, "policies"));
     int timealign = all || (name && !strcmp(name, "timealign"));
-    if (!backends && !policies && !timealign)
-        return usage_error("preset", "name one of backends, policies, timealign, all");
+    int core = name && !strcmp(name, "core");
+    if (!backends && !policies && !timealign && !core)
+        return usage_error("preset", "name one of backends, policies, timealign, all, core");
+    if (c.o.before && !core)
+        return usage_error("preset", "--before goes with preset core");
+    if (c.o.before && access(c.o.before, X_OK) != 0)
+        return usage_error("preset", "--before %s: not an executable", c.o.before);
     char command[64];
     snprintf(command, sizeof command, "preset %s%s", name, c.o.quick ? " --quick" : "");
     if (ctx_start(&c, command)) {
@@ -1043,6 +1078,8 @@ static int mode_preset(int argc, char **argv)
         rc = preset_backends(&c);
     if (!rc && timealign && !atomic_load(&bench_interrupted))
         rc = preset_timealign(&c);
+    if (!rc && core && !atomic_load(&bench_interrupted))
+        rc = preset_core(&c);
     return finish(&c, rc);
 }
 
@@ -1064,6 +1101,9 @@ int bench_modes_main(int argc, char **argv)
     } else if (!strcmp(mode, "report")) {
         rc = mode_report(argc, argv);
     } else {
+        /* before the simulator starts: it takes connections by this limit, and the plugin
+         * inherits it */
+        bench_fd_limit_raise(BENCH_FD_WANT);
         curl_global_init(CURL_GLOBAL_DEFAULT);
         grpc_init();
         rc = !strcmp(mode, "grpc") || !strcmp(mode, "http") ? mode_grpc(argc, argv)

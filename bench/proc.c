@@ -11,12 +11,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -148,6 +150,28 @@ int bench_signals_start(int quiet)
         return -1;
     pthread_detach(th);
     return 0;
+}
+
+/* ---- limits ------------------------------------------------------------------------------------
+ */
+
+long bench_fd_limit_raise(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    rlim_t w = (rlim_t)want;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= w)
+        return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < w) {
+        struct rlimit up = {w, w}; /* root (CAP_SYS_RESOURCE) may raise the hard limit */
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            return want;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > w ? w : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return (long)rl.rlim_cur;
 }
 
 /* ---- redis-server ---------------------------------------------------------------------------- */

@@ -341,6 +341,7 @@ void bench_runs_print(json_t *doc, FILE *f)
                  json_number_value(json_object_get(sim, "ttl")));
         bench_whatif_print(out, title, f);
     }
+    bench_core_print(doc, f);
     json_t *notes = json_object_get(doc, "notes");
     json_t *n;
     json_array_foreach(notes, i, n) fprintf(f, "note: %s\n", json_string_value(n));

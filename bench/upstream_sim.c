@@ -16,9 +16,13 @@
  *                                        JSON body whose size is fixed per path (log-uniform in
  *                                        the profile's range)
  *
- * Counts requests per route, profile errors and TCP connections (opened, open now, peak open)
- * so reports can show the upstream load a run caused. Bodies are built once per (route, size)
- * and answered from the same MHD response, so the simulator costs as little as it can.
+ * Counts requests per route, profile errors, TCP connections (opened, open now, peak open) and
+ * delayed answers waiting (now and peak) so reports can show the upstream load a run caused.
+ * It takes as many connections as the file descriptor limit leaves room for (up to
+ * MAX_CONNECTIONS), with a listen backlog as deep as the kernel allows, so a burst of
+ * thousands of new connections is neither refused nor left waiting for a SYN retry. Bodies are
+ * built once per (route, size) and answered from the same MHD response, so the simulator costs as
+ * little as it can.
  */
 #include "bench_int.h"
 
@@ -28,9 +32,14 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define POOL_THREADS 4
+#define MAX_CONNECTIONS 16384
+#define MIN_CONNECTIONS 256
+#define FD_RESERVE 256 /* descriptors the rest of the bench process may need */
+#define LISTEN_BACKLOG 4096
 #define MAX_DATA_BYTES (64L << 20)
 #define MAX_ROWS 1000000L
 #define MAX_COLS 64L
@@ -71,6 +80,8 @@ struct bench_sim {
     pthread_cond_t tcv;
     struct sim_req **heap;
     size_t heap_len, heap_cap;
+    size_t heap_peak; /* most delayed answers waiting at once since the last reset */
+    int64_t first_delayed_ns, last_delayed_ns; /* arrivals of delayed requests since then */
     int stopping;
     pthread_t timer;
     int timer_started;
@@ -220,6 +231,8 @@ static int delay_push(struct bench_sim *s, struct sim_req *rq)
         s->heap_cap = nc;
     }
     size_t i = s->heap_len++;
+    if (s->heap_len > s->heap_peak)
+        s->heap_peak = s->heap_len;
     s->heap[i] = rq;
     while (i && s->heap[(i - 1) / 2]->due_ns > s->heap[i]->due_ns) {
         heap_swap(s->heap, i, (i - 1) / 2);
@@ -412,7 +425,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     pthread_mutex_lock(&s->tmu);
     int rc = s->stopping ? -1 : 0;
     if (!rc) {
-        rq->due_ns = cp_mono_ns() + (int64_t)delay * 1000000;
+        int64_t now = cp_mono_ns();
+        if (!s->first_delayed_ns)
+            s->first_delayed_ns = now;
+        s->last_delayed_ns = now;
+        rq->due_ns = now + (int64_t)delay * 1000000;
         rq->phase = 1;
         rc = delay_push(s, rq);
     }
@@ -460,6 +477,16 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* Connections the daemon may hold: what the descriptor limit leaves after FD_RESERVE. */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    rlim_t n = MAX_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        n = rl.rlim_cur > FD_RESERVE + MIN_CONNECTIONS ? rl.rlim_cur - FD_RESERVE : MIN_CONNECTIONS;
+    return n > MAX_CONNECTIONS ? MAX_CONNECTIONS : (unsigned)n;
+}
+
 void bench_upstream_profile_init(struct bench_upstream_profile *p)
 {
     memset(p, 0, sizeof *p);
@@ -503,7 +530,8 @@ int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_e
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)POOL_THREADS, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned)LISTEN_BACKLOG, MHD_OPTION_END);
     if (!s->d) {
         bench_sim_stop(s);
         return cp_err_set(err, CP_EINTERNAL, "upstream simulator: MHD_start_daemon failed");
@@ -574,9 +602,19 @@ void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c)
     c->conns_opened = atomic_load(&s->opened);
     c->conns_open = atomic_load(&s->open);
     c->conns_peak = atomic_load(&s->peak);
+    pthread_mutex_lock(&s->tmu);
+    c->delayed_now = s->heap_len;
+    c->delayed_peak = s->heap_peak;
+    c->first_delayed_ns = s->first_delayed_ns;
+    c->last_delayed_ns = s->last_delayed_ns;
+    pthread_mutex_unlock(&s->tmu);
 }
 
 void bench_sim_reset_peak(struct bench_sim *s)
 {
     atomic_store(&s->peak, atomic_load(&s->open));
+    pthread_mutex_lock(&s->tmu);
+    s->heap_peak = s->heap_len;
+    s->first_delayed_ns = s->last_delayed_ns = 0;
+    pthread_mutex_unlock(&s->tmu);
 }

@@ -228,6 +228,62 @@
       (u.cacheControl ? ', Cache-Control ' + u.cacheControl : '') + '.';
   }
 
+  // ---- preset core: bursts of slow calls, forwarding and hits against a bare round trip ----------
+  function table(parent, cols, rows) {
+    const t = el('table');
+    const hr = el('tr');
+    cols.forEach((c) => hr.appendChild(el('th', null, c)));
+    t.appendChild(hr);
+    rows.forEach((r) => {
+      const tr = el('tr');
+      r.forEach((v) => tr.appendChild(el('td', null, v == null ? '-' : String(v))));
+      t.appendChild(tr);
+    });
+    parent.appendChild(t);
+  }
+
+  if (doc.core) {
+    const core = doc.core;
+    const rest = (pj, suffix) => {
+      if (!pj || !pj.threads) return [];
+      return [['at rest, started' + suffix, '-', '-', '-', '-', '-', '-', pj.threads.afterStart,
+        pj.plugin.rssAfterStartMiB, '-', '-'],
+      ['at rest, after a call' + suffix, '-', '-', '-', '-', '-', '-', pj.threads.ready,
+        pj.plugin.rssReadyMiB, '-', '-']];
+    };
+    const bursts = core.bursts || [];
+    const now = bursts.filter((b) => b.plugin === 'plugin');
+    const before = bursts.filter((b) => b.plugin !== 'plugin');
+    const burstRow = (b) => [b.calls + (b.plugin === 'plugin' ? '' : ', before'),
+      b.upstreamLatencyMs, b.answered, b.wallMs, b.wallOverLatency + 'x', b.latencyMs.p50,
+      b.latencyMs.max, b.threadsPeak + (b.ownThreadsPeak != null ? ', own ' + b.ownThreadsPeak : ''),
+      b.rssPeakMiB,
+      (b.upstream || {}).heldAtOnce, b.pluginCpuMs];
+    const s1 = section('The event-driven core: distinct misses at once on a slow upstream',
+      'N calls started at once on one channel (2 client threads, a completion queue each); ' +
+      'wall = first call started to last answer; threads and RSS: the plugin\'s peak, sampled ' +
+      'every 5 ms from /proc (own = named as its main thread; gRPC names its own); held at ' +
+      'once: answers the upstream simulator held back for their delay at the same time.');
+    table(s1, ['calls', 'upstream ms', 'answered', 'wall ms', 'wall / upstream', 'p50 ms',
+      'max ms', 'threads', 'RSS MiB', 'upstream held at once', 'plugin CPU ms'],
+    rest(core, '').concat(now.map(burstRow), rest(core.before, ', before'),
+      before.map(burstRow)));
+    const s2 = section('The event-driven core: 1 KiB answers on one channel',
+      'Closed loops in rounds, every target taking its turn in each round (' +
+      ((core.settings || {}).rounds || '?') + ' rounds); bare = a gRPC core server answering ' +
+      'the plugin\'s own answer bytes, in the bench and in a child process; CPU = user + ' +
+      'system time per answered call.');
+    table(s2, ['case', 'target', 'in flight', 'p50 ms', 'p99 ms', 'calls/s', 'server CPU us',
+      'bench CPU us'], (core.loops || []).map((c) => [
+      c.group === 'forwarding' ? 'uncached forwarding' : 'memory hit', c.target, c.inFlight,
+      c.p50Ms, c.p99Ms, Math.round(c.callsPerS), c.serverCpuUsPerCall, c.benchCpuUsPerCall]));
+    if ((core.goals || []).length) {
+      const s3 = section('The event-driven core: goals');
+      table(s3, ['goal', 'figure', 'target', 'met'], core.goals.map((g) => [g.goal, g.figure,
+        g.target, g.met == null ? '-' : g.met ? 'yes' : 'NO']));
+    }
+  }
+
   // ---- what-if: hit ratio against cache size ----------------------------------------------------
   {
     const sim = doc.sim;
@@ -273,5 +329,5 @@
   }
 
   (doc.notes || []).forEach((n) => document.getElementById('notes').appendChild(el('li', null, n)));
-  window.benchReport = { charts: charts.length, runs: runs.length, sim: !!doc.sim };
+  window.benchReport = { charts: charts.length, runs: runs.length, sim: !!doc.sim, core: !!doc.core };
 })();

@@ -2,7 +2,8 @@
 independent model, the CSV reader's errors, short grpc runs whose report must add up (hits +
 misses = requests; upstream calls = the simulator's own count = the plugin's count = MISS +
 BYPASS answers), a replay with its timing and users, Ctrl-C giving a partial report, and the
-HTML page opened in headless Chromium with a screenshot kept in the build directory."""
+HTML page opened in headless Chromium with a screenshot kept in the build directory; the core
+preset's short form, whose bursts and loops must add up."""
 import collections
 import json
 import os
@@ -299,6 +300,47 @@ class BenchTest(unittest.TestCase):
         for r in doc["runs"]:
             self.check_consistent(r)
         self.assertEqual(doc["runs"][1]["hitRatio"], 0)
+
+    # ---- preset core (short: bookkeeping, not figures) ------------------------------------------
+
+    def test_core_preset_quick_adds_up(self):
+        p = run(["preset", "core", "--quick", "--json", self.path("core.json")], timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("core: goals", p.stdout)
+        core = self.load("core.json")["core"]
+        self.assertEqual(len(core["bursts"]), 3)
+        for b in core["bursts"]:
+            n = b["calls"]
+            # every call answered, each one a distinct miss the upstream saw (how many it held
+            # at once depends on the machine's load: test_core asserts the overlap)
+            self.assertEqual(b["answered"], n, b)
+            self.assertEqual(b["failed"] + b["httpErrors"], 0, b)
+            self.assertEqual(b["byCache"]["MISS"], n, b)
+            self.assertEqual(b["upstream"]["requests"], n, b)
+            self.assertGreater(b["upstream"]["heldAtOnce"], 0, b)
+            self.assertGreaterEqual(b["wallOverLatency"], 1.0, b)
+            self.assertGreater(b["threadsPeak"], 0, b)
+            self.assertGreater(b["rssPeakMiB"], 0, b)
+        targets = {(c["group"], c["target"], c["inFlight"]) for c in core["loops"]}
+        for t in ("plugin", "bare in-process", "bare child process"):
+            self.assertIn(("forwarding", t, 8), targets)
+            self.assertIn(("memoryHit", t, 1), targets)
+            self.assertIn(("memoryHit", t, 8), targets)
+        for c in core["loops"]:
+            self.assertGreater(c["calls"], 0, c)
+            self.assertEqual(c["failed"] + c["httpErrors"], 0, c)
+            self.assertEqual(c["xcacheShare"], 1.0, c)  # BYPASS (cache off) or HIT throughout
+        self.assertEqual(len(core["goals"]), 5)
+        # without --before the memory hit cannot be judged against the build before
+        self.assertIsNone(core["goals"][-1]["met"])
+        self.assertTrue(core["plugin"]["cleanExit"])
+        r = run(["report", self.path("core.json"), "--html", self.path("core.html")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("core: goals", r.stdout)
+        self.assertGreater(os.path.getsize(self.path("core.html")), 100000)
+        bad = run(["preset", "core", "--before", "/nonexistent/gpx_cachingproxy"])
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--before", bad.stderr)
 
     # ---- the HTML page ------------------------------------------------------------------------
 
