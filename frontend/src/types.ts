@@ -283,6 +283,10 @@ export interface CachingProxyQuery extends DataQuery {
   cacheTtl?: Duration;
   /** cut the time range into cached pieces of this length ("1h"), or "off" */
   split?: Duration | 'off';
+  /** keep the panel updating: the frame names a Grafana Live channel that polls this query */
+  live?: boolean;
+  /** poll interval of the live channel (default: the query's interval; at least 500ms) */
+  liveInterval?: Duration;
 }
 
 export const QUERY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD'] as const;

@@ -78,6 +78,19 @@ describe('query editor', () => {
     expect('split' in state.latest).toBe(false);
   });
 
+  it('live shows the poll interval and sets live and liveInterval', async () => {
+    const user = userEvent.setup({ delay: null });
+    const state = renderQuery({ refId: 'A', path: '/points?since=${__from}' });
+    expect(screen.queryByLabelText(/^Poll every/)).toBeNull();
+    await user.click(screen.getByLabelText(/^Live/));
+    expect(state.latest.live).toBe(true);
+    await user.type(screen.getByLabelText(/^Poll every/), '5s');
+    expect(state.latest.liveInterval).toBe('5s');
+    await user.click(screen.getByLabelText(/^Live/));
+    expect('live' in state.latest && state.latest.live).toBeFalsy();
+    expect(screen.queryByLabelText(/^Poll every/)).toBeNull();
+  });
+
   it('a method with a body shows the body field', async () => {
     const user = userEvent.setup({ delay: null });
     const state = renderQuery({ refId: 'A' });

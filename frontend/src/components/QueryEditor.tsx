@@ -1,12 +1,12 @@
 /*
  * QueryEditor.tsx - one upstream call and how its JSON answer becomes a frame (SPEC section 7):
- * method, path, params, headers, body; root, columns, format; cacheTtl, split.
+ * method, path, params, headers, body; root, columns, format; cacheTtl, split, live.
  */
 import React from 'react';
 import { css } from '@emotion/css';
 
 import { GrafanaTheme2, QueryEditorProps, SelectableValue } from '@grafana/data';
-import { Button, IconButton, InlineField, InlineFieldRow, Input, RadioButtonGroup, Select, TextArea, useStyles2 } from '@grafana/ui';
+import { Button, IconButton, InlineField, InlineFieldRow, InlineSwitch, Input, RadioButtonGroup, Select, TextArea, useStyles2 } from '@grafana/ui';
 
 import { Row } from './fields';
 import { KeyValueEditor } from './KeyValueEditor';
@@ -217,6 +217,23 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
             onBlur={onRunQuery}
           />
         </InlineField>
+      </InlineFieldRow>
+      <InlineFieldRow>
+        <InlineField label="Live" labelWidth={LABEL} tooltip="Keep the panel updating: the plugin polls this query once per interval for every viewer together (Grafana Live)">
+          <InlineSwitch id="cp-query-live" value={query.live === true} onChange={(e) => changeAndRun({ live: e.currentTarget.checked || undefined })} />
+        </InlineField>
+        {query.live && (
+          <InlineField label="Poll every" labelWidth={LABEL} tooltip="Poll interval (e.g. 5s; at least 500ms). Empty: the query's interval">
+            <Input
+              id="cp-query-liveInterval"
+              width={12}
+              placeholder="interval"
+              value={amountText(query.liveInterval)}
+              onChange={(e) => change({ liveInterval: parseAmount(e.currentTarget.value) })}
+              onBlur={onRunQuery}
+            />
+          </InlineField>
+        )}
       </InlineFieldRow>
     </div>
   );
