@@ -381,6 +381,13 @@ struct bench_target_stats {
     long rss_kib; /* -1 unknown */
 };
 
+/* Fills st's counters from the body of a cache/stats answer (status: its HTTP status), for
+ * every driver. CP_EUPSTREAM when it is not a 200 with a JSON object. */
+int bench_stats_parse(const void *body, size_t len, long status, struct bench_target_stats *st,
+                      struct cp_err *err);
+/* Resident set size of a process in KiB, -1 when /proc cannot tell. */
+long bench_rss_kib(pid_t pid);
+
 /* A mode: a table of operations. Connections and workers are the driver's; request may be
  * called from several workers at once, each with its own worker state. Errors: 0 or CP_E*
  * with detail; a request error means no answer at all (an HTTP error status is an answer). */

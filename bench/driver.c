@@ -6,6 +6,7 @@
  */
 #include "bench_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -33,4 +34,52 @@ enum bench_cache bench_cache_parse(const char *s)
         if (!strcasecmp(s, cache_names[c]))
             return (enum bench_cache)c;
     return BENCH_CACHE_NONE;
+}
+
+/* ---- what every driver reads the same way ------------------------------------------------------ */
+
+static uint64_t num(json_t *o, const char *k)
+{
+    json_int_t v = json_integer_value(json_object_get(o, k));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+int bench_stats_parse(const void *body, size_t len, long status, struct bench_target_stats *st,
+                      struct cp_err *err)
+{
+    json_error_t je;
+    json_t *j = status == 200 && body ? json_loadb(body, len, 0, &je) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return cp_err_set(err, CP_EUPSTREAM, "cache/stats: HTTP %ld, not a JSON object", status);
+    }
+    st->hits = num(j, "hits");
+    st->misses = num(j, "misses");
+    st->stale = num(j, "stale");
+    st->bypass = num(j, "bypass");
+    st->coalesced = num(j, "coalesced");
+    st->upstream = num(j, "upstreamRequests");
+    st->errors = num(j, "errors");
+    st->entries = num(j, "entries");
+    st->bytes = num(j, "bytes");
+    st->valid = 1;
+    json_decref(j);
+    return 0;
+}
+
+long bench_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) {
+            v = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
 }

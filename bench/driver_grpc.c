@@ -158,12 +158,6 @@ static int g_request(void *conn, void *w, const struct bench_req *rq, struct ben
     return rc;
 }
 
-static uint64_t num(json_t *o, const char *k)
-{
-    json_int_t v = json_integer_value(json_object_get(o, k));
-    return v > 0 ? (uint64_t)v : 0;
-}
-
 static int g_stats(void *conn, struct bench_target_stats *st, struct cp_err *err)
 {
     struct grpc_conn *c = conn;
@@ -181,28 +175,11 @@ static int g_stats(void *conn, struct bench_target_stats *st, struct cp_err *err
     bench_caller_dispose(&k);
     if (rc)
         return rc;
-    json_error_t je;
-    json_t *j = r.first && r.code == 200
-                    ? json_loadb((const char *)r.first->body.data, r.first->body.len, 0, &je)
-                    : NULL;
+    rc = r.first ? bench_stats_parse(r.first->body.data, r.first->body.len, r.code, st, err)
+                 : bench_stats_parse(NULL, 0, r.code, st, err);
     if (r.first)
         pluginv2__call_resource_response__free_unpacked(r.first, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return cp_err_set(err, CP_EUPSTREAM, "cache/stats: HTTP %d, not a JSON object", r.code);
-    }
-    st->hits = num(j, "hits");
-    st->misses = num(j, "misses");
-    st->stale = num(j, "stale");
-    st->bypass = num(j, "bypass");
-    st->coalesced = num(j, "coalesced");
-    st->upstream = num(j, "upstreamRequests");
-    st->errors = num(j, "errors");
-    st->entries = num(j, "entries");
-    st->bytes = num(j, "bytes");
-    st->valid = 1;
-    json_decref(j);
-    return 0;
+    return rc;
 }
 
 static int g_close(void *conn)

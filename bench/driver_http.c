@@ -360,34 +360,11 @@ static int h_request(void *conn, void *wp, const struct bench_req *rq, struct be
     return 0;
 }
 
-static uint64_t num(json_t *o, const char *k)
-{
-    json_int_t v = json_integer_value(json_object_get(o, k));
-    return v > 0 ? (uint64_t)v : 0;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) {
-            v = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static int h_stats(void *conn, struct bench_target_stats *st, struct cp_err *err)
 {
     struct http_conn *c = conn;
     memset(st, 0, sizeof *st);
-    st->rss_kib = rss_kib(c->pid);
+    st->rss_kib = bench_rss_kib(c->pid);
     struct http_worker w;
     int rc = worker_init(c, &w, err);
     if (rc)
@@ -396,28 +373,10 @@ static int h_stats(void *conn, struct bench_target_stats *st, struct cp_err *err
     snprintf(url, sizeof url, "%s/api/datasources/uid/%s/resources/cache/stats", c->base, c->uid);
     long status = 0;
     rc = perform(&w, url, NULL, w.hdr[0], &status, err);
-    json_error_t je;
-    json_t *j =
-        !rc && status == 200 ? json_loadb(w.body.p ? w.body.p : "", w.body.len, 0, &je) : NULL;
+    if (!rc)
+        rc = bench_stats_parse(w.body.p, w.body.len, status, st, err);
     worker_dispose(&w);
-    if (rc)
-        return rc;
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return cp_err_set(err, CP_EUPSTREAM, "cache/stats: HTTP %ld, not a JSON object", status);
-    }
-    st->hits = num(j, "hits");
-    st->misses = num(j, "misses");
-    st->stale = num(j, "stale");
-    st->bypass = num(j, "bypass");
-    st->coalesced = num(j, "coalesced");
-    st->upstream = num(j, "upstreamRequests");
-    st->errors = num(j, "errors");
-    st->entries = num(j, "entries");
-    st->bytes = num(j, "bytes");
-    st->valid = 1;
-    json_decref(j);
-    return 0;
+    return rc;
 }
 
 static int h_close(void *conn)

@@ -239,22 +239,7 @@ fail:
     return err ? err->code : CP_EINTERNAL;
 }
 
-long bench_plugin_rss_kib(const struct bench_plugin *p)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)p->pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long v = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) {
-            v = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
+long bench_plugin_rss_kib(const struct bench_plugin *p) { return bench_rss_kib(p->pid); }
 
 void bench_plugin_stderr(struct bench_plugin *p, char *out, size_t size)
 {

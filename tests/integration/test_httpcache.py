@@ -4,13 +4,13 @@ entry without its body), Cache-Status (RFC 9211) on every resource answer, Vary 
 hit-for-miss notes (unshareable answers go upstream side by side), X-Cache-Skip."""
 import itertools
 import json
-import os
 import threading
 import time
 import unittest
 
-from harness import Plugin, Upstream, call_resource, context, hval, pb, settings, wait_for
-from test_cache import REDIS_SERVER, RedisServer, metrics
+from backends import BackendCase
+from harness import call_resource, context, hval, pb, settings, wait_for
+from test_cache import metrics
 
 _uids = itertools.count(1)
 
@@ -50,35 +50,8 @@ class Recorder:
         return 200, h, self.body
 
 
-class Base(unittest.TestCase):
-    backend = "memory"
-    redis = None
-
-    @classmethod
-    def setUpClass(cls):
-        if cls.backend == "redis":
-            if not os.path.exists(REDIS_SERVER):
-                raise unittest.SkipTest("redis-server is not installed")
-            cls.redis = RedisServer()
-        cls.p = Plugin()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.p.stop()
-        if cls.redis:
-            cls.redis.kill()
-
-    def setUp(self):
-        self.up = Upstream()
-        self.addCleanup(self.up.close)
-
-    def ds(self, cache=None, **jd):
-        c = {"backend": self.backend}
-        if self.backend == "redis":
-            c["redisUrl"] = "redis://127.0.0.1:%d" % self.redis.port
-        c.update(cache or {})
-        jd["cache"] = c
-        return settings(self.up.url, jd, uid="hc%s%d" % (self.backend, next(_uids)))
+class Base(BackendCase):
+    uid_prefix = "hc"
 
     def call(self, ds, path, **kw):
         kw.setdefault("timeout", 20)

@@ -3,7 +3,6 @@ epoch-aligned pieces, each fetched and cached on its own, and joined into one fr
 the unsplit answer row for row; a refreshing dashboard then fetches only its newest piece.
 Memory and Redis (two processes sharing one Redis), piece failures, overlapping ranges from
 another user, stable pieces kept longer, clear errors."""
-import itertools
 import json
 import os
 import threading
@@ -11,13 +10,13 @@ import time
 import unittest
 import urllib.parse
 
-from harness import Plugin, Upstream, call_resource, context, pb, settings, wait_for
-from test_cache import REDIS_SERVER, RedisServer, metrics
+from backends import BackendCase
+from harness import Plugin, call_resource, context, pb, wait_for
+from test_cache import metrics
 from test_query import HAVE_ARROW, NODE, decode
 
 HOUR = 3600 * 1000
 MINUTE = 60 * 1000
-_uids = itertools.count(1)
 
 
 class Series:
@@ -88,41 +87,17 @@ def rows(frame):
 
 
 @unittest.skipUnless(NODE and HAVE_ARROW, "needs node and tests/node/node_modules (npm ci)")
-class Base(unittest.TestCase):
-    backend = "memory"
-    redis = None
-
-    @classmethod
-    def setUpClass(cls):
-        if cls.backend == "redis":
-            if not os.path.exists(REDIS_SERVER):
-                raise unittest.SkipTest("redis-server is not installed")
-            cls.redis = RedisServer()
-        cls.p = Plugin()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.p.stop()
-        if cls.redis:
-            cls.redis.kill()
+class Base(BackendCase):
+    uid_prefix = "sp"
 
     def setUp(self):
-        self.up = Upstream()
-        self.addCleanup(self.up.close)
+        super().setUp()
         self.series = Series(self.up)
         # a range in the past ending at minute 20 of an hour: 30 s later it is still in that
         # hour, so exactly one piece (the newest) changes
         now = int(time.time() * 1000)
         self.to = (now - 20 * MINUTE) // HOUR * HOUR + 20 * MINUTE
         self.frm = self.to - 6 * HOUR
-
-    def ds(self, cache=None, **jd):
-        c = {"backend": self.backend}
-        if self.backend == "redis":
-            c["redisUrl"] = "redis://127.0.0.1:%d" % self.redis.port
-        c.update(cache or {})
-        jd["cache"] = c
-        return settings(self.up.url, jd, uid="sp%s%d" % (self.backend, next(_uids)))
 
     def query(self, ds, m, frm=None, to=None, plugin=None, ref="A", **user):
         frm = self.frm if frm is None else frm

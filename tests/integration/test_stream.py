@@ -5,7 +5,6 @@ then data) whatever the number of subscribers, and with Redis one poll per inter
 processes; cancelling stops polling; an upstream outage becomes a notice; a shutdown ends the
 streams."""
 import base64
-import itertools
 import json
 import os
 import queue
@@ -15,10 +14,10 @@ import unittest
 
 import grpc
 
-from harness import Plugin, Upstream, context, pb, settings, wait_for
-from test_cache import REDIS_SERVER, RedisServer, metrics
+from backends import BackendCase
+from harness import Plugin, context, pb, wait_for
+from test_cache import metrics
 
-_uids = itertools.count(1)
 INTERVAL = 500  # ms: the shortest poll interval the plugin allows
 
 
@@ -98,36 +97,13 @@ class Stream:
         self.thread.join(timeout=10)
 
 
-class Base(unittest.TestCase):
-    backend = "memory"
-    redis = None
-
-    @classmethod
-    def setUpClass(cls):
-        if cls.backend == "redis":
-            if not os.path.exists(REDIS_SERVER):
-                raise unittest.SkipTest("redis-server is not installed")
-            cls.redis = RedisServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.redis:
-            cls.redis.kill()
+class Base(BackendCase):
+    uid_prefix = "st"
+    plugin_per_test = True
 
     def setUp(self):
-        self.up = Upstream()
-        self.addCleanup(self.up.close)
+        super().setUp()
         self.ticker = Ticker(self.up)
-        self.p = Plugin()
-        self.addCleanup(self.p.stop)
-
-    def ds(self, cache=None, **jd):
-        c = {"backend": self.backend}
-        if self.backend == "redis":
-            c["redisUrl"] = "redis://127.0.0.1:%d" % self.redis.port
-        c.update(cache or {})
-        jd["cache"] = c
-        return settings(self.up.url, jd, uid="st%s%d" % (self.backend, next(_uids)))
 
     def channel(self, ds, model=None, plugin=None, **user):
         now = int(time.time() * 1000)
