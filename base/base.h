@@ -136,6 +136,11 @@ int cp_buf_addstr(struct cp_buf *b, const char *s);
 char *cp_buf_take(struct cp_buf *b, size_t *len);
 void cp_buf_free(struct cp_buf *b);
 
+/* OpenSSL's SHA-256, fetched once for the process's life: EVP_sha256() makes OpenSSL 3 look
+ * the implementation up again in every EVP_DigestInit_ex, which costs more than hashing a
+ * cache key or an API key on the hit path. (An EVP_MD.) */
+const struct evp_md_st *cp_sha256(void);
+
 /* Monotonic and wall clocks. */
 int64_t cp_now_ms(void);
 int64_t cp_mono_ns(void);

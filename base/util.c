@@ -2,6 +2,9 @@
  * histograms. */
 #include "base.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +138,21 @@ void cp_buf_free(struct cp_buf *b)
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
+}
+
+static const EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha256_md = md ? md : EVP_sha256();
+}
+
+const struct evp_md_st *cp_sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md;
 }
 
 int64_t cp_now_ms(void)

@@ -8,23 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* SHA-256 fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up again in
- * every EVP_DigestInit_ex, which cost more than hashing a key on the hit path. Kept for the
- * process's life. */
-static const EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    sha256_md = md ? md : EVP_sha256();
-}
-
-static const EVP_MD *sha256(void)
-{
-    pthread_once(&sha256_once, sha256_fetch);
-    return sha256_md;
-}
+static const EVP_MD *sha256(void) { return cp_sha256(); }
 
 static void add(EVP_MD_CTX *md, const void *p, size_t n)
 {

@@ -876,7 +876,7 @@ static int fingerprint(struct cfg_ds *ds)
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md)
         return CP_ENOMEM;
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(md, cp_sha256(), NULL);
     fp_str(md, "url", ds->url);
     fp_str(md, "auth", cfg_auth_type_name(ds->auth_type));
     fp_str(md, "buser", ds->basic_auth_user);

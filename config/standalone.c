@@ -48,22 +48,7 @@ static int bad(struct sparser *p, const char *key, const char *fmt, ...)
     return cp_err_set(p->err, CP_ECONFIG, "%s: %s: %s", p->name, key, why);
 }
 
-/* SHA-256 fetched once (EVP_sha256() is looked up again by OpenSSL 3 in every call, which
- * would cost more than the digest of a key on every request). */
-static const EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    sha256_md = md ? md : EVP_sha256();
-}
-
-static const EVP_MD *sha256(void)
-{
-    pthread_once(&sha256_once, sha256_fetch);
-    return sha256_md;
-}
+static const EVP_MD *sha256(void) { return cp_sha256(); }
 
 /* ---- ${NAME} substitution ------------------------------------------------------------------ */
 

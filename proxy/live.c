@@ -300,7 +300,7 @@ char *proxy__live_channel(struct proxy_ds *ds, json_t *model, const char *ref_id
         unsigned char md[32];
         unsigned int mdlen = 0;
         EVP_MD_CTX *h = EVP_MD_CTX_new();
-        int ok = h && EVP_DigestInit_ex(h, EVP_sha256(), NULL) &&
+        int ok = h && EVP_DigestInit_ex(h, cp_sha256(), NULL) &&
                  EVP_DigestUpdate(h, ds->cfg->key_id, strlen(ds->cfg->key_id) + 1) &&
                  EVP_DigestUpdate(h, text, strlen(text)) && EVP_DigestFinal_ex(h, md, &mdlen);
         EVP_MD_CTX_free(h);
