@@ -99,10 +99,35 @@ static int valid_query(const char *q)
     return 1;
 }
 
+int proxy__admitted_set_path(struct proxy__admitted *a, const char *path)
+{
+    size_t n = strlen(path) + 1;
+    if (a->path && a->path != a->path_in)
+        free(a->path);
+    a->path = n <= sizeof a->path_in ? a->path_in : malloc(n);
+    if (!a->path) {
+        a->path = a->path_in;
+        a->path_in[0] = 0;
+        return CP_ENOMEM;
+    }
+    memcpy(a->path, path, n);
+    return 0;
+}
+
+void proxy__admitted_dispose(struct proxy__admitted *a)
+{
+    if (a && a->path && a->path != a->path_in)
+        free(a->path);
+    if (a)
+        a->path = NULL;
+}
+
 int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
                  struct proxy__admitted *out, struct cp_err *err)
 {
     const struct cfg_ds *cfg = ds->cfg;
+    out->path = out->path_in; /* "" until admitted; proxy__admitted_dispose frees a long one */
+    out->path_in[0] = 0;
     /* 1. the method: a token, sent upper case ("get" would reach curl as a custom method) */
     const char *m = in->method ? in->method : "";
     size_t ml = strlen(m);
@@ -118,9 +143,12 @@ int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
     const char *p = in->path ? in->path : "";
     while (in->kind == CACHE_KIND_QUERY && *p == '/')
         p++;
-    int rc = proxy__path_normalize(p, in->raw_path, out->path, sizeof out->path, err);
+    char path[CP_MAX_PATH];
+    int rc = proxy__path_normalize(p, in->raw_path, path, sizeof path, err);
     if (rc)
         return rc;
+    if (proxy__admitted_set_path(out, path) != 0)
+        return cp_err_set(err, CP_ENOMEM, "out of memory");
     /* 3. the query string */
     if (!valid_query(in->query))
         return cp_err_set(err, CP_EBADREQ, "query string holds spaces or control characters");

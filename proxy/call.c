@@ -177,6 +177,7 @@ static void call_unref(struct proxy_call *c)
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
     struct proxy_ds *ds = c->ds;
+    proxy__admitted_dispose(&c->a);
     cache_entry_unref(c->got);
     cache_entry_unref(c->stale);
     cache_entry_unref(c->reval);
@@ -1779,7 +1780,12 @@ static void refresh_start(struct proxy_call *parent, struct cache_entry *e)
         return;
     }
     memcpy(c->a.method, pa->method, sizeof c->a.method);
-    memcpy(c->a.path, pa->path, sizeof c->a.path);
+    if (proxy__admitted_set_path(&c->a, pa->path) != 0) {
+        c->fetch_rc = CP_ENOMEM;
+        publish(c, NULL);
+        finish(c, CP_ENOMEM);
+        return;
+    }
     c->a.query = keep_str(&at, pa->query);
     for (size_t i = 0; i < pa->nfwd; i++) {
         c->a.fwd[i].name = keep_str(&at, pa->fwd[i].name);

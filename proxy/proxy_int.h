@@ -116,7 +116,8 @@ struct proxy__incoming {
  * request (borrowed until the call ends). */
 struct proxy__admitted {
     char method[40]; /* upper case */
-    char path[CP_MAX_PATH]; /* normalised, relative to the data source URL: "/items/1" */
+    char *path; /* normalised, relative to the data source URL: "/items/1"; path_in or heap */
+    char path_in[256];
     const char *query;
     struct proxy_header fwd[CP_MAX_FWD_HEADERS + 32]; /* the model's, then forwarded ones */
     size_t nfwd;
@@ -128,13 +129,19 @@ struct proxy__admitted {
     int skip;    /* X-Cache-Skip: true from an Editor or Admin: the cache is not used */
 };
 
-/* The checks of admission that need nothing but the request, in one order for every front:
+/* out is initialised here (release it with proxy__admitted_dispose, also after a refusal).
+ * The checks of admission that need nothing but the request, in one order for every front:
  * method token (400; CONNECT and TRACE 405), path normalisation (400), query string (400),
  * allowedPaths (404), body size (413), forwarded headers and their size (413). Then the
  * caller authorizes (auth_authorize_async, or auth_authorize_local on a fast path).
  * CP_E* with err on a refusal. */
 int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
                  struct proxy__admitted *out, struct cp_err *err);
+
+/* Sets a->path to a copy of path (inline when short). 0 or CP_ENOMEM. */
+int proxy__admitted_set_path(struct proxy__admitted *a, const char *path);
+/* Frees what an admitted call holds (its path when long). NULL-safe. */
+void proxy__admitted_dispose(struct proxy__admitted *a);
 
 /* Keeps the client headers forwardHeaders allows (never Cookie, Authorization, framing). */
 size_t proxy__filter_headers(const struct cfg_ds *cfg, const struct proxy_header *in, size_t n,

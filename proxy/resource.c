@@ -142,8 +142,9 @@ struct res {
     struct proxy_ds *ds;
     struct proxy_sink sink;
     struct proxy__incoming in;
-    char rawsub[CP_MAX_PATH];
     int error_sent; /* the call ended in an error answered as JSON: 1, or -1 when that broke */
+    size_t rawsub_size;
+    char rawsub[]; /* the escaped sub-path: as long as the request's URL, at most CP_MAX_PATH */
 };
 
 static int res_head(struct proxy_call *c, int status, const struct proxy_header *h, size_t n)
@@ -316,12 +317,14 @@ int proxy_resource_start(struct proxy_ds *ds, const struct proxy_request *rq,
                                            "cache/purge");
         return answered(sink, fail(ds, sink, &err), out);
     }
-    struct res *r = calloc(1, sizeof *r);
+    size_t raw = rq->raw_url ? strlen(rq->raw_url) + 1 : 1;
+    struct res *r = calloc(1, sizeof *r + (raw < CP_MAX_PATH ? raw : CP_MAX_PATH));
     if (!r)
         return CP_ENOMEM;
     r->ds = ds;
     r->sink = *sink;
-    if (incoming_of(rq, sub, r->rawsub, sizeof r->rawsub, &r->in, &err) != 0) {
+    r->rawsub_size = raw < CP_MAX_PATH ? raw : CP_MAX_PATH;
+    if (incoming_of(rq, sub, r->rawsub, r->rawsub_size, &r->in, &err) != 0) {
         free(r);
         return answered(sink, fail(ds, sink, &err), out);
     }
@@ -342,8 +345,10 @@ int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
     char rawsub[CP_MAX_PATH];
     struct proxy__incoming in;
     struct proxy__admitted a;
+    a.path = NULL;
     if (incoming_of(rq, sub, rawsub, sizeof rawsub, &in, &err) != 0 ||
         proxy__admit(ds, &in, &a, &err) != 0) {
+        proxy__admitted_dispose(&a);
         fail(ds, sink, &err);
         return 1;
     }
@@ -355,10 +360,12 @@ int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
         auth_count(ds->auth, 0);
         cp_err_set(&err, CP_EDENIED, "%s %s: %s", a.method, a.path,
                    d.reason[0] ? d.reason : "denied");
+        proxy__admitted_dispose(&a);
         fail(ds, sink, &err);
         return 1;
     }
     int rc = proxy__try_hit(ds, &a, &rq->user, d.scope, sink, max_body);
+    proxy__admitted_dispose(&a);
     if (rc != 0)
         auth_count(ds->auth, 1); /* counted once, by the path that answers */
     return rc != 0;
