@@ -291,6 +291,9 @@ struct bench_sim;
 struct bench_sim_counts {
     uint64_t requests, data_requests, rows_requests;
     uint64_t work_requests, work_errors; /* answered by the profile, and 503s among them */
+    uint64_t work_bytes;                 /* body bytes of the profile's answers */
+    uint64_t work_not_modified;          /* 304s among them (validators) */
+    uint64_t work_conditional;           /* requests with If-None-Match or If-Modified-Since */
     uint64_t conns_opened, conns_open, conns_peak;
 };
 /* How the simulator answers workload paths (anything but /data and /rows). */
@@ -301,9 +304,31 @@ struct bench_upstream_profile {
     char cache_control[128];         /* "" = no Cache-Control header */
     long query_rows;                 /* rows of a /q/ answer */
     uint64_t seed;
+    /* > 0: a /q/ answer is the rows of [from, to) (its parameters, epoch ms) one per step,
+     * each {"time": ms, "value": x, "count": n}; 0: query_rows fixed rows */
+    int64_t query_step_ms;
+    /* ETag and Last-Modified on every profile answer, 304 to a request that still matches;
+     * a path's content changes every change_ms (at a phase of its own; 0: never) */
+    int validators;
+    int64_t change_ms;
 };
-/* No latency, 1 KiB bodies, no errors, no Cache-Control, 100 query rows. */
+/* No latency, 1 KiB bodies, no errors, no Cache-Control, 100 query rows, no validators. */
 void bench_upstream_profile_init(struct bench_upstream_profile *p);
+/* The pure parts of the simulator's answers, for its tests. */
+#define BENCH_SIM_EPOCH_MS 1700000000000LL /* Last-Modified of content that never changes */
+uint64_t bench_sim_path_hash(const char *path);
+/* The JSON rows of [from_ms, to_ms) at the multiples of step_ms (> 0), values fixed by path
+ * and time: [{"time":ms,"value":x,"count":n},...]. malloc'd (caller frees), NULL: no memory. */
+char *bench_sim_time_rows(const char *path, int64_t from_ms, int64_t to_ms, int64_t step_ms,
+                          size_t *len);
+/* The content version of a path at now_ms when it changes every change_ms (0: never, version
+ * 0), and in since_ms when that version began. */
+int64_t bench_sim_version(uint64_t path_hash, int64_t now_ms, int64_t change_ms, int64_t *since_ms);
+/* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and back; parse: 0 or -1. */
+void bench_http_date(int64_t epoch_s, char *out, size_t size);
+int bench_http_date_parse(const char *s, int64_t *epoch_s);
+/* 1 when an If-None-Match value (a list, W/ tags, or "*") matches etag (weak comparison). */
+int bench_etag_matches(const char *if_none_match, const char *etag);
 /* Sets the profile between runs (no request in flight: cached answers are dropped). */
 void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p);
 /* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". */

@@ -255,6 +255,25 @@ static int common_opt(const char *mode, struct opts *o, int argc, char **argv, i
         if (parse_u64(v, 0, 100000, &u))
             return usage_error(mode, "--query-rows must be 0..100000");
         o->profile.query_rows = (long)u;
+    } else if (!strcmp(a, "--query-step")) {
+        NEED_VALUE;
+        if (duration_arg(mode, a, v, &ms))
+            return EXIT_USAGE;
+        if (ms < 1)
+            return usage_error(mode, "--query-step must be at least 1ms");
+        o->profile.query_step_ms = ms;
+    } else if (!strcmp(a, "--validators")) {
+        o->profile.validators = 1;
+        return 1;
+    } else if (!strcmp(a, "--change-every")) {
+        NEED_VALUE;
+        if (duration_arg(mode, a, v, &ms))
+            return EXIT_USAGE;
+        if (ms < 1000)
+            return usage_error(mode, "--change-every must be at least 1s (Last-Modified counts "
+                                     "whole seconds)");
+        o->profile.validators = 1;
+        o->profile.change_ms = ms;
     } else if (!strcmp(a, "--kind")) {
         NEED_VALUE;
         if (strcmp(v, "resource") && strcmp(v, "query"))
@@ -802,6 +821,10 @@ static const char grpc_help[] =
     "  --error-rate P (0)      share of 503 answers\n"
     "  --cache-control VALUE   Cache-Control on its answers (default none)\n"
     "  --query-rows N (100)    rows of a query answer\n"
+    "  --query-step D          query answers are the rows of [from, to), one per D, with a\n"
+    "                          time column (a time-filtering API; default: --query-rows rows)\n"
+    "  --validators            ETag and Last-Modified on answers, 304 to matching conditions\n"
+    "  --change-every D        with validators: a path's content changes this often (never)\n"
     "output:\n"
     "  --json OUT  --html OUT  --web-dir DIR  --chartjs FILE\n"
     "  --progress / --no-progress (default: when stderr is a terminal)  --quick\n";
