@@ -248,7 +248,9 @@ struct bench_qres {
     size_t frame_bytes; /* over all frames */
     unsigned nframes;
     char error[160]; /* error of the first DataResponse */
-    char cache[8];   /* meta.custom.cache of its first frame ("hit", "miss", ...), "" if none */
+    char cache[16];  /* meta.custom.cache of its first frame ("hit", "miss", ...), "" if none */
+    /* a split query: meta.custom.cachePieces of that frame (pieces from the cache, fetched) */
+    uint32_t pieces_hit, pieces_fetched;
 };
 /* QueryData (unary) with a packed QueryDataRequest. */
 int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct bench_qres *r,
@@ -351,9 +353,12 @@ enum bench_cache {
     BENCH_CACHE_MISS,
     BENCH_CACHE_STALE,
     BENCH_CACHE_BYPASS,
+    BENCH_CACHE_REVALIDATED, /* a 304 renewed the stored entry */
+    BENCH_CACHE_PARTIAL,     /* a split query: some pieces from the cache, some fetched */
     BENCH_CACHE_N
 };
-/* "none", "HIT", "MISS", "STALE", "BYPASS"; parse is case-insensitive (NONE when unknown). */
+/* "none", "HIT", "MISS", "STALE", "BYPASS", "REVALIDATED", "PARTIAL"; parse is
+ * case-insensitive (NONE when unknown). */
 const char *bench_cache_name(enum bench_cache c);
 enum bench_cache bench_cache_parse(const char *s);
 
@@ -369,6 +374,7 @@ struct bench_answer {
     int status; /* HTTP status, or the query's status */
     enum bench_cache cache;
     size_t bytes; /* body or frame bytes */
+    uint32_t pieces_hit, pieces_fetched; /* a split query's pieces (0 otherwise) */
 };
 
 /* What a mode drives: one data source of the cache in front of the upstream simulator. */
@@ -383,8 +389,11 @@ struct bench_target {
 struct bench_target_stats {
     int valid; /* the counters below were read */
     uint64_t hits, misses, stale, bypass, coalesced, upstream, errors, entries, bytes;
+    uint64_t revalidated, pieces_hit, pieces_fetched;
     long rss_kib; /* -1 unknown */
 };
+/* Fills the counters from a cache/stats document (rss_kib untouched) and sets valid. */
+void bench_target_stats_read(json_t *stats, struct bench_target_stats *st);
 
 /* A mode: a table of operations. Connections and workers are the driver's; request may be
  * called from several workers at once, each with its own worker state. Errors: 0 or CP_E*
@@ -421,6 +430,11 @@ struct bench_workload {
     /* or a recorded trace, replayed at its pace times speed (0: as fast as possible) */
     const struct bench_trace *trace;
     double speed;
+    /* queries: their time range ends now and spans range_ms (0: one hour); "now" is the wall
+     * clock, or with trace_clock a replayed query's own time in the trace (a virtual clock:
+     * the dashboard's time runs `speed` times faster than the wall clock) */
+    int64_t range_ms;
+    int trace_clock;
     /* load: closed loop (rate 0) with `concurrency` workers, or open loop at `rate` requests/s
      * with at most `concurrency` in flight */
     unsigned concurrency;
@@ -440,12 +454,14 @@ struct bench_counts {
     uint64_t errors; /* answers with a status >= 400 */
     uint64_t failed; /* no answer (transport error) */
     uint64_t bytes;
+    uint64_t pieces_hit, pieces_fetched; /* split queries, as their answers say */
 };
 
 /* One step of the timeline: answers completed in the step, upstream calls the simulator saw. */
 struct bench_tick {
     double t; /* seconds from the start of the run, at the end of the step */
     uint64_t requests, hits, upstream, errors;
+    uint64_t upstream_bytes; /* body bytes of the simulator's answers */
     long rss_kib;
     int warmup;
 };

@@ -2,7 +2,8 @@
  * driver.c - the table of modes a workload can drive. A mode is one const struct bench_driver
  * in a file of its own (open, worker_new, request, worker_free, stats, close); adding one is a
  * new file and a line here. `grpc` launches the plugin as Grafana does; `http` drives the
- * standalone server (`gpx_cachingproxy serve`).
+ * standalone server (`gpx_cachingproxy serve`). Also what the drivers share: the cache outcomes'
+ * names and the reading of `cache/stats`.
  */
 #include "bench_int.h"
 
@@ -20,7 +21,8 @@ const struct bench_driver *bench_driver_find(const char *name)
     return NULL;
 }
 
-static const char *const cache_names[BENCH_CACHE_N] = {"none", "HIT", "MISS", "STALE", "BYPASS"};
+static const char *const cache_names[BENCH_CACHE_N] = {"none",   "HIT",         "MISS",   "STALE",
+                                                       "BYPASS", "REVALIDATED", "PARTIAL"};
 
 const char *bench_cache_name(enum bench_cache c)
 {
@@ -33,4 +35,28 @@ enum bench_cache bench_cache_parse(const char *s)
         if (!strcasecmp(s, cache_names[c]))
             return (enum bench_cache)c;
     return BENCH_CACHE_NONE;
+}
+
+static uint64_t num(json_t *o, const char *k)
+{
+    json_int_t v = json_integer_value(json_object_get(o, k));
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+void bench_target_stats_read(json_t *j, struct bench_target_stats *st)
+{
+    st->hits = num(j, "hits");
+    st->misses = num(j, "misses");
+    st->stale = num(j, "stale");
+    st->revalidated = num(j, "revalidated");
+    st->bypass = num(j, "bypass");
+    st->coalesced = num(j, "coalesced");
+    st->upstream = num(j, "upstreamRequests");
+    st->errors = num(j, "errors");
+    st->entries = num(j, "entries");
+    st->bytes = num(j, "bytes");
+    json_t *pieces = json_object_get(j, "splitPieces");
+    st->pieces_hit = num(pieces, "hit");
+    st->pieces_fetched = num(pieces, "fetched");
+    st->valid = 1;
 }

@@ -139,6 +139,8 @@ static int g_request(void *conn, void *w, const struct bench_req *rq, struct ben
             a->status = r.status;
             a->cache = bench_cache_parse(r.cache);
             a->bytes = r.frame_bytes;
+            a->pieces_hit = r.pieces_hit;
+            a->pieces_fetched = r.pieces_fetched;
         }
     } else {
         char url[BENCH_MAX_URL];
@@ -156,12 +158,6 @@ static int g_request(void *conn, void *w, const struct bench_req *rq, struct ben
     }
     free(req);
     return rc;
-}
-
-static uint64_t num(json_t *o, const char *k)
-{
-    json_int_t v = json_integer_value(json_object_get(o, k));
-    return v > 0 ? (uint64_t)v : 0;
 }
 
 static int g_stats(void *conn, struct bench_target_stats *st, struct cp_err *err)
@@ -191,16 +187,7 @@ static int g_stats(void *conn, struct bench_target_stats *st, struct cp_err *err
         json_decref(j);
         return cp_err_set(err, CP_EUPSTREAM, "cache/stats: HTTP %d, not a JSON object", r.code);
     }
-    st->hits = num(j, "hits");
-    st->misses = num(j, "misses");
-    st->stale = num(j, "stale");
-    st->bypass = num(j, "bypass");
-    st->coalesced = num(j, "coalesced");
-    st->upstream = num(j, "upstreamRequests");
-    st->errors = num(j, "errors");
-    st->entries = num(j, "entries");
-    st->bytes = num(j, "bytes");
-    st->valid = 1;
+    bench_target_stats_read(j, st);
     json_decref(j);
     return 0;
 }

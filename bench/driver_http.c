@@ -335,11 +335,14 @@ static int h_request(void *conn, void *wp, const struct bench_req *rq, struct be
             json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "status");
         json_t *frame = json_array_get(
             json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "frames"), 0);
-        const char *cache = json_string_value(json_object_get(
-            json_object_get(json_object_get(json_object_get(frame, "schema"), "meta"), "custom"),
-            "cache"));
+        json_t *custom =
+            json_object_get(json_object_get(json_object_get(frame, "schema"), "meta"), "custom");
+        const char *cache = json_string_value(json_object_get(custom, "cache"));
+        json_t *pieces = json_object_get(custom, "cachePieces");
         a->status = json_is_integer(res) ? (int)json_integer_value(res) : (int)status;
         a->cache = cache ? bench_cache_parse(cache) : BENCH_CACHE_NONE;
+        a->pieces_hit = (uint32_t)json_integer_value(json_object_get(pieces, "hit"));
+        a->pieces_fetched = (uint32_t)json_integer_value(json_object_get(pieces, "fetched"));
         a->bytes = w->body.len;
         json_decref(doc);
         return 0;
@@ -358,12 +361,6 @@ static int h_request(void *conn, void *wp, const struct bench_req *rq, struct be
     a->cache = bench_cache_parse(w->xcache);
     a->bytes = w->body.len;
     return 0;
-}
-
-static uint64_t num(json_t *o, const char *k)
-{
-    json_int_t v = json_integer_value(json_object_get(o, k));
-    return v > 0 ? (uint64_t)v : 0;
 }
 
 static long rss_kib(pid_t pid)
@@ -406,16 +403,7 @@ static int h_stats(void *conn, struct bench_target_stats *st, struct cp_err *err
         json_decref(j);
         return cp_err_set(err, CP_EUPSTREAM, "cache/stats: HTTP %ld, not a JSON object", status);
     }
-    st->hits = num(j, "hits");
-    st->misses = num(j, "misses");
-    st->stale = num(j, "stale");
-    st->bypass = num(j, "bypass");
-    st->coalesced = num(j, "coalesced");
-    st->upstream = num(j, "upstreamRequests");
-    st->errors = num(j, "errors");
-    st->entries = num(j, "entries");
-    st->bytes = num(j, "bytes");
-    st->valid = 1;
+    bench_target_stats_read(j, st);
     json_decref(j);
     return 0;
 }

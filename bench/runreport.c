@@ -96,6 +96,13 @@ static json_t *mib(long kib)
     return kib >= 0 ? jreal((double)kib / 1024.0, 0.01) : json_null();
 }
 
+/* A split query's pieces as its answers counted them. */
+static json_t *pieces_json(const struct bench_counts *c)
+{
+    return json_pack("{s:I,s:I}", "hit", (json_int_t)c->pieces_hit, "fetched",
+                     (json_int_t)c->pieces_fetched);
+}
+
 json_t *bench_run_json(const struct bench_run_info *info, const struct bench_workload *w,
                        const struct bench_run_result *r)
 {
@@ -128,6 +135,12 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
     json_object_set_new(wl, "requests", json_integer((json_int_t)w->requests));
     json_object_set_new(wl, "warmupS", json_real(w->warmup_s));
     json_object_set_new(wl, "seed", json_integer((json_int_t)w->seed));
+    if (w->kind == BENCH_KIND_QUERY || w->trace) {
+        json_object_set_new(wl, "rangeS",
+                            json_real((double)(w->range_ms > 0 ? w->range_ms : 3600000) / 1000));
+        json_object_set_new(wl, "clock",
+                            json_string(w->trace && w->trace_clock ? "trace" : "wall"));
+    }
     json_object_set_new(j, "workload", wl);
 
     const struct bench_upstream_profile *p = info->profile;
@@ -137,11 +150,14 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
     else
         snprintf(payload, sizeof payload, "%llu..%llu", (unsigned long long)p->payload_lo,
                  (unsigned long long)p->payload_hi);
-    json_object_set_new(j, "upstream",
-                        json_pack("{s:s,s:s,s:f,s:s,s:I}", "latency", p->latency.text,
-                                  "payloadBytes", payload, "errorRate", p->error_rate,
-                                  "cacheControl", p->cache_control, "queryRows",
-                                  (json_int_t)p->query_rows));
+    json_object_set_new(
+        j, "upstream",
+        json_pack("{s:s,s:s,s:f,s:s,s:I,s:I,s:b,s:o}", "latency", p->latency.text, "payloadBytes",
+                  payload, "errorRate", p->error_rate, "cacheControl", p->cache_control,
+                  "queryRows", (json_int_t)p->query_rows, "queryStepMs",
+                  (json_int_t)p->query_step_ms, "validators", p->validators, "changeEveryS",
+                  p->validators && p->change_ms > 0 ? json_real((double)p->change_ms / 1000)
+                                                    : json_null()));
 
     /* the measured window */
     const struct bench_counts *m = &r->meas;
@@ -160,6 +176,13 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
     json_object_set_new(j, "upstreamCalls", json_integer((json_int_t)up));
     json_object_set_new(j, "upstreamSavedShare",
                         jreal(m->requests ? 1.0 - (double)up / (double)m->requests : 0, 1e-6));
+    uint64_t nm = r->sim1.work_not_modified - r->sim_meas0.work_not_modified;
+    json_object_set_new(j, "upstreamBytes",
+                        json_integer((json_int_t)(r->sim1.work_bytes - r->sim_meas0.work_bytes)));
+    json_object_set_new(j, "upstreamNotModified", json_integer((json_int_t)nm));
+    json_object_set_new(j, "upstreamNotModifiedShare",
+                        jreal(up ? (double)nm / (double)up : 0, 1e-6));
+    json_object_set_new(j, "pieces", pieces_json(m));
     json_object_set_new(j, "coalesced",
                         delta(&r->tgt_meas0, &r->tgt1, r->tgt1.coalesced, r->tgt_meas0.coalesced));
     struct bench_stats st;
@@ -181,17 +204,20 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
 
     /* warm-up and the whole run, for exact bookkeeping */
     const struct bench_counts *wc = &r->warm;
-    json_object_set_new(
-        j, "warmup",
-        json_pack("{s:I,s:I,s:I}", "requests", (json_int_t)wc->requests, "hits",
-                  (json_int_t)hits_of(wc), "upstreamCalls",
-                  (json_int_t)(r->sim_meas0.work_requests - r->sim0.work_requests)));
+    json_object_set_new(j, "warmup",
+                        json_pack("{s:I,s:I,s:I,s:I}", "requests", (json_int_t)wc->requests, "hits",
+                                  (json_int_t)hits_of(wc), "upstreamCalls",
+                                  (json_int_t)(r->sim_meas0.work_requests - r->sim0.work_requests),
+                                  "upstreamBytes",
+                                  (json_int_t)(r->sim_meas0.work_bytes - r->sim0.work_bytes)));
     struct bench_counts all = *m;
     all.requests += wc->requests;
     for (int i = 0; i < BENCH_CACHE_N; i++)
         all.by_cache[i] += wc->by_cache[i];
     all.errors += wc->errors;
     all.failed += wc->failed;
+    all.pieces_hit += wc->pieces_hit;
+    all.pieces_fetched += wc->pieces_fetched;
     json_t *plugin = json_null();
     if (r->tgt0.valid && r->tgt1.valid)
         plugin = json_pack(
@@ -202,6 +228,15 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
             (json_int_t)(r->tgt1.coalesced - r->tgt0.coalesced), "upstreamRequests",
             (json_int_t)(r->tgt1.upstream - r->tgt0.upstream), "errors",
             (json_int_t)(r->tgt1.errors - r->tgt0.errors), "entries", (json_int_t)r->tgt1.entries);
+    if (json_is_object(plugin)) {
+        json_object_set_new(plugin, "revalidated",
+                            json_integer((json_int_t)(r->tgt1.revalidated - r->tgt0.revalidated)));
+        json_object_set_new(plugin, "piecesHit",
+                            json_integer((json_int_t)(r->tgt1.pieces_hit - r->tgt0.pieces_hit)));
+        json_object_set_new(
+            plugin, "piecesFetched",
+            json_integer((json_int_t)(r->tgt1.pieces_fetched - r->tgt0.pieces_fetched)));
+    }
     json_object_set_new(
         j, "total",
         json_pack("{s:f,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:o}", "seconds",
@@ -211,17 +246,28 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
                   (json_int_t)all.failed, "upstreamCalls",
                   (json_int_t)(r->sim1.work_requests - r->sim0.work_requests), "upstreamErrors",
                   (json_int_t)(r->sim1.work_errors - r->sim0.work_errors), "plugin", plugin));
+    json_t *tot = json_object_get(j, "total");
+    json_object_set_new(tot, "upstreamBytes",
+                        json_integer((json_int_t)(r->sim1.work_bytes - r->sim0.work_bytes)));
+    json_object_set_new(
+        tot, "upstreamNotModified",
+        json_integer((json_int_t)(r->sim1.work_not_modified - r->sim0.work_not_modified)));
+    json_object_set_new(
+        tot, "upstreamConditional",
+        json_integer((json_int_t)(r->sim1.work_conditional - r->sim0.work_conditional)));
+    json_object_set_new(tot, "pieces", pieces_json(&all));
 
     json_t *tl = json_array();
     for (size_t i = 0; i < r->nticks; i++) {
         const struct bench_tick *t = &r->ticks[i];
         json_array_append_new(
-            tl, json_pack("{s:o,s:I,s:I,s:o,s:I,s:I,s:o,s:b}", "t", jreal(t->t, 0.001), "requests",
-                          (json_int_t)t->requests, "hits", (json_int_t)t->hits, "hitRatio",
-                          t->requests ? jreal((double)t->hits / (double)t->requests, 1e-4)
-                                      : json_null(),
-                          "upstreamCalls", (json_int_t)t->upstream, "errors", (json_int_t)t->errors,
-                          "rssMiB", mib(t->rss_kib), "warmup", t->warmup));
+            tl, json_pack(
+                    "{s:o,s:I,s:I,s:o,s:I,s:I,s:o,s:b,s:I}", "t", jreal(t->t, 0.001), "requests",
+                    (json_int_t)t->requests, "hits", (json_int_t)t->hits, "hitRatio",
+                    t->requests ? jreal((double)t->hits / (double)t->requests, 1e-4) : json_null(),
+                    "upstreamCalls", (json_int_t)t->upstream, "errors", (json_int_t)t->errors,
+                    "rssMiB", mib(t->rss_kib), "warmup", t->warmup, "upstreamBytes",
+                    (json_int_t)t->upstream_bytes));
     }
     json_object_set_new(j, "timeline", tl);
 

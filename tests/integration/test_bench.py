@@ -163,14 +163,28 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(tot["failed"], 0)
         self.assertEqual(tot["byCache"]["none"], 0)
         plugin = tot["plugin"]
+        by = tot["byCache"]
         # the simulator's own count, the plugin's count and the answers that went upstream
         self.assertEqual(tot["upstreamCalls"], plugin["upstreamRequests"])
-        self.assertEqual(tot["upstreamCalls"], tot["byCache"]["MISS"] + tot["byCache"]["BYPASS"])
-        self.assertEqual(plugin["hits"], tot["byCache"]["HIT"])
-        self.assertEqual(plugin["misses"], tot["byCache"]["MISS"])
+        if r["jsonData"]["cache"].get("querySplit"):
+            # a split query makes one upstream call per piece it fetched, as its answer says
+            self.assertEqual(tot["upstreamCalls"], plugin["piecesFetched"])
+            self.assertEqual(tot["pieces"], {"hit": plugin["piecesHit"],
+                                             "fetched": plugin["piecesFetched"]})
+        else:
+            self.assertEqual(tot["upstreamCalls"], by["MISS"] + by["BYPASS"] + by["REVALIDATED"])
+            self.assertEqual(plugin["hits"], by["HIT"])
+            self.assertEqual(plugin["misses"], by["MISS"])
+            self.assertEqual(tot["pieces"], {"hit": 0, "fetched": 0})
+        # a 304 is an answer the plugin counted as revalidated, and nothing else is
+        self.assertEqual(plugin["revalidated"], by["REVALIDATED"])
+        self.assertEqual(tot["upstreamNotModified"], by["REVALIDATED"])
+        self.assertLessEqual(tot["upstreamNotModified"], tot["upstreamConditional"])
         self.assertEqual(r["upstreamCalls"] + r["warmup"]["upstreamCalls"], tot["upstreamCalls"])
+        self.assertEqual(r["upstreamBytes"] + r["warmup"]["upstreamBytes"], tot["upstreamBytes"])
         self.assertEqual(sum(t["requests"] for t in r["timeline"]), tot["requests"])
         self.assertEqual(sum(t["upstreamCalls"] for t in r["timeline"]), tot["upstreamCalls"])
+        self.assertEqual(sum(t["upstreamBytes"] for t in r["timeline"]), tot["upstreamBytes"])
         lat = r["latencyMs"]
         self.assertTrue(0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"])
         self.assertEqual(sum(r["latencyHistogram"]["counts"]), r["requests"])
@@ -299,6 +313,23 @@ class BenchTest(unittest.TestCase):
         for r in doc["runs"]:
             self.check_consistent(r)
         self.assertEqual(doc["runs"][1]["hitRatio"], 0)
+
+    # ---- the simulator as a time-filtering API ----------------------------------------------
+
+    def test_query_step_answers_follow_the_range(self):
+        """--query-step: each upstream answer holds the rows of its query's range (the last
+        hour, one a minute), so bytes per call stay those of 60 rows whatever the workload."""
+        p = run(["grpc", "--quick", "--kind", "query", "--keys", "50", "--query-step", "1m",
+                 "--time-align", "0s", "--concurrency", "2", "--json", self.path("q.json")])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = self.load("q.json")["runs"][0]
+        self.check_consistent(r)
+        self.assertEqual(r["upstream"]["queryStepMs"], 60000)
+        tot = r["total"]
+        self.assertGreater(tot["upstreamCalls"], 100)
+        per_call = tot["upstreamBytes"] / tot["upstreamCalls"]
+        # 60 rows {"time":1700000000000,"value":123.45,"count":678}: 45 to 55 bytes a row
+        self.assertTrue(60 * 40 <= per_call <= 60 * 56, per_call)
 
     # ---- the HTML page ------------------------------------------------------------------------
 
