@@ -3,9 +3,10 @@
  * the plugin process and its gRPC channel (grpc_client.c), the in-process bare gRPC server
  * used as a baseline (bare_server.c), the upstream simulator (upstream_sim.c), the latency
  * cells and scenarios (bench.c), the tables / JSON output (report.c); statistics and the Zipf
- * sampler (stats.c), CSV traces (trace.c), the what-if simulation (whatif.c), the modes'
- * drivers (driver.c, driver_grpc.c), workloads (workload.c), run reports (runreport.c), the
- * HTML page (html.c), presets and the command line of the newer modes (modes.c).
+ * sampler (stats.c), CSV traces (trace.c), a refreshing dashboard on a virtual clock
+ * (dashboard.c), the what-if simulation (whatif.c), the modes' drivers (driver.c,
+ * driver_grpc.c), workloads (workload.c), run reports (runreport.c), the HTML page (html.c),
+ * presets and the command line of the newer modes (modes.c).
  *
  * Errors: functions return 0 or a negative CP_E* code with detail in a caller's cp_err.
  */
@@ -154,6 +155,27 @@ void bench_trace_free(struct bench_trace *t); /* NULL-safe */
 void bench_trace_write_header(FILE *f);
 void bench_trace_write(FILE *f, int64_t ts_ms, const char *user, const char *role,
                        const char *method, const char *path);
+
+/* ---- a refreshing dashboard on a virtual clock (dashboard.c) ------------------------------- */
+
+/* `users` users keep a dashboard of `panels` panels open, each refreshing every refresh_ms
+ * from a phase of its own, over the virtual window [start_ms, start_ms + span_ms). */
+struct bench_dashboard {
+    uint32_t users, panels;
+    int64_t refresh_ms, start_ms, span_ms;
+    uint64_t seed;
+};
+/* Its queries as a trace: at each refresh one QUERY per panel, user "userNNNN" (Viewer), path
+ * "/q/panelP?from=${__from}&to=${__to}", the record's time being the dashboard's now. A new
+ * trace in *out (bench_trace_free). CP_EINVAL (a zero count or span), CP_ENOMEM. */
+int bench_dashboard_trace(const struct bench_dashboard *d, struct bench_trace **out,
+                          struct cp_err *err);
+/* Where a split run's virtual window starts for a wall clock at wall_ms: 10 minutes past the
+ * hour before the current one, so between 50 and 110 minutes in the past. */
+int64_t bench_split_start(int64_t wall_ms);
+/* The splitStableAfter (ms) that makes the plugin, testing a piece's end against its wall
+ * clock, call stable what ended stable_ms before the virtual clock at start_ms. */
+int64_t bench_split_stable_after(int64_t wall_ms, int64_t start_ms, int64_t stable_ms);
 
 /* ---- what-if simulation: `sim` (whatif.c) ------------------------------------------------- */
 
