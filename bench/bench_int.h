@@ -531,6 +531,9 @@ void bench_doc_note(json_t *doc, const char *fmt, ...) __attribute__((format(pri
  * plugin's own counters), the timeline and the latency histogram. A new reference. */
 json_t *bench_run_json(const struct bench_run_info *info, const struct bench_workload *w,
                        const struct bench_run_result *r);
+/* Sets "compare" on every run of group: the baseline's label and the run's upstream calls and
+ * bytes over the baseline's (measured windows). CP_EINVAL when the baseline did not run. */
+int bench_doc_compare(json_t *doc, const char *group, const char *baseline);
 /* Text tables of the document's runs and what-if. */
 void bench_runs_print(json_t *doc, FILE *f);
 void bench_whatif_print(json_t *out, const char *title, FILE *f);

@@ -359,6 +359,107 @@ static void group_print(json_t *runs, const char *group, FILE *f)
     bench_table_free(t);
 }
 
+static const char *label_of(json_t *r)
+{
+    const char *l = json_string_value(json_object_get(r, "label"));
+    return l ? l : "";
+}
+
+static int in_group(json_t *r, const char *group)
+{
+    const char *g = json_string_value(json_object_get(r, "group"));
+    return g && !strcmp(g, group);
+}
+
+int bench_doc_compare(json_t *doc, const char *group, const char *baseline)
+{
+    json_t *runs = json_object_get(doc, "runs"), *r, *base = NULL;
+    size_t i;
+    json_array_foreach(runs, i, r)
+    {
+        if (in_group(r, group) && !strcmp(label_of(r), baseline))
+            base = r;
+    }
+    if (!base)
+        return CP_EINVAL;
+    double calls = num(base, "upstreamCalls"), bytes = num(base, "upstreamBytes");
+    json_array_foreach(runs, i, r)
+    {
+        if (!in_group(r, group))
+            continue;
+        json_object_set_new(
+            r, "compare",
+            json_pack("{s:s,s:o,s:o}", "baseline", baseline, "upstreamCallsRatio",
+                      calls > 0 ? jreal(num(r, "upstreamCalls") / calls, 1e-4) : json_null(),
+                      "upstreamBytesRatio",
+                      bytes > 0 ? jreal(num(r, "upstreamBytes") / bytes, 1e-4) : json_null()));
+    }
+    return 0;
+}
+
+static void fmt_ratio(char *out, size_t n, json_t *v)
+{
+    if (json_is_number(v))
+        snprintf(out, n, "%.3f", json_number_value(v));
+    else
+        snprintf(out, n, "-");
+}
+
+/* The upstream load of a group whose runs are compared with a baseline (split, revalidation). */
+static void compare_print(json_t *runs, const char *group, FILE *f)
+{
+    static const char *const cols[] = {
+        "run",           "requests",     "hit ratio",     "upstream calls",
+        "calls vs base", "upstream MiB", "bytes vs base", "304 share",
+        "pieces cached", "p50 ms",       "p99 ms"};
+    enum { NC = sizeof cols / sizeof cols[0] };
+    char title[160];
+    const char *base = NULL;
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r)
+    {
+        if (in_group(r, group) && !base)
+            base = json_string_value(json_object_get(json_object_get(r, "compare"), "baseline"));
+    }
+    snprintf(title, sizeof title, "%s: upstream load against \"%s\" (measured window)", group,
+             base ? base : "?");
+    struct bench_table *t = bench_table_new(title, cols, NC);
+    json_array_foreach(runs, i, r)
+    {
+        if (!in_group(r, group))
+            continue;
+        char c[NC][40];
+        json_t *lat = json_object_get(r, "latencyMs"), *cmp = json_object_get(r, "compare");
+        json_t *pieces = json_object_get(r, "pieces");
+        double ph = num(pieces, "hit"), pf = num(pieces, "fetched");
+        snprintf(c[0], 40, "%s", label_of(r));
+        snprintf(c[1], 40, "%.0f", num(r, "requests"));
+        fmt_pct(c[2], 40, num(r, "hitRatio"));
+        snprintf(c[3], 40, "%.0f", num(r, "upstreamCalls"));
+        fmt_ratio(c[4], 40, json_object_get(cmp, "upstreamCallsRatio"));
+        snprintf(c[5], 40, "%.2f", num(r, "upstreamBytes") / 1048576.0);
+        fmt_ratio(c[6], 40, json_object_get(cmp, "upstreamBytesRatio"));
+        fmt_pct(c[7], 40, num(r, "upstreamNotModifiedShare"));
+        if (ph + pf > 0)
+            fmt_pct(c[8], 40, ph / (ph + pf));
+        else
+            snprintf(c[8], 40, "-");
+        bench_fmt_ms(c[9], 40, num(lat, "p50"));
+        bench_fmt_ms(c[10], 40, num(lat, "p99"));
+        const char *row[NC];
+        for (int k = 0; k < NC; k++)
+            row[k] = c[k];
+        bench_table_row(t, row);
+    }
+    bench_table_note(t, "upstream MiB = body bytes the simulator sent; vs base = this run / the "
+                        "baseline run; 304 share = upstream answers that were 304 Not Modified; "
+                        "pieces cached = pieces of split queries that came from the cache, as the "
+                        "answers' meta.custom.cachePieces say");
+    bench_table_print(t, f);
+    bench_table_free(t);
+}
+
 void bench_runs_print(json_t *doc, FILE *f)
 {
     json_t *runs = json_object_get(doc, "runs");
@@ -370,8 +471,11 @@ void bench_runs_print(json_t *doc, FILE *f)
         int seen = 0;
         for (size_t k = 0; k < i && !seen; k++)
             seen = !strcmp(g, json_string_value(json_object_get(json_array_get(runs, k), "group")));
-        if (!seen)
-            group_print(runs, g, f);
+        if (seen)
+            continue;
+        group_print(runs, g, f);
+        if (json_object_get(r, "compare"))
+            compare_print(runs, g, f);
     }
     json_t *sim = json_object_get(doc, "sim");
     if (sim) {
