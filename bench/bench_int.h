@@ -3,10 +3,11 @@
  * the plugin process and its gRPC channel (grpc_client.c), the in-process bare gRPC server
  * used as a baseline (bare_server.c), the upstream simulator (upstream_sim.c), the latency
  * cells and scenarios (bench.c), the tables / JSON output (report.c); statistics and the Zipf
- * sampler (stats.c), CSV traces (trace.c), the what-if simulation (whatif.c), the modes'
- * drivers (driver.c, driver_grpc.c), workloads (workload.c), run reports (runreport.c), the
- * HTML page (html.c), presets and the command line of the newer modes (modes.c), many calls
- * in flight from a few threads (grpc_async.c) and the core preset (core.c).
+ * sampler (stats.c), CSV traces (trace.c), a refreshing dashboard on a virtual clock
+ * (dashboard.c), the what-if simulation (whatif.c), the modes' drivers (driver.c,
+ * driver_grpc.c, driver_http.c), workloads (workload.c), run reports (runreport.c), the HTML
+ * page (html.c), presets and the command line of the newer modes (modes.c), many calls in
+ * flight from a few threads (grpc_async.c) and the core preset (core.c).
  *
  * Errors: functions return 0 or a negative CP_E* code with detail in a caller's cp_err.
  */
@@ -162,6 +163,27 @@ void bench_trace_write_header(FILE *f);
 void bench_trace_write(FILE *f, int64_t ts_ms, const char *user, const char *role,
                        const char *method, const char *path);
 
+/* ---- a refreshing dashboard on a virtual clock (dashboard.c) ------------------------------- */
+
+/* `users` users keep a dashboard of `panels` panels open, each refreshing every refresh_ms
+ * from a phase of its own, over the virtual window [start_ms, start_ms + span_ms). */
+struct bench_dashboard {
+    uint32_t users, panels;
+    int64_t refresh_ms, start_ms, span_ms;
+    uint64_t seed;
+};
+/* Its queries as a trace: at each refresh one QUERY per panel, user "userNNNN" (Viewer), path
+ * "/q/panelP?from=${__from}&to=${__to}", the record's time being the dashboard's now. A new
+ * trace in *out (bench_trace_free). CP_EINVAL (a zero count or span), CP_ENOMEM. */
+int bench_dashboard_trace(const struct bench_dashboard *d, struct bench_trace **out,
+                          struct cp_err *err);
+/* Where a split run's virtual window starts for a wall clock at wall_ms: 10 minutes past the
+ * hour before the current one, so between 50 and 110 minutes in the past. */
+int64_t bench_split_start(int64_t wall_ms);
+/* The splitStableAfter (ms) that makes the plugin, testing a piece's end against its wall
+ * clock, call stable what ended stable_ms before the virtual clock at start_ms. */
+int64_t bench_split_stable_after(int64_t wall_ms, int64_t start_ms, int64_t stable_ms);
+
 /* ---- what-if simulation: `sim` (whatif.c) ------------------------------------------------- */
 
 /* A trace reduced to what cache policies see: a dense key per request and its time. */
@@ -255,7 +277,9 @@ struct bench_qres {
     size_t frame_bytes; /* over all frames */
     unsigned nframes;
     char error[160]; /* error of the first DataResponse */
-    char cache[8];   /* meta.custom.cache of its first frame ("hit", "miss", ...), "" if none */
+    char cache[16];  /* meta.custom.cache of its first frame ("hit", "miss", ...), "" if none */
+    /* a split query: meta.custom.cachePieces of that frame (pieces from the cache, fetched) */
+    uint32_t pieces_hit, pieces_fetched;
 };
 /* QueryData (unary) with a packed QueryDataRequest. */
 int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct bench_qres *r,
@@ -306,6 +330,9 @@ struct bench_sim;
 struct bench_sim_counts {
     uint64_t requests, data_requests, rows_requests;
     uint64_t work_requests, work_errors; /* answered by the profile, and 503s among them */
+    uint64_t work_bytes;                 /* body bytes of the profile's answers */
+    uint64_t work_not_modified;          /* 304s among them (validators) */
+    uint64_t work_conditional;           /* requests with If-None-Match or If-Modified-Since */
     uint64_t conns_opened, conns_open, conns_peak;
     uint64_t delayed_now, delayed_peak; /* answers waiting for their delay, now and at most */
     int64_t first_delayed_ns, last_delayed_ns; /* first and last arrival of a delayed request
@@ -319,9 +346,31 @@ struct bench_upstream_profile {
     char cache_control[128];         /* "" = no Cache-Control header */
     long query_rows;                 /* rows of a /q/ answer */
     uint64_t seed;
+    /* > 0: a /q/ answer is the rows of [from, to) (its parameters, epoch ms) one per step,
+     * each {"time": ms, "value": x, "count": n}; 0: query_rows fixed rows */
+    int64_t query_step_ms;
+    /* ETag and Last-Modified on every profile answer, 304 to a request that still matches;
+     * a path's content changes every change_ms (at a phase of its own; 0: never) */
+    int validators;
+    int64_t change_ms;
 };
-/* No latency, 1 KiB bodies, no errors, no Cache-Control, 100 query rows. */
+/* No latency, 1 KiB bodies, no errors, no Cache-Control, 100 query rows, no validators. */
 void bench_upstream_profile_init(struct bench_upstream_profile *p);
+/* The pure parts of the simulator's answers, for its tests. */
+#define BENCH_SIM_EPOCH_MS 1700000000000LL /* Last-Modified of content that never changes */
+uint64_t bench_sim_path_hash(const char *path);
+/* The JSON rows of [from_ms, to_ms) at the multiples of step_ms (> 0), values fixed by path
+ * and time: [{"time":ms,"value":x,"count":n},...]. malloc'd (caller frees), NULL: no memory. */
+char *bench_sim_time_rows(const char *path, int64_t from_ms, int64_t to_ms, int64_t step_ms,
+                          size_t *len);
+/* The content version of a path at now_ms when it changes every change_ms (0: never, version
+ * 0), and in since_ms when that version began. */
+int64_t bench_sim_version(uint64_t path_hash, int64_t now_ms, int64_t change_ms, int64_t *since_ms);
+/* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and back; parse: 0 or -1. */
+void bench_http_date(int64_t epoch_s, char *out, size_t size);
+int bench_http_date_parse(const char *s, int64_t *epoch_s);
+/* 1 when an If-None-Match value (a list, W/ tags, or "*") matches etag (weak comparison). */
+int bench_etag_matches(const char *if_none_match, const char *etag);
 /* Sets the profile between runs (no request in flight: cached answers are dropped). */
 void bench_sim_set_profile(struct bench_sim *s, const struct bench_upstream_profile *p);
 /* Starts the simulator on 127.0.0.1, ephemeral port; url receives "http://127.0.0.1:P". It
@@ -346,9 +395,12 @@ enum bench_cache {
     BENCH_CACHE_MISS,
     BENCH_CACHE_STALE,
     BENCH_CACHE_BYPASS,
+    BENCH_CACHE_REVALIDATED, /* a 304 renewed the stored entry */
+    BENCH_CACHE_PARTIAL,     /* a split query: some pieces from the cache, some fetched */
     BENCH_CACHE_N
 };
-/* "none", "HIT", "MISS", "STALE", "BYPASS"; parse is case-insensitive (NONE when unknown). */
+/* "none", "HIT", "MISS", "STALE", "BYPASS", "REVALIDATED", "PARTIAL"; parse is
+ * case-insensitive (NONE when unknown). */
 const char *bench_cache_name(enum bench_cache c);
 enum bench_cache bench_cache_parse(const char *s);
 
@@ -364,6 +416,7 @@ struct bench_answer {
     int status; /* HTTP status, or the query's status */
     enum bench_cache cache;
     size_t bytes; /* body or frame bytes */
+    uint32_t pieces_hit, pieces_fetched; /* a split query's pieces (0 otherwise) */
 };
 
 /* What a mode drives: one data source of the cache in front of the upstream simulator. */
@@ -378,8 +431,11 @@ struct bench_target {
 struct bench_target_stats {
     int valid; /* the counters below were read */
     uint64_t hits, misses, stale, bypass, coalesced, upstream, errors, entries, bytes;
+    uint64_t revalidated, pieces_hit, pieces_fetched;
     long rss_kib; /* -1 unknown */
 };
+/* Fills the counters from a cache/stats document (rss_kib untouched) and sets valid. */
+void bench_target_stats_read(json_t *stats, struct bench_target_stats *st);
 
 /* Fills st's counters from the body of a cache/stats answer (status: its HTTP status), for
  * every driver. CP_EUPSTREAM when it is not a 200 with a JSON object. */
@@ -423,6 +479,11 @@ struct bench_workload {
     /* or a recorded trace, replayed at its pace times speed (0: as fast as possible) */
     const struct bench_trace *trace;
     double speed;
+    /* queries: their time range ends now and spans range_ms (0: one hour); "now" is the wall
+     * clock, or with trace_clock a replayed query's own time in the trace (a virtual clock:
+     * the dashboard's time runs `speed` times faster than the wall clock) */
+    int64_t range_ms;
+    int trace_clock;
     /* load: closed loop (rate 0) with `concurrency` workers, or open loop at `rate` requests/s
      * with at most `concurrency` in flight */
     unsigned concurrency;
@@ -442,12 +503,14 @@ struct bench_counts {
     uint64_t errors; /* answers with a status >= 400 */
     uint64_t failed; /* no answer (transport error) */
     uint64_t bytes;
+    uint64_t pieces_hit, pieces_fetched; /* split queries, as their answers say */
 };
 
 /* One step of the timeline: answers completed in the step, upstream calls the simulator saw. */
 struct bench_tick {
     double t; /* seconds from the start of the run, at the end of the step */
     uint64_t requests, hits, upstream, errors;
+    uint64_t upstream_bytes; /* body bytes of the simulator's answers */
     long rss_kib;
     int warmup;
 };
@@ -495,6 +558,9 @@ void bench_doc_note(json_t *doc, const char *fmt, ...) __attribute__((format(pri
  * plugin's own counters), the timeline and the latency histogram. A new reference. */
 json_t *bench_run_json(const struct bench_run_info *info, const struct bench_workload *w,
                        const struct bench_run_result *r);
+/* Sets "compare" on every run of group: the baseline's label and the run's upstream calls and
+ * bytes over the baseline's (measured windows). CP_EINVAL when the baseline did not run. */
+int bench_doc_compare(json_t *doc, const char *group, const char *baseline);
 /* Text tables of the document's runs and what-if. */
 void bench_runs_print(json_t *doc, FILE *f);
 void bench_whatif_print(json_t *out, const char *title, FILE *f);

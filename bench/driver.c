@@ -2,7 +2,8 @@
  * driver.c - the table of modes a workload can drive. A mode is one const struct bench_driver
  * in a file of its own (open, worker_new, request, worker_free, stats, close); adding one is a
  * new file and a line here. `grpc` launches the plugin as Grafana does; `http` drives the
- * standalone server (`gpx_cachingproxy serve`).
+ * standalone server (`gpx_cachingproxy serve`). Also what the drivers share: the cache outcomes'
+ * names and the reading of `cache/stats`.
  */
 #include "bench_int.h"
 
@@ -21,7 +22,8 @@ const struct bench_driver *bench_driver_find(const char *name)
     return NULL;
 }
 
-static const char *const cache_names[BENCH_CACHE_N] = {"none", "HIT", "MISS", "STALE", "BYPASS"};
+static const char *const cache_names[BENCH_CACHE_N] = {"none",   "HIT",         "MISS",   "STALE",
+                                                       "BYPASS", "REVALIDATED", "PARTIAL"};
 
 const char *bench_cache_name(enum bench_cache c)
 {
@@ -44,6 +46,24 @@ static uint64_t num(json_t *o, const char *k)
     return v > 0 ? (uint64_t)v : 0;
 }
 
+void bench_target_stats_read(json_t *j, struct bench_target_stats *st)
+{
+    st->hits = num(j, "hits");
+    st->misses = num(j, "misses");
+    st->stale = num(j, "stale");
+    st->revalidated = num(j, "revalidated");
+    st->bypass = num(j, "bypass");
+    st->coalesced = num(j, "coalesced");
+    st->upstream = num(j, "upstreamRequests");
+    st->errors = num(j, "errors");
+    st->entries = num(j, "entries");
+    st->bytes = num(j, "bytes");
+    json_t *pieces = json_object_get(j, "splitPieces");
+    st->pieces_hit = num(pieces, "hit");
+    st->pieces_fetched = num(pieces, "fetched");
+    st->valid = 1;
+}
+
 int bench_stats_parse(const void *body, size_t len, long status, struct bench_target_stats *st,
                       struct cp_err *err)
 {
@@ -53,16 +73,7 @@ int bench_stats_parse(const void *body, size_t len, long status, struct bench_ta
         json_decref(j);
         return cp_err_set(err, CP_EUPSTREAM, "cache/stats: HTTP %ld, not a JSON object", status);
     }
-    st->hits = num(j, "hits");
-    st->misses = num(j, "misses");
-    st->stale = num(j, "stale");
-    st->bypass = num(j, "bypass");
-    st->coalesced = num(j, "coalesced");
-    st->upstream = num(j, "upstreamRequests");
-    st->errors = num(j, "errors");
-    st->entries = num(j, "entries");
-    st->bytes = num(j, "bytes");
-    st->valid = 1;
+    bench_target_stats_read(j, st);
     json_decref(j);
     return 0;
 }

@@ -139,6 +139,8 @@ static int g_request(void *conn, void *w, const struct bench_req *rq, struct ben
             a->status = r.status;
             a->cache = bench_cache_parse(r.cache);
             a->bytes = r.frame_bytes;
+            a->pieces_hit = r.pieces_hit;
+            a->pieces_fetched = r.pieces_fetched;
         }
     } else {
         char url[BENCH_MAX_URL];

@@ -335,11 +335,14 @@ static int h_request(void *conn, void *wp, const struct bench_req *rq, struct be
             json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "status");
         json_t *frame = json_array_get(
             json_object_get(json_object_get(json_object_get(doc, "results"), "A"), "frames"), 0);
-        const char *cache = json_string_value(json_object_get(
-            json_object_get(json_object_get(json_object_get(frame, "schema"), "meta"), "custom"),
-            "cache"));
+        json_t *custom =
+            json_object_get(json_object_get(json_object_get(frame, "schema"), "meta"), "custom");
+        const char *cache = json_string_value(json_object_get(custom, "cache"));
+        json_t *pieces = json_object_get(custom, "cachePieces");
         a->status = json_is_integer(res) ? (int)json_integer_value(res) : (int)status;
         a->cache = cache ? bench_cache_parse(cache) : BENCH_CACHE_NONE;
+        a->pieces_hit = (uint32_t)json_integer_value(json_object_get(pieces, "hit"));
+        a->pieces_fetched = (uint32_t)json_integer_value(json_object_get(pieces, "fetched"));
         a->bytes = w->body.len;
         json_decref(doc);
         return 0;

@@ -530,8 +530,31 @@ out:
     return rc;
 }
 
-/* The frame's meta.custom.cache ("hit", "miss", "stale", "bypass"): Arrow keeps the frame's
- * meta JSON as text in the schema metadata, so it is found in the bytes. */
+/* A split query's meta.custom.cachePieces {"hit":H,"fetched":F}, found the same way. */
+static void frame_pieces(const uint8_t *p, size_t n, uint32_t *hit, uint32_t *fetched)
+{
+    static const char needle[] = "\"cachePieces\":{";
+    const uint8_t *at = memmem(p, n, needle, sizeof needle - 1);
+    *hit = *fetched = 0;
+    if (!at)
+        return;
+    at += sizeof needle - 1;
+    char obj[96];
+    size_t k = 0;
+    while (at + k < p + n && k + 1 < sizeof obj && at[k] != '}') {
+        obj[k] = (char)at[k];
+        k++;
+    }
+    obj[k] = 0;
+    const char *h = strstr(obj, "\"hit\":"), *f = strstr(obj, "\"fetched\":");
+    if (h)
+        *hit = (uint32_t)strtoul(h + 6, NULL, 10);
+    if (f)
+        *fetched = (uint32_t)strtoul(f + 10, NULL, 10);
+}
+
+/* The frame's meta.custom.cache ("hit", "miss", "stale", "bypass", "partial"): Arrow keeps the
+ * frame's meta JSON as text in the schema metadata, so it is found in the bytes. */
 static void frame_cache(const uint8_t *p, size_t n, char *out, size_t size)
 {
     static const char needle[] = "\"cache\":\"";
@@ -581,8 +604,11 @@ int bench_query_data(struct bench_caller *k, const void *req, size_t len, struct
             r->nframes = (unsigned)d->n_frames;
             for (size_t i = 0; i < d->n_frames; i++)
                 r->frame_bytes += d->frames[i].len;
-            if (d->n_frames)
+            if (d->n_frames) {
                 frame_cache(d->frames[0].data, d->frames[0].len, r->cache, sizeof r->cache);
+                frame_pieces(d->frames[0].data, d->frames[0].len, &r->pieces_hit,
+                             &r->pieces_fetched);
+            }
         }
         if (msg)
             pluginv2__query_data_response__free_unpacked(msg, NULL);

@@ -6,9 +6,9 @@
  *   grpc    a workload (synthetic or a trace replayed with its timing) against the plugin
  *           launched as Grafana launches it, with the built-in upstream simulator
  *   http    the same against the standalone server (gpx_cachingproxy serve) over HTTP
- *   preset  backends | policies | timealign | all: common questions in one command; core: the
- *           event-driven core's figures (bursts of slow calls, forwarding and hits against a
- *           bare gRPC round trip; core.c)
+ *   preset  backends | policies | timealign | split | revalidation | all: common questions in
+ *           one command; core: the event-driven core's figures (bursts of slow calls,
+ *           forwarding and hits against a bare gRPC round trip; core.c)
  *   report  text and HTML from a JSON document written before
  *
  * Every run gets a fresh plugin process and its own data source; a Redis backend uses the
@@ -49,6 +49,13 @@ struct ds_cfg {
     int64_t ttl_ms, time_align_ms;
     const char *scope;
     int64_t memory_max;
+};
+
+/* Settings only some presets change (split, revalidation); zeros: the plugin's defaults. */
+enum ds_flag { DS_DEFAULT, DS_ON, DS_OFF };
+struct ds_more {
+    int64_t query_split_ms, split_stable_after_ms, query_split_ttl_ms;
+    enum ds_flag revalidate;
 };
 
 struct opts {
@@ -258,6 +265,25 @@ static int common_opt(const char *mode, struct opts *o, int argc, char **argv, i
         if (parse_u64(v, 0, 100000, &u))
             return usage_error(mode, "--query-rows must be 0..100000");
         o->profile.query_rows = (long)u;
+    } else if (!strcmp(a, "--query-step")) {
+        NEED_VALUE;
+        if (duration_arg(mode, a, v, &ms))
+            return EXIT_USAGE;
+        if (ms < 1)
+            return usage_error(mode, "--query-step must be at least 1ms");
+        o->profile.query_step_ms = ms;
+    } else if (!strcmp(a, "--validators")) {
+        o->profile.validators = 1;
+        return 1;
+    } else if (!strcmp(a, "--change-every")) {
+        NEED_VALUE;
+        if (duration_arg(mode, a, v, &ms))
+            return EXIT_USAGE;
+        if (ms < 1000)
+            return usage_error(mode, "--change-every must be at least 1s (Last-Modified counts "
+                                     "whole seconds)");
+        o->profile.validators = 1;
+        o->profile.change_ms = ms;
     } else if (!strcmp(a, "--kind")) {
         NEED_VALUE;
         if (strcmp(v, "resource") && strcmp(v, "query"))
@@ -354,7 +380,15 @@ static const char *redis_for(struct mctx *c)
     return c->redis_state > 0 ? c->redis_url : NULL;
 }
 
-static char *json_data_for(const struct ds_cfg *dc, const char *uid, const char *redis_url)
+static void duration_set(json_t *obj, const char *key, int64_t ms)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lldms", (long long)ms);
+    json_object_set_new(obj, key, json_string(v));
+}
+
+static char *json_data_for(const struct ds_cfg *dc, const struct ds_more *more, const char *uid,
+                           const char *redis_url)
 {
     json_t *cache = json_object();
     char v[64];
@@ -372,6 +406,14 @@ static char *json_data_for(const struct ds_cfg *dc, const char *uid, const char 
         json_object_set_new(cache, "scope", json_string(dc->scope));
     if (dc->memory_max > 0)
         json_object_set_new(cache, "memoryMaxBytes", json_integer(dc->memory_max));
+    if (more && more->query_split_ms > 0)
+        duration_set(cache, "querySplit", more->query_split_ms);
+    if (more && more->split_stable_after_ms > 0)
+        duration_set(cache, "splitStableAfter", more->split_stable_after_ms);
+    if (more && more->query_split_ttl_ms > 0)
+        duration_set(cache, "querySplitTtl", more->query_split_ttl_ms);
+    if (more && more->revalidate != DS_DEFAULT)
+        json_object_set_new(cache, "revalidate", json_boolean(more->revalidate == DS_ON));
     if (redis_url) {
         json_object_set_new(cache, "redisUrl", json_string(redis_url));
         snprintf(v, sizeof v, "cpbench:%d:%s:", (int)getpid(), uid); /* runs never share keys */
@@ -384,10 +426,10 @@ static char *json_data_for(const struct ds_cfg *dc, const char *uid, const char 
 }
 
 /* One workload against a fresh plugin; the run goes into the document. 0, or an error that
- * ends the command. */
-static int run_one(struct mctx *c, const char *group, const char *label, const struct ds_cfg *dc,
-                   struct bench_workload *w, const struct bench_upstream_profile *p,
-                   const char *trace_name)
+ * ends the command. more may be NULL. */
+static int run_more(struct mctx *c, const char *group, const char *label, const struct ds_cfg *dc,
+                    const struct ds_more *more, struct bench_workload *w,
+                    const struct bench_upstream_profile *p, const char *trace_name)
 {
     const struct bench_driver *d = bench_driver_find(c->o.mode);
     char uid[48];
@@ -398,7 +440,7 @@ static int run_one(struct mctx *c, const char *group, const char *label, const s
         fprintf(stderr, "bench: %s: Redis run %s\n", label, c->redis_why);
         return 0;
     }
-    char *jd = json_data_for(dc, uid, redis_url);
+    char *jd = json_data_for(dc, more, uid, redis_url);
     if (!jd)
         return CP_ENOMEM;
     bench_sim_set_profile(c->sim, p);
@@ -426,6 +468,13 @@ static int run_one(struct mctx *c, const char *group, const char *label, const s
     bench_run_result_dispose(&r);
     free(jd);
     return rc;
+}
+
+static int run_one(struct mctx *c, const char *group, const char *label, const struct ds_cfg *dc,
+                   struct bench_workload *w, const struct bench_upstream_profile *p,
+                   const char *trace_name)
+{
+    return run_more(c, group, label, dc, NULL, w, p, trace_name);
 }
 
 /* ---- synthetic traces
@@ -805,18 +854,28 @@ static const char grpc_help[] =
     "  --error-rate P (0)      share of 503 answers\n"
     "  --cache-control VALUE   Cache-Control on its answers (default none)\n"
     "  --query-rows N (100)    rows of a query answer\n"
+    "  --query-step D          query answers are the rows of [from, to), one per D, with a\n"
+    "                          time column (a time-filtering API; default: --query-rows rows)\n"
+    "  --validators            ETag and Last-Modified on answers, 304 to matching conditions\n"
+    "  --change-every D        with validators: a path's content changes this often (never)\n"
     "output:\n"
     "  --json OUT  --html OUT  --web-dir DIR  --chartjs FILE\n"
     "  --progress / --no-progress (default: when stderr is a terminal)  --quick\n";
 
 static const char preset_help[] =
-    "usage: cachingproxy-bench preset backends|policies|timealign|all|core [options]\n"
+    "usage: cachingproxy-bench preset backends|policies|timealign|split|revalidation|all|core\n"
+    "                                 [options]\n"
     "\n"
     "  backends   the same workload against the memory backend, Redis and no cache\n"
     "  policies   what-if: our eviction policy against LRU and the optimum, by cache size\n"
     "             (--trace FILE, else a synthetic trace; --ttl D; --scope shared|user)\n"
     "  timealign  dashboard queries over \"the last hour\" from many users, by timeAlign\n"
-    "  all        the three, in one report\n"
+    "  split      users keeping a dashboard over \"the last 6 hours\" open with a 30 s refresh\n"
+    "             (a virtual clock, 10 minutes in 20 s): upstream calls and bytes with split\n"
+    "             queries off, 1h and 15m\n"
+    "  revalidation  resource calls with a short TTL on an upstream with ETags whose content\n"
+    "             rarely changes: upstream calls, body bytes and 304s, revalidate on and off\n"
+    "  all        all of the above, in one report\n"
     "  core       the event-driven core: 64, 512 and 5,000 distinct misses at once on a slow\n"
     "             upstream (wall time, answers, the plugin's threads and RSS), uncached\n"
     "             forwarding and memory hits against a bare gRPC round trip, and the goals\n"
@@ -957,6 +1016,105 @@ static int preset_timealign(struct mctx *c)
     return rc;
 }
 
+/* split: N users keep a dashboard over "the last 6 hours" open with a 30 s refresh; the same
+ * queries with split off, 1h and 15m. Ten minutes of the dashboard's clock run in 20 s of wall
+ * clock (2 s with --quick): lifetimes are divided by that speed-up, and splitStableAfter is set
+ * so that the plugin's wall-clock test of stable pieces agrees with the dashboard's clock
+ * (dashboard.c says how). */
+static int preset_split(struct mctx *c)
+{
+    const int64_t refresh_ms = 30000, range_ms = 6 * 3600000LL, span_ms = 600000;
+    const int64_t stable_ms = 600000, query_ttl_ms = 60000, split_ttl_ms = 3600000;
+    double wall_s = c->o.quick ? 2 : 20;
+    double speed = (double)span_ms / 1000 / wall_s;
+    struct bench_dashboard d = {.users = c->o.quick ? 10 : 50,
+                                .panels = 6,
+                                .refresh_ms = refresh_ms,
+                                .start_ms = bench_split_start(cp_now_ms()),
+                                .span_ms = span_ms,
+                                .seed = c->o.w.seed};
+    struct bench_trace *t = NULL;
+    struct cp_err err = {0};
+    int rc = bench_dashboard_trace(&d, &t, &err);
+    if (rc) {
+        fprintf(stderr, "bench: split: %s\n", cp_err_text(&err));
+        return rc;
+    }
+    char name[200];
+    snprintf(name, sizeof name,
+             "a dashboard: %u users, %u panels over the last 6 h, refresh 30 s, 10 min of its "
+             "clock",
+             d.users, d.panels);
+    struct bench_workload w = c->o.w;
+    w.kind = BENCH_KIND_QUERY;
+    w.trace = t;
+    w.speed = speed;
+    w.trace_clock = 1;
+    w.range_ms = range_ms;
+    w.concurrency = 32;
+    w.rate = 0;
+    w.requests = 0;
+    w.duration_s = 0;
+    /* every user's first load, and at least the time the first loads take upstream (the
+     * simulator counts a call when it arrives) */
+    w.warmup_s = fmax((double)refresh_ms / 1000 / speed, 0.5);
+    struct bench_upstream_profile p = c->o.profile;
+    bench_latency_parse("lognormal:20ms:100ms", &p.latency, NULL);
+    p.query_step_ms = 60000; /* a point a minute: 360 rows for 6 hours */
+    static const int64_t splits[] = {0, 3600000, 900000};
+    static const char *const labels[] = {"split off", "split 1h", "split 15m"};
+    for (size_t i = 0; i < 3 && !rc && !atomic_load(&bench_interrupted); i++) {
+        struct ds_cfg dc = {"memory", llround((double)query_ttl_ms / speed), 10000, NULL, 0};
+        struct ds_more more = {.query_split_ms = splits[i],
+                               .split_stable_after_ms =
+                                   bench_split_stable_after(cp_now_ms(), d.start_ms, stable_ms),
+                               .query_split_ttl_ms = llround((double)split_ttl_ms / speed)};
+        rc = run_more(c, "split", labels[i], &dc, &more, &w, &p, name);
+    }
+    if (!rc && bench_doc_compare(c->doc, "split", "split off") == 0)
+        bench_doc_note(c->doc,
+                       "split: the dashboard's clock ran %.0f times faster than the wall clock "
+                       "(queries end at its now); queryTtl and querySplitTtl are 1 min and 1 h "
+                       "of that clock, splitStableAfter 10 min of it",
+                       speed);
+    bench_trace_free(t);
+    return rc;
+}
+
+/* revalidation: resource calls with a short TTL against an upstream that sends ETag and
+ * Last-Modified and whose content changes every 30 s per path, revalidate on and off. */
+static int preset_revalidation(struct mctx *c)
+{
+    struct bench_workload w = c->o.w;
+    w.kind = BENCH_KIND_RESOURCE;
+    w.users = 100;
+    w.keys = c->o.quick ? 300 : 2000;
+    w.zipf_s = 0.9;
+    w.concurrency = 8;
+    w.rate = 0;
+    w.requests = 0;
+    w.duration_s = c->o.quick ? 1.5 : 10;
+    w.warmup_s = c->o.quick ? 0.3 : 1;
+    w.trace = NULL;
+    struct bench_upstream_profile p = c->o.profile;
+    bench_latency_parse("lognormal:5ms:50ms", &p.latency, NULL);
+    p.payload_lo = 4096;
+    p.payload_hi = 65536;
+    p.validators = 1;
+    p.change_ms = 30000;
+    static const enum ds_flag flags[] = {DS_ON, DS_OFF};
+    static const char *const labels[] = {"revalidate on", "revalidate off"};
+    int rc = 0;
+    for (size_t i = 0; i < 2 && !rc && !atomic_load(&bench_interrupted); i++) {
+        struct ds_cfg dc = {"memory", 1000, -1, NULL, 0};
+        struct ds_more more = {.revalidate = flags[i]};
+        rc = run_more(c, "revalidation", labels[i], &dc, &more, &w, &p, NULL);
+    }
+    if (!rc)
+        bench_doc_compare(c->doc, "revalidation", "revalidate off");
+    return rc;
+}
+
 static int preset_policies(struct mctx *c)
 {
     struct bench_trace *t = NULL;
@@ -1058,9 +1216,12 @@ static int mode_preset(int argc, char **argv)
     int backends = all || (name && !strcmp(name, "backends"));
     int policies = all || (name && !strcmp(name, "policies"));
     int timealign = all || (name && !strcmp(name, "timealign"));
+    int split = all || (name && !strcmp(name, "split"));
+    int revalidation = all || (name && !strcmp(name, "revalidation"));
     int core = name && !strcmp(name, "core");
-    if (!backends && !policies && !timealign && !core)
-        return usage_error("preset", "name one of backends, policies, timealign, all, core");
+    if (!backends && !policies && !timealign && !split && !revalidation && !core)
+        return usage_error("preset", "name one of backends, policies, timealign, split, "
+                                     "revalidation, all, core");
     if (c.o.before && !core)
         return usage_error("preset", "--before goes with preset core");
     if (c.o.before && access(c.o.before, X_OK) != 0)
@@ -1078,6 +1239,10 @@ static int mode_preset(int argc, char **argv)
         rc = preset_backends(&c);
     if (!rc && timealign && !atomic_load(&bench_interrupted))
         rc = preset_timealign(&c);
+    if (!rc && split && !atomic_load(&bench_interrupted))
+        rc = preset_split(&c);
+    if (!rc && revalidation && !atomic_load(&bench_interrupted))
+        rc = preset_revalidation(&c);
     if (!rc && core && !atomic_load(&bench_interrupted))
         rc = preset_core(&c);
     return finish(&c, rc);

@@ -96,6 +96,13 @@ static json_t *mib(long kib)
     return kib >= 0 ? jreal((double)kib / 1024.0, 0.01) : json_null();
 }
 
+/* A split query's pieces as its answers counted them. */
+static json_t *pieces_json(const struct bench_counts *c)
+{
+    return json_pack("{s:I,s:I}", "hit", (json_int_t)c->pieces_hit, "fetched",
+                     (json_int_t)c->pieces_fetched);
+}
+
 json_t *bench_run_json(const struct bench_run_info *info, const struct bench_workload *w,
                        const struct bench_run_result *r)
 {
@@ -128,6 +135,12 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
     json_object_set_new(wl, "requests", json_integer((json_int_t)w->requests));
     json_object_set_new(wl, "warmupS", json_real(w->warmup_s));
     json_object_set_new(wl, "seed", json_integer((json_int_t)w->seed));
+    if (w->kind == BENCH_KIND_QUERY || w->trace) {
+        json_object_set_new(wl, "rangeS",
+                            json_real((double)(w->range_ms > 0 ? w->range_ms : 3600000) / 1000));
+        json_object_set_new(wl, "clock",
+                            json_string(w->trace && w->trace_clock ? "trace" : "wall"));
+    }
     json_object_set_new(j, "workload", wl);
 
     const struct bench_upstream_profile *p = info->profile;
@@ -137,11 +150,14 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
     else
         snprintf(payload, sizeof payload, "%llu..%llu", (unsigned long long)p->payload_lo,
                  (unsigned long long)p->payload_hi);
-    json_object_set_new(j, "upstream",
-                        json_pack("{s:s,s:s,s:f,s:s,s:I}", "latency", p->latency.text,
-                                  "payloadBytes", payload, "errorRate", p->error_rate,
-                                  "cacheControl", p->cache_control, "queryRows",
-                                  (json_int_t)p->query_rows));
+    json_object_set_new(
+        j, "upstream",
+        json_pack("{s:s,s:s,s:f,s:s,s:I,s:I,s:b,s:o}", "latency", p->latency.text, "payloadBytes",
+                  payload, "errorRate", p->error_rate, "cacheControl", p->cache_control,
+                  "queryRows", (json_int_t)p->query_rows, "queryStepMs",
+                  (json_int_t)p->query_step_ms, "validators", p->validators, "changeEveryS",
+                  p->validators && p->change_ms > 0 ? json_real((double)p->change_ms / 1000)
+                                                    : json_null()));
 
     /* the measured window */
     const struct bench_counts *m = &r->meas;
@@ -160,6 +176,13 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
     json_object_set_new(j, "upstreamCalls", json_integer((json_int_t)up));
     json_object_set_new(j, "upstreamSavedShare",
                         jreal(m->requests ? 1.0 - (double)up / (double)m->requests : 0, 1e-6));
+    uint64_t nm = r->sim1.work_not_modified - r->sim_meas0.work_not_modified;
+    json_object_set_new(j, "upstreamBytes",
+                        json_integer((json_int_t)(r->sim1.work_bytes - r->sim_meas0.work_bytes)));
+    json_object_set_new(j, "upstreamNotModified", json_integer((json_int_t)nm));
+    json_object_set_new(j, "upstreamNotModifiedShare",
+                        jreal(up ? (double)nm / (double)up : 0, 1e-6));
+    json_object_set_new(j, "pieces", pieces_json(m));
     json_object_set_new(j, "coalesced",
                         delta(&r->tgt_meas0, &r->tgt1, r->tgt1.coalesced, r->tgt_meas0.coalesced));
     struct bench_stats st;
@@ -181,17 +204,20 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
 
     /* warm-up and the whole run, for exact bookkeeping */
     const struct bench_counts *wc = &r->warm;
-    json_object_set_new(
-        j, "warmup",
-        json_pack("{s:I,s:I,s:I}", "requests", (json_int_t)wc->requests, "hits",
-                  (json_int_t)hits_of(wc), "upstreamCalls",
-                  (json_int_t)(r->sim_meas0.work_requests - r->sim0.work_requests)));
+    json_object_set_new(j, "warmup",
+                        json_pack("{s:I,s:I,s:I,s:I}", "requests", (json_int_t)wc->requests, "hits",
+                                  (json_int_t)hits_of(wc), "upstreamCalls",
+                                  (json_int_t)(r->sim_meas0.work_requests - r->sim0.work_requests),
+                                  "upstreamBytes",
+                                  (json_int_t)(r->sim_meas0.work_bytes - r->sim0.work_bytes)));
     struct bench_counts all = *m;
     all.requests += wc->requests;
     for (int i = 0; i < BENCH_CACHE_N; i++)
         all.by_cache[i] += wc->by_cache[i];
     all.errors += wc->errors;
     all.failed += wc->failed;
+    all.pieces_hit += wc->pieces_hit;
+    all.pieces_fetched += wc->pieces_fetched;
     json_t *plugin = json_null();
     if (r->tgt0.valid && r->tgt1.valid)
         plugin = json_pack(
@@ -202,6 +228,15 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
             (json_int_t)(r->tgt1.coalesced - r->tgt0.coalesced), "upstreamRequests",
             (json_int_t)(r->tgt1.upstream - r->tgt0.upstream), "errors",
             (json_int_t)(r->tgt1.errors - r->tgt0.errors), "entries", (json_int_t)r->tgt1.entries);
+    if (json_is_object(plugin)) {
+        json_object_set_new(plugin, "revalidated",
+                            json_integer((json_int_t)(r->tgt1.revalidated - r->tgt0.revalidated)));
+        json_object_set_new(plugin, "piecesHit",
+                            json_integer((json_int_t)(r->tgt1.pieces_hit - r->tgt0.pieces_hit)));
+        json_object_set_new(
+            plugin, "piecesFetched",
+            json_integer((json_int_t)(r->tgt1.pieces_fetched - r->tgt0.pieces_fetched)));
+    }
     json_object_set_new(
         j, "total",
         json_pack("{s:f,s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:o}", "seconds",
@@ -211,17 +246,28 @@ json_t *bench_run_json(const struct bench_run_info *info, const struct bench_wor
                   (json_int_t)all.failed, "upstreamCalls",
                   (json_int_t)(r->sim1.work_requests - r->sim0.work_requests), "upstreamErrors",
                   (json_int_t)(r->sim1.work_errors - r->sim0.work_errors), "plugin", plugin));
+    json_t *tot = json_object_get(j, "total");
+    json_object_set_new(tot, "upstreamBytes",
+                        json_integer((json_int_t)(r->sim1.work_bytes - r->sim0.work_bytes)));
+    json_object_set_new(
+        tot, "upstreamNotModified",
+        json_integer((json_int_t)(r->sim1.work_not_modified - r->sim0.work_not_modified)));
+    json_object_set_new(
+        tot, "upstreamConditional",
+        json_integer((json_int_t)(r->sim1.work_conditional - r->sim0.work_conditional)));
+    json_object_set_new(tot, "pieces", pieces_json(&all));
 
     json_t *tl = json_array();
     for (size_t i = 0; i < r->nticks; i++) {
         const struct bench_tick *t = &r->ticks[i];
         json_array_append_new(
-            tl, json_pack("{s:o,s:I,s:I,s:o,s:I,s:I,s:o,s:b}", "t", jreal(t->t, 0.001), "requests",
-                          (json_int_t)t->requests, "hits", (json_int_t)t->hits, "hitRatio",
-                          t->requests ? jreal((double)t->hits / (double)t->requests, 1e-4)
-                                      : json_null(),
-                          "upstreamCalls", (json_int_t)t->upstream, "errors", (json_int_t)t->errors,
-                          "rssMiB", mib(t->rss_kib), "warmup", t->warmup));
+            tl, json_pack(
+                    "{s:o,s:I,s:I,s:o,s:I,s:I,s:o,s:b,s:I}", "t", jreal(t->t, 0.001), "requests",
+                    (json_int_t)t->requests, "hits", (json_int_t)t->hits, "hitRatio",
+                    t->requests ? jreal((double)t->hits / (double)t->requests, 1e-4) : json_null(),
+                    "upstreamCalls", (json_int_t)t->upstream, "errors", (json_int_t)t->errors,
+                    "rssMiB", mib(t->rss_kib), "warmup", t->warmup, "upstreamBytes",
+                    (json_int_t)t->upstream_bytes));
     }
     json_object_set_new(j, "timeline", tl);
 
@@ -313,6 +359,107 @@ static void group_print(json_t *runs, const char *group, FILE *f)
     bench_table_free(t);
 }
 
+static const char *label_of(json_t *r)
+{
+    const char *l = json_string_value(json_object_get(r, "label"));
+    return l ? l : "";
+}
+
+static int in_group(json_t *r, const char *group)
+{
+    const char *g = json_string_value(json_object_get(r, "group"));
+    return g && !strcmp(g, group);
+}
+
+int bench_doc_compare(json_t *doc, const char *group, const char *baseline)
+{
+    json_t *runs = json_object_get(doc, "runs"), *r, *base = NULL;
+    size_t i;
+    json_array_foreach(runs, i, r)
+    {
+        if (in_group(r, group) && !strcmp(label_of(r), baseline))
+            base = r;
+    }
+    if (!base)
+        return CP_EINVAL;
+    double calls = num(base, "upstreamCalls"), bytes = num(base, "upstreamBytes");
+    json_array_foreach(runs, i, r)
+    {
+        if (!in_group(r, group))
+            continue;
+        json_object_set_new(
+            r, "compare",
+            json_pack("{s:s,s:o,s:o}", "baseline", baseline, "upstreamCallsRatio",
+                      calls > 0 ? jreal(num(r, "upstreamCalls") / calls, 1e-4) : json_null(),
+                      "upstreamBytesRatio",
+                      bytes > 0 ? jreal(num(r, "upstreamBytes") / bytes, 1e-4) : json_null()));
+    }
+    return 0;
+}
+
+static void fmt_ratio(char *out, size_t n, json_t *v)
+{
+    if (json_is_number(v))
+        snprintf(out, n, "%.3f", json_number_value(v));
+    else
+        snprintf(out, n, "-");
+}
+
+/* The upstream load of a group whose runs are compared with a baseline (split, revalidation). */
+static void compare_print(json_t *runs, const char *group, FILE *f)
+{
+    static const char *const cols[] = {
+        "run",           "requests",     "hit ratio",     "upstream calls",
+        "calls vs base", "upstream MiB", "bytes vs base", "304 share",
+        "pieces cached", "p50 ms",       "p99 ms"};
+    enum { NC = sizeof cols / sizeof cols[0] };
+    char title[160];
+    const char *base = NULL;
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r)
+    {
+        if (in_group(r, group) && !base)
+            base = json_string_value(json_object_get(json_object_get(r, "compare"), "baseline"));
+    }
+    snprintf(title, sizeof title, "%s: upstream load against \"%s\" (measured window)", group,
+             base ? base : "?");
+    struct bench_table *t = bench_table_new(title, cols, NC);
+    json_array_foreach(runs, i, r)
+    {
+        if (!in_group(r, group))
+            continue;
+        char c[NC][40];
+        json_t *lat = json_object_get(r, "latencyMs"), *cmp = json_object_get(r, "compare");
+        json_t *pieces = json_object_get(r, "pieces");
+        double ph = num(pieces, "hit"), pf = num(pieces, "fetched");
+        snprintf(c[0], 40, "%s", label_of(r));
+        snprintf(c[1], 40, "%.0f", num(r, "requests"));
+        fmt_pct(c[2], 40, num(r, "hitRatio"));
+        snprintf(c[3], 40, "%.0f", num(r, "upstreamCalls"));
+        fmt_ratio(c[4], 40, json_object_get(cmp, "upstreamCallsRatio"));
+        snprintf(c[5], 40, "%.2f", num(r, "upstreamBytes") / 1048576.0);
+        fmt_ratio(c[6], 40, json_object_get(cmp, "upstreamBytesRatio"));
+        fmt_pct(c[7], 40, num(r, "upstreamNotModifiedShare"));
+        if (ph + pf > 0)
+            fmt_pct(c[8], 40, ph / (ph + pf));
+        else
+            snprintf(c[8], 40, "-");
+        bench_fmt_ms(c[9], 40, num(lat, "p50"));
+        bench_fmt_ms(c[10], 40, num(lat, "p99"));
+        const char *row[NC];
+        for (int k = 0; k < NC; k++)
+            row[k] = c[k];
+        bench_table_row(t, row);
+    }
+    bench_table_note(t, "upstream MiB = body bytes the simulator sent; vs base = this run / the "
+                        "baseline run; 304 share = upstream answers that were 304 Not Modified; "
+                        "pieces cached = pieces of split queries that came from the cache, as the "
+                        "answers' meta.custom.cachePieces say");
+    bench_table_print(t, f);
+    bench_table_free(t);
+}
+
 void bench_runs_print(json_t *doc, FILE *f)
 {
     json_t *runs = json_object_get(doc, "runs");
@@ -324,8 +471,11 @@ void bench_runs_print(json_t *doc, FILE *f)
         int seen = 0;
         for (size_t k = 0; k < i && !seen; k++)
             seen = !strcmp(g, json_string_value(json_object_get(json_array_get(runs, k), "group")));
-        if (!seen)
-            group_print(runs, g, f);
+        if (seen)
+            continue;
+        group_print(runs, g, f);
+        if (json_object_get(r, "compare"))
+            compare_print(runs, g, f);
     }
     json_t *sim = json_object_get(doc, "sim");
     if (sim) {

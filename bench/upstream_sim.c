@@ -16,17 +16,27 @@
  *                                        JSON body whose size is fixed per path (log-uniform in
  *                                        the profile's range)
  *
- * Counts requests per route, profile errors, TCP connections (opened, open now, peak open) and
- * delayed answers waiting (now and peak) so reports can show the upstream load a run caused.
- * It takes as many connections as the file descriptor limit leaves room for (up to
- * MAX_CONNECTIONS), with a listen backlog as deep as the kernel allows, so a burst of
- * thousands of new connections is neither refused nor left waiting for a SYN retry. Bodies are
- * built once per (route, size) and answered from the same MHD response, so the simulator costs as
- * little as it can.
+ * Two profile options make it answer as real APIs do. With a query step, a /q/ path is a
+ * time-filtering API: the rows of [from, to) (its `from` and `to` parameters, epoch ms), one
+ * per step, so an answer's size follows its range and the rows of two adjacent ranges
+ * concatenate to those of their union (what split queries rely on). With validators, every
+ * profile answer carries an ETag and a Last-Modified that change when the path's content does
+ * (every `change_ms`, at a phase of its own), and a request whose If-None-Match (else
+ * If-Modified-Since) still matches gets a 304 without a body.
+ *
+ * Counts requests per route, profile errors, 304s, conditional requests, body bytes of the
+ * profile's answers, TCP connections (opened, open now, peak open) and delayed answers waiting
+ * (now and peak) so reports can show the upstream load a run caused. It takes as many
+ * connections as the file descriptor limit leaves room for (up to MAX_CONNECTIONS), with a
+ * listen backlog as deep as the kernel allows, so a burst of thousands of new connections is
+ * neither refused nor left waiting for a SYN retry. Fixed bodies are built once per (route,
+ * size) and answered from the same MHD response, so the simulator costs as little as it can;
+ * answers that depend on the request (time rows, validators) are built for it.
  */
 #include "bench_int.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -44,8 +54,10 @@
 #define MAX_ROWS 1000000L
 #define MAX_COLS 64L
 #define MAX_DELAY_MS 60000L
+#define MAX_TIME_MS (1LL << 52)
 #define MAX_CACHED 256
 #define SIZE_STEPS 8.0 /* profile sizes are rounded to 8 steps per doubling */
+#define SIM_UNAVAILABLE "{\"error\":\"simulated upstream failure\"}"
 
 enum sim_route { SIM_DATA, SIM_ROWS };
 
@@ -53,6 +65,7 @@ struct sim_resp {
     enum sim_route route;
     long a, b;
     struct MHD_Response *r;
+    size_t len; /* body bytes */
 };
 
 /* One request's state across the handler's calls (freed when MHD completes it). */
@@ -72,6 +85,7 @@ struct bench_sim {
     size_t nresp;
     struct bench_upstream_profile profile;
     _Atomic uint64_t requests, data_requests, rows_requests, work_requests, work_errors;
+    _Atomic uint64_t work_bytes, work_not_modified, work_conditional;
     _Atomic uint64_t opened, open, peak;
     _Atomic uint64_t draws; /* per-request random streams */
     struct MHD_Response *error_resp;
@@ -138,23 +152,29 @@ static char *make_rows(long rows, long cols, size_t *len)
     return cp_buf_take(&b, len);
 }
 
-static struct MHD_Response *build(enum sim_route route, long a, long b, const char *cc)
+/* A response owning body (malloc'd, len bytes; freed on failure too). */
+static struct MHD_Response *respond(char *body, size_t len, const char *type, const char *cc)
 {
-    size_t len = 0;
-    char *body = route == SIM_DATA ? make_data(a, &len) : make_rows(a, b, &len);
-    if (!body)
-        return NULL;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
         return NULL;
     }
-    MHD_add_response_header(r, "Content-Type",
-                            route == SIM_DATA && a < 8 ? "application/octet-stream"
-                                                       : "application/json");
+    MHD_add_response_header(r, "Content-Type", type);
     if (cc && *cc)
         MHD_add_response_header(r, "Cache-Control", cc);
     return r;
+}
+
+static struct MHD_Response *build(enum sim_route route, long a, long b, const char *cc, size_t *len)
+{
+    *len = 0;
+    char *body = route == SIM_DATA ? make_data(a, len) : make_rows(a, b, len);
+    if (!body)
+        return NULL;
+    return respond(body, *len,
+                   route == SIM_DATA && a < 8 ? "application/octet-stream" : "application/json",
+                   cc);
 }
 
 /* The response for (route, a, b). *temp = 1 when the table is full and the caller must
@@ -163,7 +183,7 @@ static struct MHD_Response *build(enum sim_route route, long a, long b, const ch
  * The fixed routes carry "public, max-age=300", profile answers the profile's header
  * (profile: 1). */
 static struct MHD_Response *response_for(struct bench_sim *s, enum sim_route route, long a, long b,
-                                         int profile, int *temp)
+                                         int profile, int *temp, size_t *len)
 {
     *temp = 0;
     /* profile answers are told apart from the fixed routes by a negative b */
@@ -173,6 +193,7 @@ static struct MHD_Response *response_for(struct bench_sim *s, enum sim_route rou
     for (size_t i = 0; i < s->nresp; i++)
         if (s->resp[i].route == route && s->resp[i].a == a && s->resp[i].b == tag) {
             struct MHD_Response *r = s->resp[i].r;
+            *len = s->resp[i].len;
             pthread_mutex_unlock(&s->mu);
             return r;
         }
@@ -180,7 +201,7 @@ static struct MHD_Response *response_for(struct bench_sim *s, enum sim_route rou
     pthread_mutex_unlock(&s->mu);
     /* built outside the lock: a large body must not stall the other pool threads; two
      * threads racing on the same new key both build, the loser's copy is temporary */
-    struct MHD_Response *r = build(route, a, b, cc);
+    struct MHD_Response *r = build(route, a, b, cc, len);
     if (!r)
         return NULL;
     pthread_mutex_lock(&s->mu);
@@ -191,7 +212,7 @@ static struct MHD_Response *response_for(struct bench_sim *s, enum sim_route rou
             return r;
         }
     if (s->nresp < MAX_CACHED)
-        s->resp[s->nresp++] = (struct sim_resp){route, a, tag, r};
+        s->resp[s->nresp++] = (struct sim_resp){route, a, tag, r, *len};
     else
         *temp = 1;
     pthread_mutex_unlock(&s->mu);
@@ -303,9 +324,9 @@ static void *timer_main(void *arg)
     return NULL;
 }
 
-/* ---- requests ----------------------------------------------------------------------------- */
+/* ---- answers that depend on the request ------------------------------------------------------ */
 
-static uint64_t path_hash(const char *p)
+uint64_t bench_sim_path_hash(const char *p)
 {
     uint64_t h = 1469598103934665603ull;
     for (; *p; p++)
@@ -313,19 +334,182 @@ static uint64_t path_hash(const char *p)
     return h;
 }
 
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+char *bench_sim_time_rows(const char *path, int64_t from_ms, int64_t to_ms, int64_t step_ms,
+                          size_t *len)
+{
+    struct cp_buf b = {0};
+    uint64_t h = bench_sim_path_hash(path);
+    int rc = cp_buf_add(&b, "[", 1);
+    /* the first multiple of the step at or after from */
+    int64_t t = floor_div(from_ms, step_ms) * step_ms;
+    if (t < from_ms)
+        t += step_ms;
+    for (int first = 1; t < to_ms && !rc; t += step_ms, first = 0) {
+        /* a value of the path and the time alone: every range agrees on every point */
+        uint64_t x = h ^ (uint64_t)(t / step_ms);
+        uint64_t v = bench_rand(&x);
+        rc = cp_buf_addf(&b, "%s{\"time\":%" PRId64 ",\"value\":%.2f,\"count\":%u}",
+                         first ? "" : ",", t, (double)(v % 100000) / 100.0,
+                         (unsigned)((v >> 32) % 1000));
+    }
+    if (!rc)
+        rc = cp_buf_add(&b, "]", 1);
+    if (rc) {
+        cp_buf_free(&b);
+        return NULL;
+    }
+    return cp_buf_take(&b, len);
+}
+
+int64_t bench_sim_version(uint64_t path_hash, int64_t now_ms, int64_t change_ms, int64_t *since_ms)
+{
+    if (change_ms <= 0) {
+        *since_ms = BENCH_SIM_EPOCH_MS;
+        return 0;
+    }
+    int64_t phase = (int64_t)(path_hash % (uint64_t)change_ms);
+    int64_t v = floor_div(now_ms + phase, change_ms);
+    *since_ms = v * change_ms - phase;
+    return v;
+}
+
+void bench_http_date(int64_t epoch_s, char *out, size_t size)
+{
+    time_t t = (time_t)epoch_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, size, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+int bench_http_date_parse(const char *s, int64_t *epoch_s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = s ? strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm) : NULL;
+    if (!end || *end)
+        return -1;
+    *epoch_s = (int64_t)timegm(&tm);
+    return 0;
+}
+
+int bench_etag_matches(const char *if_none_match, const char *etag)
+{
+    /* weak comparison (RFC 9110 13.1.2): W/ is ignored, "*" matches any */
+    for (const char *p = if_none_match; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        size_t n = strcspn(p, ",");
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n && n == strlen(etag) && !memcmp(p, etag, n))
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
 /* Size of a profile body for url: log-uniform in [lo, hi], fixed per path, in SIZE_STEPS
  * steps per doubling so the answers can be shared. */
 static long profile_size(const struct bench_upstream_profile *p, const char *url)
 {
     if (p->payload_hi <= p->payload_lo)
         return (long)p->payload_lo;
-    uint64_t x = path_hash(url);
+    uint64_t x = bench_sim_path_hash(url);
     double u = bench_rand_unit(&x);
     double lo = (double)(p->payload_lo ? p->payload_lo : 1);
     double octaves = log2((double)p->payload_hi / lo);
     double step = floor(u * octaves * SIZE_STEPS) / SIZE_STEPS;
     long n = (long)(lo * exp2(step));
     return n < (long)p->payload_lo ? (long)p->payload_lo : n;
+}
+
+/* A time-filtering API's answer: the rows of [from, to) one per step. NULL with rq->code 400
+ * when from or to is missing or the range is too long. */
+static struct MHD_Response *time_rows(struct MHD_Connection *con, const char *url, int64_t step,
+                                      const char *cc, struct sim_req *rq, size_t *len)
+{
+    const char *a = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "from");
+    const char *b = MHD_lookup_connection_value(con, MHD_GET_ARGUMENT_KIND, "to");
+    char *e1 = NULL, *e2 = NULL;
+    long long from = a ? strtoll(a, &e1, 10) : 0, to = b ? strtoll(b, &e2, 10) : 0;
+    /* times within some 140,000 years of 1970, so nothing below can overflow */
+    if (!a || !b || e1 == a || *e1 || e2 == b || *e2 || llabs(from) > MAX_TIME_MS ||
+        llabs(to) > MAX_TIME_MS || (to > from && (to - from) / step > MAX_ROWS)) {
+        rq->code = MHD_HTTP_BAD_REQUEST;
+        return NULL;
+    }
+    char *rows = bench_sim_time_rows(url, from, to, step, len);
+    return rows ? respond(rows, *len, "application/json", cc) : NULL;
+}
+
+/* A 200 of the profile (or a 304 with validators). 0, or -1 with rq->code set (400) or not
+ * (no memory). */
+static int profile_answer(struct bench_sim *s, const struct bench_upstream_profile *p,
+                          struct MHD_Connection *con, const char *url, int body, struct sim_req *rq)
+{
+    int rows = !strncmp(url, "/q/", 3);
+    char etag[48] = "", modified[40] = "";
+    rq->code = MHD_HTTP_OK;
+    if (p->validators) {
+        int64_t since;
+        uint64_t h = bench_sim_path_hash(url);
+        int64_t v = bench_sim_version(h, cp_now_ms(), p->change_ms, &since);
+        snprintf(etag, sizeof etag, "\"%016" PRIx64 "-%" PRIx64 "\"", h, (uint64_t)v);
+        bench_http_date(floor_div(since, 1000), modified, sizeof modified);
+        const char *inm = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "If-None-Match");
+        const char *ims = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "If-Modified-Since");
+        int64_t ims_s;
+        if (inm || ims)
+            atomic_fetch_add(&s->work_conditional, 1);
+        /* If-Modified-Since counts only without If-None-Match (RFC 9110 13.2.2) */
+        if (inm ? bench_etag_matches(inm, etag)
+                : ims && !bench_http_date_parse(ims, &ims_s) && floor_div(since, 1000) <= ims_s) {
+            atomic_fetch_add(&s->work_not_modified, 1);
+            rq->code = MHD_HTTP_NOT_MODIFIED;
+            rq->r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+            rq->temp = 1;
+            if (!rq->r)
+                return -1;
+            MHD_add_response_header(rq->r, "ETag", etag);
+            MHD_add_response_header(rq->r, "Last-Modified", modified);
+            if (p->cache_control[0])
+                MHD_add_response_header(rq->r, "Cache-Control", p->cache_control);
+            return 0;
+        }
+    }
+    size_t len = 0;
+    if (rows && p->query_step_ms > 0) {
+        rq->r = time_rows(con, url, p->query_step_ms, p->cache_control, rq, &len);
+        rq->temp = 1;
+    } else if (etag[0]) {
+        /* its own response: the validators differ per path */
+        rq->r = rows ? build(SIM_ROWS, p->query_rows, 4, p->cache_control, &len)
+                     : build(SIM_DATA, profile_size(p, url), 0, p->cache_control, &len);
+        rq->temp = 1;
+    } else {
+        rq->r = rows ? response_for(s, SIM_ROWS, p->query_rows, 4, 1, &rq->temp, &len)
+                     : response_for(s, SIM_DATA, profile_size(p, url), 0, 1, &rq->temp, &len);
+    }
+    if (!rq->r)
+        return -1;
+    if (etag[0]) {
+        MHD_add_response_header(rq->r, "ETag", etag);
+        MHD_add_response_header(rq->r, "Last-Modified", modified);
+    }
+    if (body)
+        atomic_fetch_add(&s->work_bytes, len);
+    return 0;
 }
 
 /* Decides the answer and its delay; *delay_ms < 0 when the request is refused outright. */
@@ -355,7 +539,8 @@ static int decide(struct bench_sim *s, struct MHD_Connection *con, const char *u
             return -1;
         }
         rq->code = MHD_HTTP_OK;
-        rq->r = response_for(s, route, a, b, 0, &rq->temp);
+        size_t len;
+        rq->r = response_for(s, route, a, b, 0, &rq->temp, &len);
         return rq->r ? 0 : -1;
     }
     /* the profile */
@@ -365,18 +550,16 @@ static int decide(struct bench_sim *s, struct MHD_Connection *con, const char *u
     pthread_mutex_unlock(&s->mu);
     uint64_t rng = p.seed ^ (atomic_fetch_add(&s->draws, 1) * 0x9e3779b97f4a7c15ull);
     *delay_ms = (long)llround(bench_dist_draw(&p.latency, &rng));
+    int body = strcmp(method, "HEAD") != 0;
     if (p.error_rate > 0 && bench_rand_unit(&rng) < p.error_rate) {
         atomic_fetch_add(&s->work_errors, 1);
+        if (body)
+            atomic_fetch_add(&s->work_bytes, sizeof SIM_UNAVAILABLE - 1);
         rq->code = MHD_HTTP_SERVICE_UNAVAILABLE;
         rq->r = s->error_resp;
         return 0;
     }
-    rq->code = MHD_HTTP_OK;
-    if (!strncmp(url, "/q/", 3))
-        rq->r = response_for(s, SIM_ROWS, p.query_rows, 4, 1, &rq->temp);
-    else
-        rq->r = response_for(s, SIM_DATA, profile_size(&p, url), 0, 1, &rq->temp);
-    return rq->r ? 0 : -1;
+    return profile_answer(s, &p, con, url, body, rq);
 }
 
 static enum MHD_Result answer(struct sim_req *rq)
@@ -417,7 +600,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         if (rq->code == MHD_HTTP_METHOD_NOT_ALLOWED)
             return plain(con, rq->code, "GET only\n");
         if (rq->code == MHD_HTTP_BAD_REQUEST)
-            return plain(con, rq->code, "bad size, n, cols or delay_ms\n");
+            return plain(con, rq->code, "bad size, n, cols, delay_ms, from or to\n");
         return plain(con, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     }
     if (delay <= 0)
@@ -511,9 +694,8 @@ int bench_sim_start(struct bench_sim **out, char *url, size_t usize, struct cp_e
     pthread_cond_init(&s->tcv, &ca);
     pthread_condattr_destroy(&ca);
     bench_upstream_profile_init(&s->profile);
-    static const char unavailable[] = "{\"error\":\"simulated upstream failure\"}";
-    s->error_resp = MHD_create_response_from_buffer(sizeof unavailable - 1, (void *)unavailable,
-                                                    MHD_RESPMEM_PERSISTENT);
+    s->error_resp = MHD_create_response_from_buffer(
+        sizeof SIM_UNAVAILABLE - 1, (void *)SIM_UNAVAILABLE, MHD_RESPMEM_PERSISTENT);
     if (!s->error_resp || pthread_create(&s->timer, NULL, timer_main, s) != 0) {
         bench_sim_stop(s);
         return cp_err_set(err, CP_EINTERNAL, "upstream simulator: cannot start");
@@ -599,6 +781,9 @@ void bench_sim_counts(struct bench_sim *s, struct bench_sim_counts *c)
     c->rows_requests = atomic_load(&s->rows_requests);
     c->work_requests = atomic_load(&s->work_requests);
     c->work_errors = atomic_load(&s->work_errors);
+    c->work_bytes = atomic_load(&s->work_bytes);
+    c->work_not_modified = atomic_load(&s->work_not_modified);
+    c->work_conditional = atomic_load(&s->work_conditional);
     c->conns_opened = atomic_load(&s->opened);
     c->conns_open = atomic_load(&s->open);
     c->conns_peak = atomic_load(&s->peak);

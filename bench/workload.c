@@ -3,11 +3,13 @@
  *
  * Requests come from a synthetic generator (users, distinct requests drawn with Zipf skew,
  * resource calls or dashboard queries over "the last hour") or from a recorded trace, replayed
- * with its timing scaled by `speed`. Load is a closed loop (each of C workers has one request
- * in flight, the next one leaves when it returns) or an open loop (arrivals at a rate, Poisson;
- * or the trace's own times), with at most C requests in flight: an open-loop request that
- * waits for a free worker has that wait in its latency (it is measured from its scheduled
- * time), so a saturated target shows as latency, not as a lower offered load.
+ * with its timing scaled by `speed`. A query's range ends at the wall clock, or, with
+ * trace_clock, at its own time in the trace, so a trace can carry a dashboard's clock running
+ * faster than the wall clock (a refreshing dashboard compressed in time). Load is a closed loop
+ * (each of C workers has one request in flight, the next one leaves when it returns) or an open
+ * loop (arrivals at a rate, Poisson; or the trace's own times), with at most C requests in flight:
+ * an open-loop request that waits for a free worker has that wait in its latency (it is measured
+ * from its scheduled time), so a saturated target shows as latency, not as a lower offered load.
  *
  * Tickets are handed out under one mutex: index, scheduled time and phase (warm-up while the
  * scheduled time is within `warmup_s` of the start). Each worker keeps its own counts and
@@ -26,7 +28,7 @@
 
 #define MAX_WORKERS 1024
 #define MAX_CONSECUTIVE_FAILURES 100
-#define DASHBOARD_RANGE_MS 3600000LL /* queries ask for "the last hour" */
+#define DASHBOARD_RANGE_MS 3600000LL /* queries ask for "the last hour" unless told */
 
 struct ticket {
     uint64_t index;
@@ -144,9 +146,10 @@ static void make_request(struct wrun *r, uint64_t index, struct bench_req *rq, s
         rq->path = rec->path;
         rq->kind = !strcmp(rec->method, "QUERY") ? BENCH_KIND_QUERY : BENCH_KIND_RESOURCE;
         if (rq->kind == BENCH_KIND_QUERY) {
-            /* the recorded path holds the resolved range; the request's own is "now" */
-            rq->to_ms = wall_ms();
-            rq->from_ms = rq->to_ms - DASHBOARD_RANGE_MS;
+            /* the recorded path holds the resolved range (or placeholders); the request's own
+             * ends "now": the wall clock, or the trace's clock */
+            rq->to_ms = w->trace_clock ? rec->ts_ms : wall_ms();
+            rq->from_ms = rq->to_ms - (w->range_ms > 0 ? w->range_ms : DASHBOARD_RANGE_MS);
         }
         return;
     }
@@ -163,7 +166,7 @@ static void make_request(struct wrun *r, uint64_t index, struct bench_req *rq, s
         snprintf(b->path, sizeof b->path, "/q/k%llu?from=${__from}&to=${__to}",
                  (unsigned long long)key);
         rq->to_ms = wall_ms();
-        rq->from_ms = rq->to_ms - DASHBOARD_RANGE_MS;
+        rq->from_ms = rq->to_ms - (w->range_ms > 0 ? w->range_ms : DASHBOARD_RANGE_MS);
     } else {
         snprintf(b->path, sizeof b->path, "/w/k%llu", (unsigned long long)key);
     }
@@ -229,6 +232,8 @@ static void *worker_main(void *arg)
             atomic_fetch_add(&r->errors, 1);
         }
         c->bytes += a.bytes;
+        c->pieces_hit += a.pieces_hit;
+        c->pieces_fetched += a.pieces_fetched;
         if (!t.warmup) {
             /* open loop: from the scheduled time, so waiting for a free worker counts */
             int64_t from = t.sched_ns && t.sched_ns < start ? t.sched_ns : start;
@@ -297,7 +302,7 @@ static void *monitor_main(void *arg)
     int64_t tick_ns = (int64_t)(m->tick_s * 1e9);
     int64_t next = r->t0 + tick_ns;
     int boundary_done = r->t_meas <= r->t0;
-    uint64_t up0 = res->sim0.work_requests;
+    uint64_t up0 = res->sim0.work_requests, bytes0 = res->sim0.work_bytes;
     struct bench_tick prev = {0};
     double planned = r->w->trace || !r->t_end ? 0 : (double)(r->t_end - r->t0) / 1e9;
     for (;;) {
@@ -317,6 +322,7 @@ static void *monitor_main(void *arg)
                                      .requests = atomic_load(&r->done),
                                      .hits = atomic_load(&r->hits),
                                      .upstream = sc.work_requests - up0,
+                                     .upstream_bytes = sc.work_bytes - bytes0,
                                      .errors = atomic_load(&r->errors) + atomic_load(&r->failed),
                                      .rss_kib = -1,
                                      .warmup = now <= r->t_meas};
@@ -331,6 +337,7 @@ static void *monitor_main(void *arg)
             t.requests -= prev.requests;
             t.hits -= prev.hits;
             t.upstream -= prev.upstream;
+            t.upstream_bytes -= prev.upstream_bytes;
             t.errors -= prev.errors;
             struct bench_tick *last = res->nticks ? &res->ticks[res->nticks - 1] : NULL;
             if (finished && last && t.t - last->t < m->tick_s / 2) {
@@ -339,6 +346,7 @@ static void *monitor_main(void *arg)
                 last->requests += t.requests;
                 last->hits += t.hits;
                 last->upstream += t.upstream;
+                last->upstream_bytes += t.upstream_bytes;
                 last->errors += t.errors;
                 last->rss_kib = t.rss_kib;
             } else if (push_tick(res, &t) != 0) {
@@ -393,6 +401,8 @@ static void add_counts(struct bench_counts *a, const struct bench_counts *b)
     a->errors += b->errors;
     a->failed += b->failed;
     a->bytes += b->bytes;
+    a->pieces_hit += b->pieces_hit;
+    a->pieces_fetched += b->pieces_fetched;
 }
 
 static int cmp_i64(const void *a, const void *b)

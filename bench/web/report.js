@@ -9,6 +9,7 @@
     '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
   const color = (i) => palette[i % palette.length];
   const pct = (x) => (x == null ? null : Math.round(x * 1000) / 10);
+  const mib = (b) => (b == null ? '-' : Math.round(b / 1048576 * 100) / 100);
   const charts = [];
 
   Chart.defaults.animation = false;
@@ -62,8 +63,8 @@
       'cache (HIT, STALE) / requests; upstream = calls the upstream simulator received; saved = ' +
       '1 - upstream / requests; coalesced = requests that waited for an identical upstream call.');
     const t = el('table');
-    const cols = ['run', 'requests', 'hit ratio', 'upstream calls', 'saved', 'coalesced',
-      'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'req/s', 'plugin RSS MiB'];
+    const cols = ['run', 'requests', 'hit ratio', 'upstream calls', 'upstream MiB', 'saved',
+      'coalesced', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'req/s', 'plugin RSS MiB'];
     const hr = el('tr');
     cols.forEach((c) => hr.appendChild(el('th', null, c)));
     t.appendChild(hr);
@@ -71,7 +72,8 @@
       const tr = el('tr');
       const lat = r.latencyMs || {};
       [r.label + (r.interrupted ? ' (partial)' : ''), r.requests, pct(r.hitRatio) + ' %',
-        r.upstreamCalls, pct(r.upstreamSavedShare) + ' %', r.coalesced == null ? '-' : r.coalesced,
+        r.upstreamCalls, mib(r.upstreamBytes), pct(r.upstreamSavedShare) + ' %',
+        r.coalesced == null ? '-' : r.coalesced,
         lat.p50, lat.p95, lat.p99, lat.max, r.throughput,
         r.pluginRssMiB && r.pluginRssMiB.max != null ? r.pluginRssMiB.max : '-']
         .forEach((v) => tr.appendChild(el('td', null, String(v))));
@@ -91,6 +93,8 @@
   const titles = {
     backends: 'Backends on the same workload',
     timeAlign: 'timeAlign on dashboard queries over the last hour',
+    split: 'Split queries: a refreshing dashboard over the last 6 hours',
+    revalidation: 'Revalidation of expired entries (ETag, Last-Modified, 304)',
   };
 
   groups.forEach((g, gi) => {
@@ -211,6 +215,49 @@
       },
       options: { scales: { y: axis('latency ms (log scale)', { type: 'logarithmic' }) } },
     }));
+    // upstream load against the group's baseline (split, revalidation)
+    if (gruns.some((r) => r.compare)) {
+      const base = gruns.find((r) => r.compare).compare.baseline;
+      const s4 = section('Upstream load (' + g.name + ')', 'Measured window: calls the upstream ' +
+        'simulator received and the body bytes it sent, each run against "' + base + '"; ' +
+        '304 share = upstream answers that were 304 Not Modified; pieces cached = pieces of ' +
+        'split queries served from the cache.');
+      const t = el('table');
+      const hr = el('tr');
+      ['run', 'requests', 'hit ratio', 'upstream calls', 'calls vs base', 'upstream MiB',
+        'bytes vs base', '304 share', 'pieces cached', 'p50 ms', 'p99 ms']
+        .forEach((c) => hr.appendChild(el('th', null, c)));
+      t.appendChild(hr);
+      gruns.forEach((r) => {
+        const tr = el('tr');
+        const c = r.compare || {}, lat = r.latencyMs || {}, pc = r.pieces || {};
+        const np = (pc.hit || 0) + (pc.fetched || 0);
+        [r.label, r.requests, pct(r.hitRatio) + ' %', r.upstreamCalls,
+          c.upstreamCallsRatio == null ? '-' : c.upstreamCallsRatio, mib(r.upstreamBytes),
+          c.upstreamBytesRatio == null ? '-' : c.upstreamBytesRatio,
+          pct(r.upstreamNotModifiedShare) + ' %', np ? pct(pc.hit / np) + ' %' : '-',
+          lat.p50, lat.p99]
+          .forEach((v) => tr.appendChild(el('td', null, String(v))));
+        t.appendChild(tr);
+      });
+      s4.appendChild(t);
+      charts.push(new Chart(chartBox(s4, id('upstream-load')), {
+        type: 'bar',
+        data: {
+          labels: gruns.map((r) => r.label),
+          datasets: [
+            { label: 'upstream calls', data: gruns.map((r) => r.upstreamCalls), backgroundColor: color(0), yAxisID: 'calls' },
+            { label: 'upstream MiB', data: gruns.map((r) => mib(r.upstreamBytes)), backgroundColor: color(3), yAxisID: 'bytes' },
+          ],
+        },
+        options: {
+          scales: {
+            calls: axis('upstream calls', { position: 'left', min: 0 }),
+            bytes: axis('upstream MiB (bodies)', { position: 'right', min: 0, grid: { drawOnChartArea: false } }),
+          },
+        },
+      }));
+    }
     heading.id = 'group-' + g.name;
   });
 
@@ -218,14 +265,19 @@
     if (!r) return null;
     const w = r.workload || {}, u = r.upstream || {};
     const what = w.replay ? 'replay of ' + w.replay + ' (' + w.traceRequests + ' requests, speed ' +
-      w.speed + ')' : w.users + ' users, ' + w.keys + ' distinct ' +
+      w.speed + (w.clock === 'trace' ? ': the queries\' clock runs ' + w.speed + ' times the wall ' +
+      'clock' : '') + ')' : w.users + ' users, ' + w.keys + ' distinct ' +
       (w.kind === 'query' ? 'queries' : 'resource calls') + ', Zipf ' + w.zipf;
-    const load = w.loop === 'open' ? 'open loop at ' + w.rate + '/s, at most ' + w.concurrency +
-      ' in flight' : 'closed loop, ' + w.concurrency + ' callers';
+    const load = w.loop === 'open' ? 'open loop at ' + (w.replay ? 'the trace\'s pace' : w.rate +
+      '/s') + ', at most ' + w.concurrency + ' in flight' : 'closed loop, ' + w.concurrency +
+      ' callers';
     return what + '; ' + load + '; ' + (w.durationS ? w.durationS + ' s measured' : w.requests +
       ' requests measured') + ' after ' + w.warmupS + ' s of warm-up. Upstream simulator: ' +
       'latency ' + u.latency + ', bodies ' + u.payloadBytes + ' B, error rate ' + u.errorRate +
-      (u.cacheControl ? ', Cache-Control ' + u.cacheControl : '') + '.';
+      (u.cacheControl ? ', Cache-Control ' + u.cacheControl : '') +
+      (u.queryStepMs ? ', query answers one row per ' + u.queryStepMs / 1000 + ' s of their range' : '') +
+      (u.validators ? ', ETag and Last-Modified' + (u.changeEveryS ? ', content changing every ' +
+        u.changeEveryS + ' s per path' : '') : '') + '.';
   }
 
   // ---- preset core: bursts of slow calls, forwarding and hits against a bare round trip ----------

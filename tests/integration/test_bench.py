@@ -1,9 +1,10 @@
 """Issue 11: cachingproxy-bench end to end. The sim command's interface and figures against an
 independent model, the CSV reader's errors, short grpc runs whose report must add up (hits +
 misses = requests; upstream calls = the simulator's own count = the plugin's count = MISS +
-BYPASS answers), a replay with its timing and users, Ctrl-C giving a partial report, and the
-HTML page opened in headless Chromium with a screenshot kept in the build directory; the core
-preset's short form, whose bursts and loops must add up."""
+BYPASS + REVALIDATED answers, or the pieces split queries fetched), a replay with its timing and
+users, Ctrl-C giving a partial report, the split and revalidation presets (issues 14 and 13),
+the HTML page opened in headless Chromium with a screenshot kept in the build directory, and
+the core preset's short form, whose bursts and loops must add up."""
 import collections
 import json
 import os
@@ -164,14 +165,28 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(tot["failed"], 0)
         self.assertEqual(tot["byCache"]["none"], 0)
         plugin = tot["plugin"]
+        by = tot["byCache"]
         # the simulator's own count, the plugin's count and the answers that went upstream
         self.assertEqual(tot["upstreamCalls"], plugin["upstreamRequests"])
-        self.assertEqual(tot["upstreamCalls"], tot["byCache"]["MISS"] + tot["byCache"]["BYPASS"])
-        self.assertEqual(plugin["hits"], tot["byCache"]["HIT"])
-        self.assertEqual(plugin["misses"], tot["byCache"]["MISS"])
+        if r["jsonData"]["cache"].get("querySplit"):
+            # a split query makes one upstream call per piece it fetched, as its answer says
+            self.assertEqual(tot["upstreamCalls"], plugin["piecesFetched"])
+            self.assertEqual(tot["pieces"], {"hit": plugin["piecesHit"],
+                                             "fetched": plugin["piecesFetched"]})
+        else:
+            self.assertEqual(tot["upstreamCalls"], by["MISS"] + by["BYPASS"] + by["REVALIDATED"])
+            self.assertEqual(plugin["hits"], by["HIT"])
+            self.assertEqual(plugin["misses"], by["MISS"])
+            self.assertEqual(tot["pieces"], {"hit": 0, "fetched": 0})
+        # a 304 is an answer the plugin counted as revalidated, and nothing else is
+        self.assertEqual(plugin["revalidated"], by["REVALIDATED"])
+        self.assertEqual(tot["upstreamNotModified"], by["REVALIDATED"])
+        self.assertLessEqual(tot["upstreamNotModified"], tot["upstreamConditional"])
         self.assertEqual(r["upstreamCalls"] + r["warmup"]["upstreamCalls"], tot["upstreamCalls"])
+        self.assertEqual(r["upstreamBytes"] + r["warmup"]["upstreamBytes"], tot["upstreamBytes"])
         self.assertEqual(sum(t["requests"] for t in r["timeline"]), tot["requests"])
         self.assertEqual(sum(t["upstreamCalls"] for t in r["timeline"]), tot["upstreamCalls"])
+        self.assertEqual(sum(t["upstreamBytes"] for t in r["timeline"]), tot["upstreamBytes"])
         lat = r["latencyMs"]
         self.assertTrue(0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"])
         self.assertEqual(sum(r["latencyHistogram"]["counts"]), r["requests"])
@@ -342,6 +357,132 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--before", bad.stderr)
 
+    # ---- the simulator as a time-filtering API ----------------------------------------------
+
+    def test_query_step_answers_follow_the_range(self):
+        """--query-step: each upstream answer holds the rows of its query's range (the last
+        hour, one a minute), so bytes per call stay those of 60 rows whatever the workload."""
+        p = run(["grpc", "--quick", "--kind", "query", "--keys", "50", "--query-step", "1m",
+                 "--time-align", "0s", "--concurrency", "2", "--json", self.path("q.json")])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = self.load("q.json")["runs"][0]
+        self.check_consistent(r)
+        self.assertEqual(r["upstream"]["queryStepMs"], 60000)
+        tot = r["total"]
+        self.assertGreater(tot["upstreamCalls"], 100)
+        per_call = tot["upstreamBytes"] / tot["upstreamCalls"]
+        # 60 rows {"time":1700000000000,"value":123.45,"count":678}: 45 to 55 bytes a row
+        self.assertTrue(60 * 40 <= per_call <= 60 * 56, per_call)
+
+    # ---- split and revalidation presets ------------------------------------------------------
+
+    def test_split_preset(self):
+        """Issue 14: users refreshing a dashboard over the last 6 hours, split off, 1h and 15m,
+        on a virtual clock. Refreshes fetch only their newest piece, so split keeps the calls
+        and cuts the bytes; every count agrees with the simulator's and the plugin's."""
+        p = run(["preset", "split", "--quick", "--json", self.path("s.json")])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("split: upstream load against \"split off\"", p.stdout)
+        doc = self.load("s.json")
+        runs = {r["label"]: r for r in doc["runs"]}
+        self.assertEqual([r["label"] for r in doc["runs"]], ["split off", "split 1h", "split 15m"])
+        panels = 6
+        for r in doc["runs"]:
+            self.assertEqual(r["group"], "split")
+            self.check_consistent(r)
+            self.assertEqual(r["errors"], 0)
+            self.assertEqual(r["workload"]["clock"], "trace")
+            self.assertEqual(r["workload"]["rangeS"], 6 * 3600)
+            self.assertEqual(r["upstream"]["queryStepMs"], 60000)
+            self.assertEqual(r["compare"]["baseline"], "split off")
+            for what in ("Calls", "Bytes"):
+                self.assertAlmostEqual(r["compare"]["upstream%sRatio" % what],
+                                       r["upstream" + what] / runs["split off"]["upstream" + what],
+                                       places=3)
+            cache = r["jsonData"]["cache"]
+            # the plugin's stable line (its wall clock - splitStableAfter) is an hour boundary
+            # 10 minutes before the dashboard's clock starts: 60 to 120 minutes before now
+            after_ms = int(cache["splitStableAfter"].rstrip("ms"))
+            self.assertTrue(60 * 60000 <= after_ms <= 121 * 60000, cache)
+            self.assertEqual(r["total"]["requests"], r["workload"]["traceRequests"])
+        off, h1, m15 = runs["split off"], runs["split 1h"], runs["split 15m"]
+        self.assertNotIn("querySplit", off["jsonData"]["cache"])
+        self.assertEqual(h1["jsonData"]["cache"]["querySplit"], "3600000ms")
+        self.assertEqual(m15["jsonData"]["cache"]["querySplit"], "900000ms")
+        # unsplit: every answer is one upstream call of the whole 6 hours or a hit
+        self.assertEqual(off["total"]["byCache"]["PARTIAL"], 0)
+        # 1h: 6 h not on the hour are 7 pieces; after the first load every refresh that is
+        # not a plain hit fetched exactly one piece, its newest
+        tot = h1["total"]
+        self.assertEqual(tot["pieces"]["hit"] + tot["pieces"]["fetched"], 7 * tot["requests"])
+        self.assertEqual(h1["byCache"]["MISS"], 0)
+        self.assertGreater(h1["byCache"]["PARTIAL"], 0)
+        self.assertEqual(h1["pieces"]["fetched"], h1["byCache"]["PARTIAL"])
+        self.assertEqual(m15["byCache"]["MISS"], 0)
+        # the same refreshes reach the upstream (one newest piece per timeAlign step where the
+        # unsplit query fetches its whole range), plus the first load's 6 older pieces a panel
+        self.assertLessEqual(abs(tot["upstreamCalls"] - (off["total"]["upstreamCalls"]
+                                                         + 6 * panels)),
+                             0.1 * off["total"]["upstreamCalls"])
+        # ... and a small share of the bytes: the newest piece holds 10 to 20 minutes of rows
+        self.assertLess(h1["upstreamBytes"], 0.15 * off["upstreamBytes"])
+        self.assertLess(tot["upstreamBytes"], 0.2 * off["total"]["upstreamBytes"])
+        self.assertLess(m15["upstreamBytes"], h1["upstreamBytes"])
+        self.assertGreater(h1["pieces"]["hit"] / (h1["pieces"]["hit"] + h1["pieces"]["fetched"]),
+                           0.9)
+
+    def test_revalidation_preset(self):
+        """Issue 13: a short TTL on an upstream with ETags whose content rarely changes. With
+        revalidation the expired entries come back as 304s without bodies; without it every
+        refresh transfers the body again."""
+        p = run(["preset", "revalidation", "--quick", "--json", self.path("r.json")])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("revalidation: upstream load against \"revalidate off\"", p.stdout)
+        doc = self.load("r.json")
+        self.assertEqual([r["label"] for r in doc["runs"]], ["revalidate on", "revalidate off"])
+        on, off = doc["runs"]
+        self.assertIs(on["jsonData"]["cache"]["revalidate"], True)
+        self.assertIs(off["jsonData"]["cache"]["revalidate"], False)
+        for r in doc["runs"]:
+            self.assertEqual(r["group"], "revalidation")
+            self.check_consistent(r)
+            self.assertEqual(r["errors"], 0)
+            self.assertTrue(r["upstream"]["validators"])
+            self.assertEqual(r["upstream"]["changeEveryS"], 30)
+        # without revalidation nothing conditional ever reaches the upstream
+        self.assertEqual(off["total"]["upstreamConditional"], 0)
+        self.assertEqual(off["total"]["byCache"]["REVALIDATED"], 0)
+        self.assertEqual(off["upstreamNotModifiedShare"], 0)
+        # with it, most refreshes are 304s, and the bodies that still cross are few
+        self.assertGreater(on["upstreamNotModified"], 0)
+        self.assertGreater(on["upstreamNotModifiedShare"], 0.5)
+        self.assertAlmostEqual(on["upstreamNotModifiedShare"],
+                               on["upstreamNotModified"] / on["upstreamCalls"], places=5)
+        self.assertLess(on["upstreamBytes"], 0.6 * off["upstreamBytes"])
+        self.assertLess(on["compare"]["upstreamBytesRatio"], 0.6)
+        self.assertEqual(off["compare"]["upstreamBytesRatio"], 1)
+        # revalidation changes what a refresh transfers, not how often one happens
+        self.assertLess(on["upstreamCalls"], 1.3 * off["upstreamCalls"])
+        self.assertGreater(on["upstreamCalls"], 0.7 * off["upstreamCalls"])
+
+    def test_new_options_are_listed_and_checked(self):
+        p = run(["preset", "--help"])
+        self.assertEqual(p.returncode, 0)
+        for name in ("backends", "policies", "timealign", "split", "revalidation", "all"):
+            self.assertIn("  " + name, p.stdout)
+        p = run(["preset", "nosuch"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("split, revalidation", p.stderr)
+        p = run(["grpc", "--change-every", "500ms"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--change-every must be at least 1s", p.stderr)
+        p = run(["grpc", "--query-step", "soon"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--query-step", p.stderr)
+        p = run(["grpc", "--help"])
+        for opt in ("--query-step", "--validators", "--change-every"):
+            self.assertIn(opt, p.stdout)
+
     # ---- the HTML page ------------------------------------------------------------------------
 
     def test_html_report_in_headless_chromium(self):
@@ -356,6 +497,8 @@ class BenchTest(unittest.TestCase):
         doc = self.load("all.json")
         groups = [r["group"] for r in doc["runs"]]
         self.assertEqual(groups.count("timeAlign"), 4)
+        self.assertEqual(groups.count("split"), 3)
+        self.assertEqual(groups.count("revalidation"), 2)
         self.assertIn("sim", doc)
         for r in doc["runs"]:
             self.check_consistent(r)
@@ -372,9 +515,12 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(node.returncode, 0, node.stderr)
         summary = json.loads(node.stdout.strip().splitlines()[-1])
         ngroups = len(set(groups))
+        # a group compared with a baseline (split, revalidation) draws its upstream load too
+        ncompared = len({r["group"] for r in doc["runs"] if "compare" in r})
+        self.assertEqual(ncompared, 2)
         self.assertEqual(summary["runs"], len(doc["runs"]))
         self.assertTrue(summary["sim"])
-        self.assertEqual(summary["charts"], 5 * ngroups + 1)
+        self.assertEqual(summary["charts"], 5 * ngroups + 1 + ncompared)
         self.assertEqual(len(summary["canvases"]), summary["charts"])
         with open(shot, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
