@@ -522,9 +522,12 @@ static int rs_open(const struct cfg_ds *cfg, const struct cache_env *env, struct
     const struct cache__keyring *keys = NULL;
     int rc = cache__keyring_env(&keys, err);
     if (rc) {
-        /* fail closed: with keys meant to be set, nothing is written in clear */
-        cp_log(env->log, CP_LOG_ERROR, "redis cache refused: the encryption keys are wrong",
-               (struct cp_kv[]){CP_KV_S("error", cp_err_text(err))}, 1);
+        /* fail closed: with keys meant to be set, nothing is written in clear (logged once;
+         * every call and health check says it too) */
+        static atomic_flag logged = ATOMIC_FLAG_INIT;
+        if (!atomic_flag_test_and_set(&logged))
+            cp_log(env->log, CP_LOG_ERROR, "redis cache refused: the encryption keys are wrong",
+                   (struct cp_kv[]){CP_KV_S("error", cp_err_text(err))}, 1);
         return rc;
     }
     struct redis_store *s = calloc(1, sizeof *s);

@@ -38,6 +38,7 @@ struct cache__rconn {
     SSL *ssl;
     redisReader *rd;
     unsigned gen;
+    int cert_asked; /* the server asked for a client certificate and none is configured */
     int64_t io_ms;
     char name[280]; /* host:port or the socket path, for messages */
 };
@@ -62,6 +63,18 @@ static void ssl_reason(char *out, size_t n)
     ERR_clear_error();
 }
 
+/* Called by OpenSSL when the server asks for a client certificate and the context has none:
+ * noted for error messages, and the handshake goes on without one. */
+static int no_client_cert(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+    (void)x509;
+    (void)pkey;
+    struct cache__rconn *c = SSL_get_app_data(ssl);
+    if (c)
+        c->cert_asked = 1;
+    return 0;
+}
+
 int cache__tls_ctx_new(const struct cfg_secret *ca, const struct cfg_secret *cert,
                        const struct cfg_secret *key, SSL_CTX **out, struct cp_err *err)
 {
@@ -77,6 +90,7 @@ int cache__tls_ctx_new(const struct cfg_secret *ca, const struct cfg_secret *cer
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_client_cert_cb(ctx, no_client_cert);
     if (ca && cfg_secret_isset(ca)) {
         X509_STORE *st = SSL_CTX_get_cert_store(ctx);
         int n = 0;
@@ -280,6 +294,7 @@ static int handshake(const struct cache__rdial *d, struct cache__rconn *c, struc
         return cp_err_set(err, CP_ENOMEM, "out of memory");
     }
     SSL_set_connect_state(c->ssl);
+    SSL_set_app_data(c->ssl, c);
     int ip = is_ip_literal(d->host);
     if (!ip)
         SSL_set_tlsext_host_name(c->ssl, d->host);
@@ -386,6 +401,33 @@ static int io_fail(struct cache__rconn *c, struct cp_err *err, const char *what)
     return cp_err_set(err, CP_EBACKEND, "%s: %s", c->name, what);
 }
 
+/* A TLS read or write that failed for good. A server that wants a client certificate
+ * rejects its absence after the handshake (TLS 1.3): its alert may be lost when the
+ * connection is reset, so the hint also comes from its asking for one during the handshake. */
+static int tls_fail(struct cache__rconn *c, int e, struct cp_err *err)
+{
+    int sys = errno;
+    char why[160];
+    ssl_reason(why, sizeof why);
+    if (strstr(why, "certificate"))
+        return cp_err_set(err, CP_EBACKEND,
+                          "%s: TLS: %s (the server wants a client certificate it trusts: "
+                          "redisTlsClientCert, redisTlsClientKey)",
+                          c->name, why);
+    if (c->cert_asked && !why[0])
+        return cp_err_set(err, CP_EBACKEND,
+                          "%s: connection closed by the server, which asked for a client "
+                          "certificate: set redisTlsClientCert and redisTlsClientKey if it "
+                          "requires one",
+                          c->name);
+    if (why[0])
+        return io_fail(c, err, why);
+    return io_fail(c, err,
+                   e == SSL_ERROR_SYSCALL && sys && sys != EPIPE && sys != ECONNRESET
+                       ? strerror(sys)
+                       : "connection closed by the server");
+}
+
 static int write_all(struct cache__rconn *c, const char *p, size_t n, int64_t end,
                      struct cp_err *err)
 {
@@ -398,11 +440,8 @@ static int write_all(struct cache__rconn *c, const char *p, size_t n, int64_t en
                 w = r;
             } else {
                 int e = SSL_get_error(c->ssl, r);
-                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                    char why[160];
-                    ssl_reason(why, sizeof why);
-                    return io_fail(c, err, why[0] ? why : "TLS write failed");
-                }
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    return tls_fail(c, e, err);
                 if (ssl_wait(c, e, step_deadline(c, end)) != 0)
                     return io_fail(c, err, errno == ETIMEDOUT ? "timed out" : strerror(errno));
                 continue;
@@ -438,18 +477,8 @@ static int read_some(struct cache__rconn *c, int64_t end, struct cp_err *err)
                 r = n;
             } else {
                 int e = SSL_get_error(c->ssl, n);
-                if (e == SSL_ERROR_ZERO_RETURN)
-                    return io_fail(c, err, "connection closed by the server");
-                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                    char why[160];
-                    ssl_reason(why, sizeof why);
-                    if (strstr(why, "certificate"))
-                        return cp_err_set(err, CP_EBACKEND,
-                                          "%s: TLS: %s (the server wants a client certificate: "
-                                          "redisTlsClientCert, redisTlsClientKey)",
-                                          c->name, why);
-                    return io_fail(c, err, why[0] ? why : "connection closed by the server");
-                }
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    return tls_fail(c, e, err);
                 if (ssl_wait(c, e, step_deadline(c, end)) != 0)
                     return io_fail(c, err, errno == ETIMEDOUT ? "timed out" : strerror(errno));
                 continue;

@@ -94,8 +94,9 @@ static int key_error(struct cp_err *err, size_t i, size_t n, const char *why)
 {
     return cp_err_set(err, CP_ECONFIG,
                       CACHE__KEYS_ENV
-                      ": key %zu of %zu %s; the Redis cache stays closed until it "
-                      "is fixed (keys are 32 random bytes in base64: openssl rand -base64 32)",
+                      ": key %zu of %zu %s; data sources with the Redis cache stay off "
+                      "until it is fixed (a key is 32 random bytes in base64: openssl rand "
+                      "-base64 32)",
                       i + 1, n, why);
 }
 
