@@ -42,6 +42,8 @@ bench: build
 	mkdir -p $(BUILD)/bench-report
 	$(BUILD)/cachingproxy-bench preset all --json $(BUILD)/bench-report/report.json \
 	  --html $(BUILD)/bench-report/report.html
+	$(BUILD)/cachingproxy-bench preset redis --json $(BUILD)/bench-report/redis.json \
+	  --html $(BUILD)/bench-report/redis.html
 
 package: build
 	frontend/scripts/package.sh $(BUILD) dist .

@@ -91,6 +91,7 @@
   const titles = {
     backends: 'Backends on the same workload',
     timeAlign: 'timeAlign on dashboard queries over the last hour',
+    redis: 'Cache hits through each Redis mode',
   };
 
   groups.forEach((g, gi) => {

@@ -45,6 +45,21 @@ def key_slot(key):
     return crc16(key) % 16384
 
 
+def cluster_port():
+    """A free port whose cluster bus port (port + 10000) is free and in range too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port pair for a cluster node")
+
+
 # ---- servers --------------------------------------------------------------------------------
 
 class Server:
@@ -56,8 +71,9 @@ class Server:
         self.password, self.tls, self.host = password, tls, host
         self.dir = tempfile.mkdtemp(prefix="cp-redis-")
         self.proc = None
+        cluster = "--cluster-enabled" in args
         for _ in range(5):
-            self.port = free_port()
+            self.port = cluster_port() if cluster else free_port()
             if tls:
                 argv = ["--port", "0", "--tls-port", str(self.port)] + list(tls_args)
             else:
