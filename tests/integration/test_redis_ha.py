@@ -144,6 +144,41 @@ class RedisSentinelTest(ScaleBase):
         self.assertNotIn(DATA_PW, self.plugin.stderr_text())
         self.assertNotIn(SENTINEL_PW, self.plugin.stderr_text())
 
+    def test_forced_failover(self):
+        """SENTINEL FAILOVER: the old master lives on as a replica (the sentinels close its
+        clients' connections); the plugin must write to the new master, not to the replica
+        still listening at the old address. (A READONLY answer is in test_cache_redis.c.)"""
+        url = "redis-sentinel://%s/mymaster" % ",".join(
+            "127.0.0.1:%d" % s.port for s in self.sentinels)
+        ds = self.ds({"backend": "redis", "redisUrl": url, "redisPassword": DATA_PW,
+                      "redisSentinelPassword": SENTINEL_PW})
+        x, body, _ = self.get(ds, "proxy/f/before")
+        self.assertEqual(x, "MISS")
+        self.assertTrue(wait_for(lambda: len(self.replica.keys()) == len(self.master.keys()),
+                                 timeout=10))
+        self.sentinels[1].command("SENTINEL", "FAILOVER", "mymaster")
+        self.assertTrue(wait_for(lambda: self.sentinel_master() == self.replica.port,
+                                 timeout=20, interval=0.1), "no failover")
+        self.assertTrue(wait_for(lambda: self.master.info("replication").get("role") == "slave",
+                                 timeout=20, interval=0.1), "the old master was not demoted")
+        i = [0]
+
+        def stored_on_new_master():
+            i[0] += 1
+            path = "proxy/f/after-%d" % i[0]
+            self.assertEqual(self.xc(ds, path), "MISS")
+            return self.xc(ds, path) == "HIT"
+
+        self.assertTrue(wait_for(stored_on_new_master, timeout=15, interval=0.1))
+        self.assertEqual(self.get(ds, "proxy/f/before")[:2], ("HIT", body))
+        m = metrics(self.plugin)
+        self.assertGreaterEqual(m["cachingproxy_redis_failovers_total"], 1)
+        prefix = b"cachingproxy:{1:%s}:" % ds.uid.encode()
+        self.assertGreaterEqual(len([k for k in self.replica.keys() if k.startswith(prefix)]), 3)
+        status, msg = self.health_of(ds)
+        self.assertEqual(status, OK, msg)
+        self.assertIn("master mymaster at 127.0.0.1:%d" % self.replica.port, msg)
+
     def test_wrong_sentinel_password(self):
         url = "redis-sentinel://127.0.0.1:%d/mymaster" % self.sentinels[0].port
         ds = self.ds({"backend": "redis", "redisUrl": url, "redisPassword": DATA_PW,

@@ -1,9 +1,10 @@
 /*
  * test_cache_redis.c - the Redis backend's own parts: cluster key slots (CRC16, hash tags),
  * redisUrl forms, CLUSTER SLOTS replies and MOVED/ASK texts, the seal/open codec and the key
- * ring, and the client's routing against fake cluster nodes on loopback (a slot map read from
- * CLUSTER SLOTS, MOVED updating it, ASK followed once with ASKING, a silent node bounded by
- * the timeouts, a dead node failing fast behind its breaker).
+ * ring, and the client's routing against fake nodes on loopback (a slot map read from
+ * CLUSTER SLOTS, MOVED updating it, ASK followed once with ASKING, a READONLY answer making
+ * the client ask the sentinel for the new master, a silent node bounded by the timeouts, a
+ * dead node failing fast behind its breaker).
  */
 #include "redis_int.h"
 
@@ -446,9 +447,11 @@ static void test_seal__key_ring_text(void **state)
 
 /* ---- the client against fake cluster nodes ------------------------------------------------- */
 
-/* Two fake nodes (A, B) and a silent one on loopback, served by one thread. A owns every slot
- * per CLUSTER SLOTS; what GET gets depends on the scenario. */
-enum scenario { SC_MOVED, SC_ASK };
+/* Fake nodes on loopback, served by one thread: A and B, a silent one and a sentinel. In the
+ * cluster scenarios A owns every slot per CLUSTER SLOTS and what GET gets depends on the
+ * scenario; in the Sentinel one the sentinel names the master (A or B), the other is a
+ * replica that answers writes with READONLY. */
+enum scenario { SC_MOVED, SC_ASK, SC_SENTINEL };
 
 struct fake_conn {
     int fd;
@@ -457,8 +460,11 @@ struct fake_conn {
     redisReader *rd;
 };
 
+#define NFAKE 4 /* A, B, a silent node, a sentinel */
+
 struct fake {
-    int lfd[3], port[3];
+    int lfd[NFAKE], port[NFAKE];
+    _Atomic int master; /* SC_SENTINEL: the node (0 A, 1 B) that is master now */
     int stop[2];
     pthread_t th;
     _Atomic int scenario;
@@ -487,7 +493,18 @@ static void fake_answer(struct fake *f, struct fake_conn *c, const redisReply *c
     const char *name = cmd->element[0]->str;
     int was_asking = c->asking;
     c->asking = 0;
-    if (!strcasecmp(name, "CLUSTER")) {
+    if (c->node == 3 && !strcasecmp(name, "SENTINEL")) {
+        snprintf(out, sizeof out, "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n%d\r\n",
+                 f->port[atomic_load(&f->master)]);
+    } else if (!strcasecmp(name, "ROLE")) {
+        snprintf(out, sizeof out, "*1\r\n$%s\r\n",
+                 c->node == atomic_load(&f->master) ? "6\r\nmaster" : "5\r\nslave");
+    } else if (!strcasecmp(name, "SET")) {
+        snprintf(out, sizeof out, "%s\r\n",
+                 c->node == atomic_load(&f->master)
+                     ? "+OK"
+                     : "-READONLY You can't write against a read only replica.");
+    } else if (!strcasecmp(name, "CLUSTER")) {
         snprintf(out, sizeof out, "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n",
                  f->port[0]);
     } else if (!strcasecmp(name, "ASKING")) {
@@ -517,7 +534,7 @@ static void *fake_main(void *arg)
         struct pollfd pf[40];
         int n = 0;
         pf[n++] = (struct pollfd){f->stop[0], POLLIN, 0};
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < NFAKE; i++)
             pf[n++] = (struct pollfd){f->lfd[i], POLLIN, 0};
         for (int i = 0; i < f->nconns; i++)
             pf[n++] = (struct pollfd){f->conns[i].fd, POLLIN, 0};
@@ -526,7 +543,7 @@ static void *fake_main(void *arg)
         /* backwards: a closed connection is replaced by the last one, already seen */
         for (int i = f->nconns - 1; i >= 0; i--) {
             struct fake_conn *c = &f->conns[i];
-            if (!(pf[4 + i].revents & (POLLIN | POLLHUP)))
+            if (!(pf[1 + NFAKE + i].revents & (POLLIN | POLLHUP)))
                 continue;
             char buf[4096];
             ssize_t r = read(c->fd, buf, sizeof buf);
@@ -546,7 +563,7 @@ static void *fake_main(void *arg)
                 freeReplyObject(cmd);
             }
         }
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < NFAKE; i++)
             if ((pf[1 + i].revents & POLLIN) && f->nconns < 32) {
                 int fd = accept(f->lfd[i], NULL, NULL);
                 /* the third node keeps its connections and never answers */
@@ -561,7 +578,7 @@ static struct fake *fake_start(void)
 {
     struct fake *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < NFAKE; i++)
         f->lfd[i] = listen_any(&f->port[i]);
     assert_int_equal(pipe(f->stop), 0);
     assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
@@ -577,7 +594,7 @@ static void fake_stop(struct fake *f)
         if (f->conns[i].rd)
             redisReaderFree(f->conns[i].rd);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < NFAKE; i++)
         close(f->lfd[i]);
     close(f->stop[0]);
     close(f->stop[1]);
@@ -661,6 +678,51 @@ static void test_client__ask_followed_once_with_asking(void **state)
     fake_stop(f);
 }
 
+/* SET key through the client: 0 and the reply (its text, or "-" and the error). */
+static int set(struct cache__rclient *c, char *val, size_t vsize, struct cp_err *err)
+{
+    struct cache__rbatch b = {0};
+    assert_int_equal(cache__rbatch_add(&b, "SET k v"), 0);
+    int rc = cache__rclient_run(c, 0, &b, err);
+    if (!rc)
+        snprintf(val, vsize, "%s%s", b.reply[0]->type == REDIS_REPLY_ERROR ? "-" : "",
+                 b.reply[0]->str ? b.reply[0]->str : "");
+    cache__rbatch_dispose(&b);
+    return rc;
+}
+
+static void test_client__sentinel_readonly_finds_the_new_master(void **state)
+{
+    (void)state;
+    struct fake *f = fake_start();
+    atomic_store(&f->scenario, SC_SENTINEL);
+    char url[80], val[128], where[160], want[64];
+    snprintf(url, sizeof url, "redis-sentinel://127.0.0.1:%d/m", f->port[3]);
+    struct cache__rclient *c = client_for(url);
+    struct cp_err err = {0};
+    struct cache_redis_stats s0, s1;
+    cache_redis_stats(&s0);
+    assert_int_equal(set(c, val, sizeof val, &err), 0);
+    assert_string_equal(val, "OK");
+    cache__rclient_where(c, 0, where, sizeof where);
+    snprintf(want, sizeof want, "master m at 127.0.0.1:%d", f->port[0]);
+    assert_non_null(strstr(where, want));
+    /* a failover the client has not seen: its connection to A is still open */
+    atomic_store(&f->master, 1);
+    assert_int_equal(set(c, val, sizeof val, &err), 0);
+    assert_non_null(strstr(val, "-READONLY"));
+    /* READONLY made it ask the sentinel again: the next write goes to B */
+    assert_int_equal(set(c, val, sizeof val, &err), 0);
+    assert_string_equal(val, "OK");
+    cache__rclient_where(c, 0, where, sizeof where);
+    snprintf(want, sizeof want, "master m at 127.0.0.1:%d", f->port[1]);
+    assert_non_null(strstr(where, want));
+    cache_redis_stats(&s1);
+    assert_int_equal(s1.failovers, s0.failovers + 1);
+    cache__rclient_release(c);
+    fake_stop(f);
+}
+
 static void test_client__silent_node_bounded_then_breaker(void **state)
 {
     (void)state;
@@ -717,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_seal__key_ring_text),
         cmocka_unit_test(test_client__moved_updates_the_slot_map),
         cmocka_unit_test(test_client__ask_followed_once_with_asking),
+        cmocka_unit_test(test_client__sentinel_readonly_finds_the_new_master),
         cmocka_unit_test(test_client__silent_node_bounded_then_breaker),
         cmocka_unit_test(test_client__nothing_listening_fails_fast),
     };
