@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,43 @@ struct cache__rconn {
 unsigned *cache__rconn_gen(struct cache__rconn *c)
 {
     return &c->gen;
+}
+
+/* ---- the reply reader -------------------------------------------------------------------------
+ */
+
+/* hiredis 0.14's reader allocates an array reply's element table from the count the server
+ * sends, before any element arrives: a count is capped here (the reader then fails as out of
+ * memory, and the connection is dropped), everything else is hiredis's own. */
+#define MAX_REPLY_ELEMENTS (1 << 20)
+
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+static redisReplyObjectFunctions capped_fns;
+static void *(*default_array)(const redisReadTask *task, int elements);
+static int reader_ok;
+
+static void *capped_array(const redisReadTask *task, int elements)
+{
+    return elements >= 0 && elements <= MAX_REPLY_ELEMENTS ? default_array(task, elements) : NULL;
+}
+
+static void reader_init(void)
+{
+    redisReader *r = redisReaderCreate();
+    if (r && r->fn && r->fn->createArray) {
+        capped_fns = *r->fn;
+        default_array = capped_fns.createArray;
+        capped_fns.createArray = capped_array;
+        reader_ok = 1;
+    }
+    if (r)
+        redisReaderFree(r);
+}
+
+redisReader *cache__reader_new(void)
+{
+    pthread_once(&reader_once, reader_init);
+    return reader_ok ? redisReaderCreateWithFunctions(&capped_fns) : NULL;
 }
 
 /* ---- TLS context ------------------------------------------------------------------------------
@@ -361,7 +399,7 @@ int cache__rconn_open(const struct cache__rdial *d, struct cache__rconn **out, s
     int rc = open_socket(d, c, err);
     if (!rc && d->tls)
         rc = handshake(d, c, err);
-    if (!rc && !(c->rd = redisReaderCreate()))
+    if (!rc && !(c->rd = cache__reader_new()))
         rc = cp_err_set(err, CP_ENOMEM, "out of memory");
     if (rc) {
         cache__rconn_close(c);

@@ -85,6 +85,10 @@ int cache__redirect_parse(const char *text, const char *asked_host, int *slot, c
 
 struct cache__rconn;
 
+/* A RESP reply reader: hiredis's, with the element count of an array reply capped (the
+ * reader fails as out of memory past it). NULL when memory is short. */
+redisReader *cache__reader_new(void);
+
 /* Where and how to connect. Every wait is bounded: connecting by connect_ms, each wait for
  * the socket afterwards (TLS handshake, reads, writes) by io_ms. */
 struct cache__rdial {
