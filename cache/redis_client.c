@@ -599,13 +599,12 @@ static struct rnode *route(struct cache__rclient *c, int slot, struct cp_err *er
     if (c->url.mode != CACHE__REDIS_CLUSTER)
         return c->nodes[0];
     pthread_mutex_lock(&c->mu);
-    int refresh = c->refresh_at_ms && mono_ms() >= c->refresh_at_ms && !c->refreshing;
-    if (refresh)
+    if (c->refresh_at_ms && mono_ms() >= c->refresh_at_ms && !c->refreshing) {
         c->refreshing = 1;
-    pthread_mutex_unlock(&c->mu);
-    if (refresh)
+        pthread_mutex_unlock(&c->mu);
         cluster_refresh(c);
-    pthread_mutex_lock(&c->mu);
+        pthread_mutex_lock(&c->mu);
+    }
     unsigned idx = c->slots[slot & (CACHE__SLOTS - 1)];
     struct rnode *n = idx != NODE_NONE ? c->nodes[idx] : NULL;
     if (!n)
