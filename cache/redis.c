@@ -464,7 +464,7 @@ static int rs_lock(struct cache_store *base, const struct cache_key *k, int64_t 
     redisReply *r =
         run1(s, &err, "SET %s%s:lock %s NX PX %lld", s->prefix, k->hex, tok->v, (long long)ttl_ms);
     if (!r)
-        return -1;
+        return CP_EBACKEND;
     int rc = r->type == REDIS_REPLY_STATUS ? 1 : r->type == REDIS_REPLY_NIL ? 0 : -1;
     freeReplyObject(r);
     return rc;
@@ -489,7 +489,7 @@ static int rs_lock_held(struct cache_store *base, const struct cache_key *k)
     struct cp_err err;
     redisReply *r = run1(s, &err, "EXISTS %s%s:lock", s->prefix, k->hex);
     if (!r)
-        return -1;
+        return CP_EBACKEND;
     int rc = r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
     freeReplyObject(r);
     return rc;
