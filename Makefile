@@ -51,6 +51,8 @@ bench: build
 	  --html $(BUILD)/bench-report/report.html
 	$(BUILD)/cachingproxy-bench preset core --json $(BUILD)/bench-report/core.json \
 	  --html $(BUILD)/bench-report/core.html
+	$(BUILD)/cachingproxy-bench preset redis --json $(BUILD)/bench-report/redis.json \
+	  --html $(BUILD)/bench-report/redis.html
 
 package: build
 	frontend/scripts/package.sh $(BUILD) dist .

@@ -71,6 +71,23 @@ struct bench_redis {
 int bench_redis_start(const char *bin, struct bench_redis *r, char *why, size_t wsize);
 void bench_redis_stop(struct bench_redis *r);
 
+/* A Redis deployment of `preset redis` (redis_env.c): its servers, a temporary directory
+ * (certificate, cluster configuration) and the redisUrl that reaches it. */
+struct bench_redis_deploy {
+    struct bench_redis nodes[3];
+    size_t n;
+    char dir[128];
+    char url[256];
+};
+/* One server speaking TLS (a self-signed certificate for 127.0.0.1 made by the openssl CLI).
+ * -1 with "skipped: ..." in why. */
+int bench_redis_tls_start(const char *bin, struct bench_redis_deploy *d, char *why, size_t wsize);
+/* Three masters joined by `cli --cluster create`. -1 with "skipped: ..." in why. */
+int bench_redis_cluster_start(const char *bin, const char *cli, struct bench_redis_deploy *d,
+                              char *why, size_t wsize);
+/* Stops the servers and removes the directory. */
+void bench_redis_deploy_stop(struct bench_redis_deploy *d);
+
 /* ---- statistics and distributions (stats.c) ---------------------------------------------- */
 
 /* splitmix64: the bench's generator (seedable, one word of state, good enough for loads). */

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@ struct ds_cfg {
     int64_t ttl_ms, time_align_ms;
     const char *scope;
     int64_t memory_max;
+    const char *redis_url;  /* NULL: --redis-url, or the redis-server started here */
+    int tls_skip_verify;    /* redisTlsSkipVerify */
+    const char *const *env; /* extra environment of the plugin, or NULL */
 };
 
 /* Settings only some presets change (split, revalidation); zeros: the plugin's defaults. */
@@ -416,6 +420,8 @@ static char *json_data_for(const struct ds_cfg *dc, const struct ds_more *more, 
         json_object_set_new(cache, "revalidate", json_boolean(more->revalidate == DS_ON));
     if (redis_url) {
         json_object_set_new(cache, "redisUrl", json_string(redis_url));
+        if (dc->tls_skip_verify)
+            json_object_set_new(cache, "redisTlsSkipVerify", json_true());
         snprintf(v, sizeof v, "cpbench:%d:%s:", (int)getpid(), uid); /* runs never share keys */
         json_object_set_new(cache, "keyPrefix", json_string(v));
     }
@@ -435,7 +441,8 @@ static int run_more(struct mctx *c, const char *group, const char *label, const 
     char uid[48];
     snprintf(uid, sizeof uid, "bench-%u", ++c->seq);
     const char *redis_url = NULL;
-    if (!strcmp(dc->backend, "redis") && !(redis_url = redis_for(c))) {
+    if (!strcmp(dc->backend, "redis") &&
+        !(redis_url = dc->redis_url ? dc->redis_url : redis_for(c))) {
         bench_doc_note(c->doc, "%s: Redis run %s", label, c->redis_why);
         fprintf(stderr, "bench: %s: Redis run %s\n", label, c->redis_why);
         return 0;
@@ -444,7 +451,7 @@ static int run_more(struct mctx *c, const char *group, const char *label, const 
     if (!jd)
         return CP_ENOMEM;
     bench_sim_set_profile(c->sim, p);
-    struct bench_target t = {c->o.exe, NULL, uid, jd, c->sim_url, c->updated_ms};
+    struct bench_target t = {c->o.exe, dc->env, uid, jd, c->sim_url, c->updated_ms};
     struct cp_err err = {0};
     void *conn = NULL;
     int rc = d->open(&t, &conn, &err);
@@ -863,7 +870,8 @@ static const char grpc_help[] =
     "  --progress / --no-progress (default: when stderr is a terminal)  --quick\n";
 
 static const char preset_help[] =
-    "usage: cachingproxy-bench preset backends|policies|timealign|split|revalidation|all|core\n"
+    "usage: cachingproxy-bench preset "
+    "backends|policies|timealign|split|revalidation|all|core|redis\n"
     "                                 [options]\n"
     "\n"
     "  backends   the same workload against the memory backend, Redis and no cache\n"
@@ -881,6 +889,9 @@ static const char preset_help[] =
     "             forwarding and memory hits against a bare gRPC round trip, and the goals\n"
     "             (--before PATH: the same cells, but the largest burst, against an older\n"
     "             plugin build too, side by side)\n"
+    "  redis      cache hits through each Redis mode side by side (one server in clear and\n"
+    "             with sealed values, TLS, a 3-master cluster; 1 and 8 callers), the servers\n"
+    "             started here (redis-server, redis-cli beside it, openssl)\n"
     "\n"
     "options: --quick (seconds, for CI), --json OUT, --html OUT, --plugin PATH,\n"
     "         --mode grpc|http (the plugin, or the standalone server; default grpc),\n"
@@ -986,6 +997,92 @@ static int preset_backends(struct mctx *c)
         struct ds_cfg dc = {backends[i], 10000, -1, NULL, 0};
         rc = run_one(c, "backends", backends[i], &dc, &w, &p, NULL);
     }
+    return rc;
+}
+
+/* Cache hits through each Redis mode, side by side: one server in clear, the same with the
+ * values sealed (an encryption key in the plugin's environment), a server over TLS, and a
+ * cluster of three masters; one caller (latency), then eight (throughput). Every key is
+ * fetched in the warm-up, so the measured window is hits. The TLS run skips certificate
+ * verification: it costs only when a connection opens, and connections are pooled. */
+static int preset_redis(struct mctx *c)
+{
+    struct bench_workload w = c->o.w;
+    w.kind = BENCH_KIND_RESOURCE;
+    w.users = 50;
+    w.keys = 100;
+    w.zipf_s = 0; /* uniform: the warm-up sees every key */
+    w.rate = 0;
+    w.requests = 0;
+    w.duration_s = c->o.quick ? 1.5 : 5;
+    w.warmup_s = c->o.quick ? 0.5 : 1;
+    w.trace = NULL;
+    struct bench_upstream_profile p = c->o.profile;
+    bench_latency_parse("2ms", &p.latency, NULL);
+    p.payload_lo = p.payload_hi = 1024;
+
+    char cli[4096];
+    snprintf(cli, sizeof cli, "%s", c->o.redis_bin);
+    char *slash = strrchr(cli, '/');
+    snprintf(slash ? slash + 1 : cli, sizeof cli - (size_t)(slash ? slash + 1 - cli : 0),
+             "redis-cli");
+    struct bench_redis_deploy tls, cluster;
+    char why_tls[256], why_cluster[256];
+    int have_tls = bench_redis_tls_start(c->o.redis_bin, &tls, why_tls, sizeof why_tls) == 0;
+    int have_cluster = !atomic_load(&bench_interrupted) &&
+                       bench_redis_cluster_start(c->o.redis_bin, cli, &cluster, why_cluster,
+                                                 sizeof why_cluster) == 0;
+    const char *plain = redis_for(c);
+
+    /* a fresh 32-byte key for the sealed run */
+    unsigned char raw[32];
+    char env_key[128] = "CACHINGPROXY_CACHE_ENCRYPTION_KEYS=";
+    FILE *rnd = fopen("/dev/urandom", "rb");
+    int have_key = rnd && fread(raw, 1, sizeof raw, rnd) == sizeof raw;
+    if (rnd)
+        fclose(rnd);
+    if (have_key)
+        EVP_EncodeBlock((unsigned char *)env_key + strlen(env_key), raw, sizeof raw);
+    const char *const sealed_env[] = {env_key, NULL};
+
+    const struct {
+        const char *name, *url, *why;
+        int skip_verify;
+        const char *const *env;
+    } modes[] = {
+        {"plain", plain, c->redis_why, 0, NULL},
+        {"plain, encrypted", have_key ? plain : NULL, "skipped: no random key", 0, sealed_env},
+        {"TLS", have_tls ? tls.url : NULL, why_tls, 1, NULL},
+        {"cluster", have_cluster ? cluster.url : NULL, why_cluster, 0, NULL},
+    };
+    static const unsigned concs[] = {1, 8};
+    int rc = 0;
+    for (size_t k = 0; k < 2 && !rc && !atomic_load(&bench_interrupted); k++) {
+        w.concurrency = concs[k];
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0] && !rc; i++) {
+            if (atomic_load(&bench_interrupted))
+                break;
+            char label[64];
+            snprintf(label, sizeof label, "%s, %u caller%s", modes[i].name, concs[k],
+                     concs[k] > 1 ? "s" : "");
+            if (!modes[i].url) {
+                if (!k) {
+                    bench_doc_note(c->doc, "redis %s: %s", modes[i].name, modes[i].why);
+                    fprintf(stderr, "bench: redis %s: %s\n", modes[i].name, modes[i].why);
+                }
+                continue;
+            }
+            struct ds_cfg dc = {
+                "redis", 120000, -1, NULL, 0, modes[i].url, modes[i].skip_verify, modes[i].env};
+            rc = run_one(c, "redis", label, &dc, &w, &p, NULL);
+        }
+    }
+    explicit_bzero(env_key, sizeof env_key);
+    explicit_bzero(raw, sizeof raw);
+    if (have_tls)
+        bench_redis_deploy_stop(&tls);
+    if (have_cluster)
+        bench_redis_deploy_stop(&cluster);
     return rc;
 }
 
@@ -1219,9 +1316,10 @@ static int mode_preset(int argc, char **argv)
     int split = all || (name && !strcmp(name, "split"));
     int revalidation = all || (name && !strcmp(name, "revalidation"));
     int core = name && !strcmp(name, "core");
-    if (!backends && !policies && !timealign && !split && !revalidation && !core)
+    int redis = name && !strcmp(name, "redis");
+    if (!backends && !policies && !timealign && !split && !revalidation && !core && !redis)
         return usage_error("preset", "name one of backends, policies, timealign, split, "
-                                     "revalidation, all, core");
+                                     "revalidation, all, core, redis");
     if (c.o.before && !core)
         return usage_error("preset", "--before goes with preset core");
     if (c.o.before && access(c.o.before, X_OK) != 0)
@@ -1245,6 +1343,8 @@ static int mode_preset(int argc, char **argv)
         rc = preset_revalidation(&c);
     if (!rc && core && !atomic_load(&bench_interrupted))
         rc = preset_core(&c);
+    if (!rc && redis && !atomic_load(&bench_interrupted))
+        rc = preset_redis(&c);
     return finish(&c, rc);
 }
 

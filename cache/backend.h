@@ -26,7 +26,8 @@ struct cache_backend {
     int (*purge_prefix)(struct cache_store *s, const char *prefix, uint64_t *purged,
                         struct cp_err *err);
     void (*usage)(struct cache_store *s, struct cache_usage *u);
-    int (*ping)(struct cache_store *s, struct cp_err *err);
+    /* where: the mode and node, for health messages (may be NULL) */
+    int (*ping)(struct cache_store *s, char *where, size_t wsize, struct cp_err *err);
     int (*lock)(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,
                 struct cache_lock_token *tok);
     void (*unlock)(struct cache_store *s, const struct cache_key *k,

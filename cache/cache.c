@@ -2,6 +2,7 @@
  * store at all: the pipeline bypasses the cache. */
 #include "backend.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const struct cache_backend *const backends[] = {&cache__memory_backend,
@@ -60,9 +61,11 @@ void cache_usage(struct cache_store *s, struct cache_usage *u)
         s->be->usage(s, u);
 }
 
-int cache_ping(struct cache_store *s, struct cp_err *err)
+int cache_ping(struct cache_store *s, char *where, size_t wsize, struct cp_err *err)
 {
-    return s->be->ping ? s->be->ping(s, err) : 0;
+    if (where && wsize)
+        snprintf(where, wsize, "%s", s->be->name);
+    return s->be->ping ? s->be->ping(s, where, wsize, err) : 0;
 }
 
 int cache_lock(struct cache_store *s, const struct cache_key *k, int64_t ttl_ms,

@@ -166,8 +166,21 @@ int cache_del(struct cache_store *s, const struct cache_key *k, struct cp_err *e
 int cache_purge(struct cache_store *s, const char *prefix, uint64_t *purged,
                 struct cp_err *err);
 void cache_usage(struct cache_store *s, struct cache_usage *u);
-/* Health of the backend (Redis PING). */
-int cache_ping(struct cache_store *s, struct cp_err *err);
+/* Health of the backend (Redis PING). where (may be NULL) receives, failing or not, the
+ * backend's mode and the node it reached or tried ("redis cluster, node 127.0.0.1:7001 for
+ * slot 42"). */
+int cache_ping(struct cache_store *s, char *where, size_t wsize, struct cp_err *err);
+
+/* Process-wide Redis figures, for metrics. */
+struct cache_redis_stats {
+    uint64_t moved, ask; /* cluster redirections followed */
+    uint64_t failovers;  /* master changes seen (Sentinel, or a failed cluster node's slots) */
+    uint64_t unsealable; /* encrypted entries that failed to open (a miss, then deleted) */
+};
+void cache_redis_stats(struct cache_redis_stats *out);
+/* Calls fn for every Redis node (host:port) that failed since the start, with its count of
+ * failures (connections, timeouts, error answers). */
+void cache_redis_node_errors(void (*fn)(void *ctx, const char *node, uint64_t errors), void *ctx);
 
 /* Cross-process coalescing lock (Redis SET NX PX): 1 acquired (tok names this acquisition,
  * for the unlock from any thread), 0 held by someone else, CP_EBACKEND on failure,

@@ -530,9 +530,11 @@ static void mem_usage(struct cache_store *s, struct cache_usage *u)
     }
 }
 
-static int mem_ping(struct cache_store *s, struct cp_err *err)
+static int mem_ping(struct cache_store *s, char *where, size_t wsize, struct cp_err *err)
 {
     (void)s;
+    (void)where;
+    (void)wsize;
     (void)err;
     return 0;
 }

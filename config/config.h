@@ -120,6 +120,10 @@ struct cfg_cache {
     char *redis_url;
     struct cfg_secret redis_password;
     struct cfg_secret redis_url_password; /* a password written into redisUrl (redacted) */
+    struct cfg_secret redis_sentinel_password;
+    /* TLS towards Redis (rediss://): PEM texts; verification on unless skip_verify */
+    int redis_tls_skip_verify;
+    struct cfg_secret redis_tls_ca_cert, redis_tls_client_cert, redis_tls_client_key;
     char *key_prefix;
 };
 

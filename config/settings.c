@@ -817,19 +817,42 @@ static int parse_cache(struct parser *p, json_t *jd)
     if ((rc = dup_str(p, &c->redis_url, env ? env : DEFAULT_REDIS_URL)) ||
         (rc = get_str(p, co, "redisUrl", "jsonData.cache.redisUrl", &c->redis_url)))
         goto out;
-    if (!strncasecmp(c->redis_url, "rediss://", 9)) {
-        rc = bad(p, "jsonData.cache.redisUrl",
-                 "rediss:// (TLS) is not supported: this build's hiredis has no TLS; use "
-                 "redis:// on a trusted network or unix:///path");
+    {
+        /* the scheme here; hosts, ports and the rest when the Redis store opens */
+        static const char *const schemes[] = {"redis://",
+                                              "rediss://",
+                                              "redis-sentinel://",
+                                              "rediss-sentinel://",
+                                              "redis-cluster://",
+                                              "rediss-cluster://",
+                                              "unix://"};
+        size_t i;
+        for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+            if (!strncasecmp(c->redis_url, schemes[i], strlen(schemes[i])))
+                break;
+        if (i == sizeof schemes / sizeof schemes[0]) {
+            rc = bad(p, "jsonData.cache.redisUrl",
+                     "must be redis://[user@]host:port[/db], rediss:// (TLS), "
+                     "redis-sentinel://host:port[,host:port...]/master[/db], "
+                     "redis-cluster://host:port[,host:port...] or unix:///path");
+            goto out;
+        }
+    }
+    if ((rc = take_secret(p, "redisPassword", &c->redis_password)) ||
+        (rc = take_secret(p, "redisSentinelPassword", &c->redis_sentinel_password)) ||
+        (rc = take_secret(p, "redisTlsCACert", &c->redis_tls_ca_cert)) ||
+        (rc = take_secret(p, "redisTlsClientCert", &c->redis_tls_client_cert)) ||
+        (rc = take_secret(p, "redisTlsClientKey", &c->redis_tls_client_key)) ||
+        (rc = get_bool(p, co, "redisTlsSkipVerify", "jsonData.cache.redisTlsSkipVerify",
+                       &c->redis_tls_skip_verify)))
+        goto out;
+    int has_cert = cfg_secret_isset(&c->redis_tls_client_cert);
+    if (has_cert != cfg_secret_isset(&c->redis_tls_client_key)) {
+        rc = bad(
+            p, has_cert ? "secureJsonData.redisTlsClientKey" : "secureJsonData.redisTlsClientCert",
+            "redisTlsClientCert and redisTlsClientKey go together");
         goto out;
     }
-    if (strncasecmp(c->redis_url, "redis://", 8) && strncasecmp(c->redis_url, "unix://", 7)) {
-        rc = bad(p, "jsonData.cache.redisUrl",
-                 "must be redis://[user@]host:port[/db] or unix:///path");
-        goto out;
-    }
-    if ((rc = take_secret(p, "redisPassword", &c->redis_password)))
-        goto out;
     {
         /* a password written into the URL is a secret too: keep it for redaction */
         const char *ui = strstr(c->redis_url, "://");
@@ -1074,6 +1097,10 @@ void cfg_ds_free(struct cfg_ds *ds)
     free(ds->cache.redis_url);
     cfg_secret_wipe(&ds->cache.redis_password);
     cfg_secret_wipe(&ds->cache.redis_url_password);
+    cfg_secret_wipe(&ds->cache.redis_sentinel_password);
+    cfg_secret_wipe(&ds->cache.redis_tls_ca_cert);
+    cfg_secret_wipe(&ds->cache.redis_tls_client_cert);
+    cfg_secret_wipe(&ds->cache.redis_tls_client_key);
     free(ds->cache.key_prefix);
     free(ds);
 }
@@ -1081,11 +1108,17 @@ void cfg_ds_free(struct cfg_ds *ds)
 void cfg_ds_each_secret(const struct cfg_ds *ds, void (*fn)(void *ctx, const char *v),
                         void *ctx)
 {
-    const struct cfg_secret *s[] = {&ds->basic_auth_password, &ds->basic_auth_b64,
-                                    &ds->bearer_token, &ds->api_key,
-                                    &ds->oauth2_client_secret, &ds->hmac_secret,
-                                    &ds->tls_client_key, &ds->cache.redis_password,
-                                    &ds->cache.redis_url_password};
+    const struct cfg_secret *s[] = {&ds->basic_auth_password,
+                                    &ds->basic_auth_b64,
+                                    &ds->bearer_token,
+                                    &ds->api_key,
+                                    &ds->oauth2_client_secret,
+                                    &ds->hmac_secret,
+                                    &ds->tls_client_key,
+                                    &ds->cache.redis_password,
+                                    &ds->cache.redis_url_password,
+                                    &ds->cache.redis_sentinel_password,
+                                    &ds->cache.redis_tls_client_key};
     for (size_t i = 0; i < sizeof s / sizeof s[0]; i++)
         if (cfg_secret_isset(s[i]))
             fn(ctx, s[i]->v);

@@ -6,6 +6,8 @@
  */
 #include "plugin_int.h"
 
+#include "cache.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +155,56 @@ static int redis_errors(struct cp_buf *b, const char *name, const struct snapsho
 {
     (void)snap;
     return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)ld(&plugin_g.ctr.redis_errors));
+}
+
+static int redis_redirects(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct cache_redis_stats st;
+    cache_redis_stats(&st);
+    return cp_buf_addf(b, "%s{type=\"moved\"} %llu\n%s{type=\"ask\"} %llu\n", name,
+                       (unsigned long long)st.moved, name, (unsigned long long)st.ask);
+}
+
+static int redis_failovers(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct cache_redis_stats st;
+    cache_redis_stats(&st);
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)st.failovers);
+}
+
+static int redis_unsealable(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct cache_redis_stats st;
+    cache_redis_stats(&st);
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)st.unsealable);
+}
+
+struct node_sample {
+    struct cp_buf *b;
+    const char *name;
+    int rc;
+};
+
+static void node_sample(void *ctx, const char *node, uint64_t errors)
+{
+    struct node_sample *ns = ctx;
+    ns->rc |= cp_buf_addf(ns->b, "%s{node=\"", ns->name);
+    for (const char *c = node; *c; c++) /* label value escapes: a unix socket path */
+        ns->rc |= *c == '\\' || *c == '"' ? cp_buf_addf(ns->b, "\\%c", *c)
+                  : *c == '\n'             ? cp_buf_addstr(ns->b, "\\n")
+                                            : cp_buf_add(ns->b, c, 1);
+    ns->rc |= cp_buf_addf(ns->b, "\"} %llu\n", (unsigned long long)errors);
+}
+
+static int redis_node_errors(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    struct node_sample ns = {b, name, 0};
+    cache_redis_node_errors(node_sample, &ns);
+    return ns.rc;
 }
 
 static int plugin_errors(struct cp_buf *b, const char *name, const struct snapshot *snap)
@@ -319,6 +371,20 @@ static const struct family families[] = {
      authz_decisions},
     {"cachingproxy_redis_errors_total", "counter",
      "Redis failures (the call then went to the upstream).", redis_errors},
+    {"cachingproxy_redis_redirects_total", "counter",
+     "Redis Cluster redirections followed by type: moved (the slot map changed), ask (a slot "
+     "being migrated).",
+     redis_redirects},
+    {"cachingproxy_redis_failovers_total", "counter",
+     "Redis master changes seen: a Sentinel failover, or a failed cluster node's slots served "
+     "by another master.",
+     redis_failovers},
+    {"cachingproxy_redis_node_errors_total", "counter",
+     "Redis failures by node (connections, timeouts, error answers).", redis_node_errors},
+    {"cachingproxy_redis_decrypt_failures_total", "counter",
+     "Encrypted Redis entries that failed to decrypt or authenticate (each a miss, then "
+     "deleted).",
+     redis_unsealable},
     {"cachingproxy_plugin_errors_total", "counter", "Error answers made by the plugin itself.",
      plugin_errors},
     {"cachingproxy_instances", "gauge", "Live data source instances.", instances},

@@ -216,6 +216,7 @@ struct health {
     struct cp_buf msg;
     int cache_rc;
     struct cp_err cache_err;
+    char cache_where[200]; /* the cache's mode and the node the ping reached or tried */
 };
 
 static void health_finish(struct health *h)
@@ -239,7 +240,7 @@ static void health_finish(struct health *h)
 static void ping_work(void *arg)
 {
     struct health *h = arg;
-    h->cache_rc = cache_ping(h->ds->store, &h->cache_err);
+    h->cache_rc = cache_ping(h->ds->store, h->cache_where, sizeof h->cache_where, &h->cache_err);
 }
 
 static void ping_done(void *arg)
@@ -248,14 +249,15 @@ static void ping_done(void *arg)
     struct proxy_ds *ds = h->ds;
     int64_t ms = (cp_mono_ns() - h->t0) / 1000000;
     if (h->cache_rc) {
-        cp_buf_addf(&h->msg, "Upstream OK (%d in %lld ms), but the %s cache is unavailable: %s. "
-                             "Calls still work, uncached",
-                    h->status, (long long)ms, cache_store_backend(ds->store),
+        cp_buf_addf(&h->msg,
+                    "Upstream OK (%d in %lld ms), but the %s cache (%s) is unavailable: "
+                    "%s. Calls still work, uncached",
+                    h->status, (long long)ms, cache_store_backend(ds->store), h->cache_where,
                     cp_err_text(&h->cache_err));
     } else {
         h->ok = 1;
         cp_buf_addf(&h->msg, "Upstream OK (%d in %lld ms); cache: %s", h->status, (long long)ms,
-                    cache_store_backend(ds->store));
+                    h->cache_where[0] ? h->cache_where : cache_store_backend(ds->store));
     }
     health_finish(h);
 }

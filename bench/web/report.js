@@ -95,6 +95,7 @@
     timeAlign: 'timeAlign on dashboard queries over the last hour',
     split: 'Split queries: a refreshing dashboard over the last 6 hours',
     revalidation: 'Revalidation of expired entries (ETag, Last-Modified, 304)',
+    redis: 'Cache hits through each Redis mode',
   };
 
   groups.forEach((g, gi) => {

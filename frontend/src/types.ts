@@ -75,6 +75,8 @@ export interface CacheSettings {
   memoryMaxBytes?: Size;
   notFoundTtl?: Duration;
   redisUrl?: string;
+  /** rediss://: skip the certificate checks (not for production) */
+  redisTlsSkipVerify?: boolean;
   keyPrefix?: string;
   nearCacheTtl?: Duration;
 }
@@ -99,6 +101,7 @@ export const CACHE_KEYS = [
   'memoryMaxBytes',
   'notFoundTtl',
   'redisUrl',
+  'redisTlsSkipVerify',
   'keyPrefix',
   'nearCacheTtl',
 ] as const satisfies ReadonlyArray<keyof CacheSettings>;
@@ -122,6 +125,7 @@ export const CACHE_DEFAULTS = {
   memoryMaxBytes: '256MiB',
   notFoundTtl: '0s',
   redisUrl: 'redis://127.0.0.1:6379',
+  redisTlsSkipVerify: false,
   keyPrefix: 'cachingproxy:',
   nearCacheTtl: '0s',
 } as const satisfies Required<Omit<CacheSettings, 'rules'>>;
@@ -204,6 +208,10 @@ export interface CachingProxySecureData {
   /** a JSON object of module secrets, merged over jsonData authModuleConfig */
   authModuleConfig?: string;
   redisPassword?: string;
+  redisSentinelPassword?: string;
+  redisTlsCACert?: string;
+  redisTlsClientCert?: string;
+  redisTlsClientKey?: string;
   tlsCACert?: string;
   tlsClientCert?: string;
   tlsClientKey?: string;
@@ -221,6 +229,10 @@ export const SECURE_KEYS = [
   'hmacSecret',
   'authModuleConfig',
   'redisPassword',
+  'redisSentinelPassword',
+  'redisTlsCACert',
+  'redisTlsClientCert',
+  'redisTlsClientKey',
   'tlsCACert',
   'tlsClientCert',
   'tlsClientKey',

@@ -483,6 +483,26 @@ class BenchTest(unittest.TestCase):
         for opt in ("--query-step", "--validators", "--change-every"):
             self.assertIn(opt, p.stdout)
 
+    @unittest.skipUnless(os.path.exists("/usr/bin/redis-server"), "redis-server is not installed")
+    def test_preset_redis_modes_side_by_side(self):
+        p = run(["preset", "redis", "--quick", "--json", self.path("r.json")], timeout=180)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = self.load("r.json")
+        labels = [r["label"] for r in doc["runs"]]
+        modes = ["plain", "plain, encrypted", "TLS", "cluster"]
+        self.assertEqual(labels, ["%s, 1 caller" % m for m in modes] +
+                         ["%s, 8 callers" % m for m in modes], doc.get("notes"))
+        for r in doc["runs"]:
+            self.assertEqual(r["group"], "redis")
+            self.check_consistent(r)
+            self.assertEqual(r["failed"], 0)
+            self.assertGreater(r["hitRatio"], 0.9, r["label"])  # the warm-up fetched every key
+            self.assertTrue(r["cleanExit"])
+        urls = [r["jsonData"]["cache"]["redisUrl"] for r in doc["runs"]]
+        self.assertTrue(urls[2].startswith("rediss://"))
+        self.assertTrue(urls[3].startswith("redis-cluster://"))
+        self.assertIn("== redis: measured window", p.stdout)
+
     # ---- the HTML page ------------------------------------------------------------------------
 
     def test_html_report_in_headless_chromium(self):

@@ -582,10 +582,10 @@ class RedisSharedTest(Base):
         self.assertRegex(hval(h, "Age") or "", r"^\d+$")
         self.assertEqual(self.up.count(), 1)
         self.assertEqual(self.stats(ds, self.p2)["backend"], "redis")
-        keys = self.redis.scan("cachingproxy:1:%s:*" % ds.uid)
+        keys = self.redis.scan("cachingproxy:{1:%s}:*" % ds.uid)
         entries = [k for k in keys if not k.endswith(b"::index") and not k.endswith(b":lock")]
         self.assertEqual(len(entries), 1, keys)
-        self.assertRegex(entries[0].decode(), r"^cachingproxy:1:%s:[0-9a-f]{64}$" % ds.uid)
+        self.assertRegex(entries[0].decode(), r"^cachingproxy:\{1:%s\}:[0-9a-f]{64}$" % ds.uid)
         ttl = self.redis.command("PTTL", entries[0])
         self.assertTrue(0 < ttl <= 30000, ttl)
         self.assertEqual(self.redis.command("EXISTS", entries[0] + b":lock"), 0, "lock released")
@@ -655,7 +655,7 @@ class RedisSharedTest(Base):
         ds = self.rds()
         x, body, _ = self.get(ds, "proxy/c", self.p1)
         self.assertEqual(x, "MISS")
-        keys = [k for k in self.redis.scan("cachingproxy:1:%s:*" % ds.uid)
+        keys = [k for k in self.redis.scan("cachingproxy:{1:%s}:*" % ds.uid)
                 if not k.endswith(b"::index") and not k.endswith(b":lock")]
         self.assertEqual(len(keys), 1, keys)
         key = keys[0]

@@ -131,7 +131,7 @@ class LaunchTest(unittest.TestCase):
             ({"authType": "bearer"}, "bearerToken"),
             ({"rules": [{"effect": "maybe"}]}, "jsonData.rules[0].effect"),
             ({"allowedPaths": ["no-slash"]}, "jsonData.allowedPaths"),
-            ({"cache": {"redisUrl": "rediss://h:6379"}}, "jsonData.cache.redisUrl"),
+            ({"cache": {"redisUrl": "memcached://h:11211"}}, "jsonData.cache.redisUrl"),
         ]
         for jd, key in cases:
             r = self.check(p, settings(self.up.url, jd, uid="bad"))

@@ -148,7 +148,7 @@ static void test_memory__backend_table(void **state)
     assert_int_equal(be()->open(&cfg, NULL, &s, &err), 0);
     assert_non_null(s);
     assert_ptr_equal(s->be, be());
-    assert_int_equal(be()->ping(s, &err), 0);
+    assert_int_equal(be()->ping(s, NULL, 0, &err), 0);
     be()->close(s);
 
     cfg.cache.memory_max_bytes = 0;

@@ -527,6 +527,45 @@ static void test_settings__each_secret_lists_secrets(void **state)
     cfg_ds_free(ds);
 }
 
+/* Redis TLS, Sentinel and Cluster settings: every URL form is accepted here (its hosts are
+ * read when the store opens), the TLS material and the sentinel password are secrets. */
+static void test_settings__redis_tls_sentinel_cluster(void **state)
+{
+    (void)state;
+    static const char *const urls[] = {
+        "rediss://cache:6380/2",          "REDISS://u@cache:6380",
+        "redis-sentinel://s1:26379,s2/mymaster/1", "rediss-sentinel://s1/m",
+        "redis-cluster://n1:7000,n2:7001", "rediss-cluster://n1:7000"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"cache\":{\"backend\":\"redis\",\"redisUrl\":\"%s\"}}",
+                 urls[i]);
+        struct cfg_ds *ds = parse_ok(json);
+        assert_string_equal(ds->cache.redis_url, urls[i]);
+        assert_int_equal(ds->cache.redis_tls_skip_verify, 0);
+        cfg_ds_free(ds);
+    }
+    struct input t = {.json = "{\"cache\":{\"redisUrl\":\"rediss://c:6380\","
+                              "\"redisTlsSkipVerify\":true}}",
+                      .sk = {"redisTlsCACert", "redisTlsClientCert", "redisTlsClientKey",
+                             "redisSentinelPassword"},
+                      .sv = {"CA PEM", "CERT PEM", "S3cret-redis-key", "S3cret-sentinel-pw"}};
+    struct cfg_ds *ds = NULL;
+    struct cp_err err;
+    assert_int_equal(parse_in(&t, &ds, &err), 0);
+    assert_int_equal(ds->cache.redis_tls_skip_verify, 1);
+    assert_string_equal(ds->cache.redis_tls_ca_cert.v, "CA PEM");
+    assert_string_equal(ds->cache.redis_tls_client_cert.v, "CERT PEM");
+    assert_string_equal(ds->cache.redis_tls_client_key.v, "S3cret-redis-key");
+    assert_string_equal(ds->cache.redis_sentinel_password.v, "S3cret-sentinel-pw");
+    struct cfg_strlist seen = {0};
+    cfg_ds_each_secret(ds, collect_secret, &seen);
+    assert_true(cfg_strlist_has_ci(&seen, "S3cret-redis-key"));
+    assert_true(cfg_strlist_has_ci(&seen, "S3cret-sentinel-pw"));
+    cfg_strlist_free(&seen);
+    cfg_ds_free(ds);
+}
+
 /* ---- bad values ------------------------------------------------------------------------------ */
 
 struct bad_case {
@@ -727,10 +766,18 @@ static const struct bad_case bad_cases[] = {
      {.json = "{\"cache\":{\"rules\":[{\"paths\":[\"/a\"],\"ttl\":1},"
               "{\"paths\":[\"nolead\"],\"ttl\":1}]}}"},
      "jsonData.cache.rules[1].paths"},
-    {"cache_redis_tls", {.json = "{\"cache\":{\"redisUrl\":\"rediss://cache:6380\"}}"},
+    {"cache_redis_tls_plus", {.json = "{\"cache\":{\"redisUrl\":\"redis+tls://cache:6380\"}}"},
      "jsonData.cache.redisUrl"},
-    {"cache_redis_tls_upper", {.json = "{\"cache\":{\"redisUrl\":\"REDISS://cache:6380\"}}"},
+    {"cache_redis_clusters", {.json = "{\"cache\":{\"redisUrl\":\"REDIS-CLUSTERS://c:6380\"}}"},
      "jsonData.cache.redisUrl"},
+    {"cache_redis_cert_without_key",
+     {.json = "{}", .sk = {"redisTlsClientCert"}, .sv = {"-----BEGIN CERTIFICATE-----"}},
+     "secureJsonData.redisTlsClientKey"},
+    {"cache_redis_key_without_cert",
+     {.json = "{}", .sk = {"redisTlsClientKey"}, .sv = {"S3cret-redis-tls-key"}},
+     "secureJsonData.redisTlsClientCert"},
+    {"cache_redis_tls_skip", {.json = "{\"cache\":{\"redisTlsSkipVerify\":\"maybe\"}}"},
+     "jsonData.cache.redisTlsSkipVerify"},
     {"cache_redis_http", {.json = "{\"cache\":{\"redisUrl\":\"http://cache:6379\"}}"},
      "jsonData.cache.redisUrl"},
     {"cache_redis_number", {.json = "{\"cache\":{\"redisUrl\":6379}}"},
@@ -778,7 +825,7 @@ static void test_settings__error_never_holds_secret(void **state)
         "{\"authType\":\"hmac\",\"hmacAlgorithm\":\"s3cret-value-hmac\"}",
         "{\"authType\":\"apiKey\",\"apiKeyHeader\":\"bad header\"}",
         "{\"authType\":\"bearer\",\"rules\":[{\"effect\":\"x\"}]}",
-        "{\"authType\":\"bearer\",\"cache\":{\"redisUrl\":\"rediss://:s3cret-value-redis@h\"}}",
+        "{\"authType\":\"bearer\",\"cache\":{\"redisUrl\":\"rediss+x://:s3cret-value-redis@h\"}}",
     };
     for (size_t j = 0; j < sizeof bad_json / sizeof bad_json[0]; j++) {
         struct cfg_ds_input in = {.id = 1,
@@ -1269,6 +1316,7 @@ int main(void)
         cmocka_unit_test(test_settings__url_trailing_slash_removed),
         cmocka_unit_test(test_settings__auth_type_default_follows_basic_auth),
         cmocka_unit_test(test_settings__redis_url_from_env),
+        cmocka_unit_test(test_settings__redis_tls_sentinel_cluster),
         cmocka_unit_test(test_settings__every_key_read),
         cmocka_unit_test(test_settings__duration_values),
         cmocka_unit_test(test_settings__size_values),

@@ -735,6 +735,10 @@ static void test_metrics__families_of_spec(void **state)
         {"cachingproxy_upstream_duration_seconds", "histogram"},
         {"cachingproxy_authz_decisions_total", "counter"},
         {"cachingproxy_redis_errors_total", "counter"},
+        {"cachingproxy_redis_redirects_total", "counter"},
+        {"cachingproxy_redis_failovers_total", "counter"},
+        {"cachingproxy_redis_node_errors_total", "counter"},
+        {"cachingproxy_redis_decrypt_failures_total", "counter"},
         {"process_resident_memory_bytes", "gauge"},
         {"process_cpu_seconds_total", "counter"},
         {"process_open_fds", "gauge"},
@@ -762,6 +766,8 @@ static void test_metrics__families_of_spec(void **state)
                      results[r]);
             assert_true(value_of(&e, series) >= 0);
         }
+    assert_true(value_of(&e, "cachingproxy_redis_redirects_total{type=\"moved\"}") >= 0);
+    assert_true(value_of(&e, "cachingproxy_redis_redirects_total{type=\"ask\"}") >= 0);
     assert_true(value_of(&e, "cachingproxy_authz_decisions_total{effect=\"allow\"}") >= 0);
     assert_true(value_of(&e, "cachingproxy_authz_decisions_total{effect=\"deny\"}") >= 0);
     assert_true(value_of(&e, "process_resident_memory_bytes") > 0);

@@ -221,6 +221,30 @@ describe('config editor', () => {
     expect(state.latest.jsonData.tlsSkipVerify).toBeUndefined();
   });
 
+  it('Redis TLS and Sentinel settings appear with their URL schemes and store secrets', async () => {
+    const user = userEvent.setup({ delay: null });
+    const { state } = renderConfig(makeSettings({}, { cache: { backend: 'redis' } }));
+    const cache = screen.getByTestId('cache-settings');
+    expect(within(cache).queryByLabelText(/^Redis CA certificate/)).not.toBeInTheDocument();
+    expect(within(cache).queryByLabelText(/^Sentinel password/)).not.toBeInTheDocument();
+    const url = within(cache).getByLabelText(/^Redis URL/);
+    await user.type(url, 'rediss://cache:6380');
+    await user.click(within(cache).getByLabelText(/^Skip Redis TLS certificate verification/));
+    await user.type(within(cache).getByLabelText(/^Redis CA certificate/), 'CA');
+    await user.type(within(cache).getByLabelText(/^Redis client certificate/), 'CERT');
+    await user.type(within(cache).getByLabelText(/^Redis client key/), 'KEY');
+    expect(state.latest.jsonData.cache).toMatchObject({ redisUrl: 'rediss://cache:6380', redisTlsSkipVerify: true });
+    expect(state.latest.secureJsonData).toEqual({ redisTlsCACert: 'CA', redisTlsClientCert: 'CERT', redisTlsClientKey: 'KEY' });
+    await user.clear(url);
+    await user.type(url, 'redis-sentinel://s1:26379,s2:26379/mymaster');
+    expect(within(cache).queryByLabelText(/^Redis CA certificate/)).not.toBeInTheDocument();
+    await user.type(within(cache).getByLabelText(/^Sentinel password/), 'sp');
+    expect(state.latest.secureJsonData).toMatchObject({ redisSentinelPassword: 'sp' });
+    await user.clear(url);
+    await user.type(url, 'memcached://x');
+    expect(within(cache).getByText(/^Must start with redis:\/\//)).toBeInTheDocument();
+  });
+
   it('rules: add, edit, reorder and remove; empty lists are left out', async () => {
     const user = userEvent.setup({ delay: null });
     const { state } = renderConfig(makeSettings());

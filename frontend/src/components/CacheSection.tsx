@@ -10,6 +10,9 @@ import { AmountField, ChoiceField, ListField, Row, SecretField, SwitchField, Tex
 import { Settings, amountText, isConfigured, parseAmount, pendingSecret, resetSecure, setCache, setSecure } from './options';
 import { CACHE_DEFAULTS, CacheBackend, CacheRule, CacheScope, CacheSettings, effectiveAuthType } from '../types';
 
+/** redisUrl schemes the parser accepts */
+const REDIS_URL = /^(rediss?(-sentinel|-cluster)?|unix):\/\//i;
+
 interface Props {
   options: Settings;
   onChange: (o: Settings) => void;
@@ -55,6 +58,18 @@ export function CacheSection({ options, onChange }: Props) {
   const backend = c.backend ?? CACHE_DEFAULTS.backend;
   const forwardOAuth = effectiveAuthType(options.jsonData, options.basicAuth) === 'forwardOAuth';
   const set = <K extends keyof CacheSettings>(k: K, v: CacheSettings[K] | undefined) => onChange(setCache(options, k, v));
+  const secret = (key: 'redisSentinelPassword' | 'redisTlsCACert' | 'redisTlsClientCert' | 'redisTlsClientKey', label: string, pem?: string) => (
+    <SecretField
+      id={`cp-${key}`}
+      label={label}
+      multiline={pem !== undefined}
+      placeholder={pem}
+      configured={isConfigured(options, key)}
+      value={pendingSecret(options, key)}
+      onChange={(v) => onChange(setSecure(options, key, v))}
+      onReset={() => onChange(resetSecure(options, key))}
+    />
+  );
   const amount = (k: 'resourceTtl' | 'queryTtl' | 'staleWhileRevalidate' | 'staleIfError' | 'timeAlign' | 'querySplit' | 'splitStableAfter' | 'querySplitTtl' | 'notFoundTtl' | 'nearCacheTtl' | 'maxEntryBytes' | 'memoryMaxBytes', label: string, description: string) => (
     <AmountField id={`cp-cache-${k}`} label={label} description={description} value={c[k]} defaultText={String(CACHE_DEFAULTS[k])} onChange={(v) => set(k, v)} />
   );
@@ -84,11 +99,11 @@ export function CacheSection({ options, onChange }: Props) {
               <TextField
                 id="cp-cache-redisUrl"
                 label="Redis URL"
-                description={`redis://[user@]host:port[/db] or unix:///path. Default: the operator's redis_url, else ${CACHE_DEFAULTS.redisUrl}. rediss:// is not supported.`}
+                description={`redis://[user@]host:port[/db], rediss:// (TLS), redis-sentinel://host:port[,host:port...]/master[/db], redis-cluster://host:port[,host:port...] (rediss-sentinel://, rediss-cluster:// for TLS) or unix:///path. Default: the operator's redis_url, else ${CACHE_DEFAULTS.redisUrl}.`}
                 placeholder={CACHE_DEFAULTS.redisUrl}
                 value={c.redisUrl}
-                invalid={c.redisUrl !== undefined && !/^(redis|unix):\/\//i.test(c.redisUrl)}
-                error="Must start with redis:// or unix://"
+                invalid={c.redisUrl !== undefined && !REDIS_URL.test(c.redisUrl)}
+                error="Must start with redis://, rediss://, redis-sentinel://, redis-cluster:// (rediss- for TLS) or unix://"
                 onChange={(v) => set('redisUrl', v)}
               />
               <SecretField
@@ -99,6 +114,21 @@ export function CacheSection({ options, onChange }: Props) {
                 onChange={(v) => onChange(setSecure(options, 'redisPassword', v))}
                 onReset={() => onChange(resetSecure(options, 'redisPassword'))}
               />
+              {/^rediss?-sentinel:\/\//i.test(c.redisUrl ?? '') && secret('redisSentinelPassword', 'Sentinel password')}
+              {/^rediss/i.test(c.redisUrl ?? '') && (
+                <>
+                  <SwitchField
+                    id="cp-cache-redisTlsSkipVerify"
+                    label="Skip Redis TLS certificate verification"
+                    description="Neither the chain nor the host name is checked. Not for production."
+                    value={Boolean(c.redisTlsSkipVerify)}
+                    onChange={(v) => set('redisTlsSkipVerify', v || undefined)}
+                  />
+                  {secret('redisTlsCACert', 'Redis CA certificate', '-----BEGIN CERTIFICATE----- (default: the system CAs)')}
+                  {secret('redisTlsClientCert', 'Redis client certificate', '-----BEGIN CERTIFICATE-----')}
+                  {secret('redisTlsClientKey', 'Redis client key', '-----BEGIN PRIVATE KEY-----')}
+                </>
+              )}
               <TextField
                 id="cp-cache-keyPrefix"
                 label="Key prefix"
