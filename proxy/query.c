@@ -531,6 +531,13 @@ static int translate(struct qrun *q)
         return CP_EINVAL;
     if (proxy__query_request(m, &rg, &q->req, r) != 0)
         return CP_EINVAL;
+    if (b->ds->env.access) { /* once, with its whole range, however it runs */
+        const char *p = q->req.path;
+        while (*p == '/')
+            p++;
+        struct proxy_access a = {PROXY_KIND_QUERY, NULL, p, q->req.query.p, b->user};
+        b->ds->env.access(b->ds->env.access_ctx, &a);
+    }
     /* the query's own headers: never credentials or framing, nor a data source header's name */
     size_t nh = 0;
     if (json_is_object(jh)) {
