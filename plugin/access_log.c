@@ -332,38 +332,41 @@ static EVP_MAC_CTX *keyed_hmac(const char *key, size_t len)
 /* ---- open and close ------------------------------------------------------------------------ */
 
 /* Opens the file for appending; writes the header when it is empty. Another process opening it
- * at the same time waits on the lock, so the header is written once. */
+ * at the same time waits on the lock, so the header is written once. A FIFO (a consumer that
+ * compresses or ships the lines) gets no header and no checks. */
 static int open_file(const char *path, int *out, struct cp_err *err)
 {
     int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (fd < 0)
         return cp_err_set(err, CP_ECONFIG, "%s: %s", path, strerror(errno));
     struct stat st;
-    int e = 0;
-    if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
-        e = errno;
-    } else if (!S_ISREG(st.st_mode)) {
-        e = EINVAL;
-    } else if (st.st_size == 0) {
-        e = append(fd, header, sizeof header - 1);
-    } else {
-        /* a line cut short (a full disk, a killed writer) is closed, so the next line does
-         * not run into it; readers name it by its line number */
-        char last = '\n';
-        if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
-            struct cp_kv kv[] = {CP_KV_S("file", path)};
-            plugin_log(CP_LOG_WARN,
-                       "access log: its last line was cut short; it is closed "
-                       "with a line break",
-                       kv, 1);
-            e = append(fd, "\n", 1);
+    int e = fstat(fd, &st) != 0 ? errno : 0;
+    if (!e && S_ISREG(st.st_mode)) {
+        if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
+            e = errno;
+        } else if (st.st_size == 0) {
+            e = append(fd, header, sizeof header - 1);
+        } else {
+            /* a line cut short (a full disk, a killed writer) is closed, so the next line does
+             * not run into it; readers name it by its line number */
+            char last = '\n';
+            if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') {
+                struct cp_kv kv[] = {CP_KV_S("file", path)};
+                plugin_log(CP_LOG_WARN,
+                           "access log: its last line was cut short; it is closed with a "
+                           "line break",
+                           kv, 1);
+                e = append(fd, "\n", 1);
+            }
         }
+        flock(fd, LOCK_UN);
+    } else if (!e && !S_ISFIFO(st.st_mode)) {
+        e = EINVAL;
     }
-    flock(fd, LOCK_UN);
     if (e) {
         close(fd);
         return cp_err_set(err, CP_ECONFIG, "%s: %s", path,
-                          e == EINVAL ? "not a regular file" : strerror(e));
+                          e == EINVAL ? "not a regular file or a FIFO" : strerror(e));
     }
     *out = fd;
     return 0;
