@@ -443,6 +443,9 @@ void plugin_access_log_close(struct plugin_access_log *l)
     pthread_join(l->writer, NULL);
     close(l->fd);
     l->fd = -1;
+    struct cp_kv kv[] = {CP_KV_S("file", l->path), CP_KV_I("lines", atomic_load(&l->written)),
+                         CP_KV_I("dropped", atomic_load(&l->dropped))};
+    plugin_log(CP_LOG_INFO, "access log closed", kv, 3);
 }
 
 void plugin_access_log_free(struct plugin_access_log *l)

@@ -108,8 +108,8 @@ int plugin_access_log_open(const char *path, const char *key, struct plugin_acce
 /* proxy_env.access: formats one line and queues it; never blocks on I/O. A full queue drops
  * the line (counted); so does a closed log. */
 void plugin_access_log_note(void *ctx, const struct proxy_access *a);
-/* Writes out what is queued, ends the writer and closes the file; later lines are dropped.
- * NULL-safe, idempotent. */
+/* Writes out what is queued, ends the writer and closes the file (logging the lines written
+ * and dropped); later lines are dropped. NULL-safe, idempotent. */
 void plugin_access_log_close(struct plugin_access_log *l);
 /* Closes (as above) and frees. NULL-safe. */
 void plugin_access_log_free(struct plugin_access_log *l);
