@@ -195,10 +195,14 @@ void plugin_access_log_note(void *ctx, const struct proxy_access *a)
         }
         role = (unsigned)a->user->role < 4 ? role_names[a->user->role] : "None";
     }
+    /* a secret the process knows (a data source's, a forwarded token) never reaches the file,
+     * not even when a client wrote it into its own URL */
+    char path[MAX_PATH_BYTES + 1], query[MAX_PATH_BYTES + 1];
+    plugin_log_redact(a->path ? a->path : "", path, sizeof path);
+    plugin_log_redact(a->query ? a->query : "", query, sizeof query);
     char line[PLUGIN_ACCESS_LINE_MAX];
-    size_t n =
-        plugin_access_format(line, sizeof line, cp_now_ms(), user, role,
-                             a->kind == PROXY_KIND_QUERY ? "QUERY" : a->method, a->path, a->query);
+    size_t n = plugin_access_format(line, sizeof line, cp_now_ms(), user, role,
+                                    a->kind == PROXY_KIND_QUERY ? "QUERY" : a->method, path, query);
     if (!n)
         return; /* a method the trace cannot hold: nothing to replay */
     pthread_mutex_lock(&l->mu);

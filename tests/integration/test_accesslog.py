@@ -120,6 +120,9 @@ class PluginAccessLogTest(unittest.TestCase):
                                        **bob)[0], 200)
         self.assertEqual(call_resource(p, ds, "proxy/secret/x", **alice)[0], 403)  # a rule
         self.assertEqual(call_resource(p, ds, "proxy/a/../b", **alice)[0], 400)  # admission
+        # a client that writes the data source's own secret into its URL
+        self.assertEqual(call_resource(p, ds, "proxy/items/2", url="proxy/items/2?k=" + API_KEY,
+                                       **alice)[0], 200)
         self.assertEqual(call_resource(p, ds, "cache/stats", **alice)[0], 200)  # not upstream
         self.assertEqual(call_resource(p, ds, "nothing", **alice)[0], 404)
         # the credential went upstream as a query parameter
@@ -141,8 +144,8 @@ class PluginAccessLogTest(unittest.TestCase):
         bad = self.run_queries(ds, [query("B", {"path": 7})], **alice)
         self.assertEqual(bad["B"].status, 400)  # no path to record
 
-        wait_for(lambda: metric(p, "cachingproxy_access_log_lines_total") == 8)
-        self.assertEqual(metric(p, "cachingproxy_access_log_lines_total"), 8)
+        wait_for(lambda: metric(p, "cachingproxy_access_log_lines_total") == 9)
+        self.assertEqual(metric(p, "cachingproxy_access_log_lines_total"), 9)
         self.assertEqual(metric(p, "cachingproxy_access_log_dropped_total"), 0)
         self.assertEqual(self.stop(), 0)
 
@@ -156,6 +159,7 @@ class PluginAccessLogTest(unittest.TestCase):
                 (b, "Editor", "POST", "/items"),
                 (a, "Viewer", "GET", "/secret/x"),
                 (a, "Viewer", "GET", "/a/../b"),
+                (a, "Viewer", "GET", "/items/2?k=[redacted]"),
                 (a, "Viewer", "QUERY", "/q/1700000000000?to=1700003600&s=a%20b%2Cc"),
                 (b, "Editor", "QUERY", "/series?from=1700000000000&to=1700003600000"),
                 ("", "", "QUERY", "/alert?v=1")]
@@ -179,9 +183,9 @@ class PluginAccessLogTest(unittest.TestCase):
         self.assertEqual(res.returncode, 0, res.stderr)
         with open(out) as f:
             sim = json.load(f)
-        self.assertEqual(sim["requests"], 8)
+        self.assertEqual(sim["requests"], 9)
         ours = [x for x in sim["results"] if x["policy"] == "ours"][0]
-        self.assertEqual((ours["hits"], ours["misses"]), (1, 7))  # /items/1 asked twice
+        self.assertEqual((ours["hits"], ours["misses"]), (1, 8))  # /items/1 asked twice
 
     def test_key_is_stable_across_a_restart(self):
         ds = self.ds()
