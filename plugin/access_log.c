@@ -48,7 +48,6 @@ struct plugin_access_log {
     size_t len;
     uint64_t nlines; /* in buf */
     int stop;        /* no more lines: write out what is queued and end */
-    int failing;     /* the last write failed (warned once until one succeeds) */
     int started;     /* the writer thread runs (join it) */
     _Atomic uint64_t written, dropped;
 };
@@ -152,6 +151,7 @@ static int append(int fd, const char *p, size_t n)
 static void *writer_main(void *arg)
 {
     struct plugin_access_log *l = arg;
+    int failing = 0; /* the last write failed: warned once until one succeeds */
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->len && !l->stop)
@@ -171,13 +171,13 @@ static void *writer_main(void *arg)
             atomic_fetch_add(&l->written, lines);
         } else {
             atomic_fetch_add(&l->dropped, lines);
-            if (!l->failing) {
+            if (!failing) {
                 struct cp_kv kv[] = {CP_KV_S("file", l->path), CP_KV_S("error", strerror(e))};
                 plugin_log(CP_LOG_WARN, "access log: write failed; lines are dropped", kv, 2);
             }
         }
+        failing = e != 0;
         pthread_mutex_lock(&l->mu);
-        l->failing = e != 0;
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
