@@ -41,6 +41,7 @@ struct plugin_access_log {
     char *path;         /* for messages */
     EVP_MAC_CTX *keyed; /* HMAC-SHA-256 with the key set: copied for each line */
     pthread_t writer;
+    int started; /* the writer thread runs (join it) */
     pthread_mutex_t mu;
     pthread_cond_t cv; /* the writer waits here for lines or the end */
     /* under mu: */
@@ -48,7 +49,6 @@ struct plugin_access_log {
     size_t len;
     uint64_t nlines; /* in buf */
     int stop;        /* no more lines: write out what is queued and end */
-    int started;     /* the writer thread runs (join it) */
     _Atomic uint64_t written, dropped;
 };
 

@@ -1,6 +1,6 @@
 /*
  * plugin_int.h - internals shared by the files of plugin/: the gRPC call layer, the method
- * table, the instance manager and the process state.
+ * table, the instance manager, the process state and the access log.
  */
 #ifndef CP_PLUGIN_INT_H
 #define CP_PLUGIN_INT_H
