@@ -159,11 +159,16 @@ void plugin_runtime_cleanup(void)
         struct timespec ts = {0, 5000000L};
         nanosleep(&ts, NULL);
     }
+    /* every request that was started is in the access log's queue by now: write it out */
+    plugin_access_log_close(plugin_g.access);
     if (atomic_load(&plugin_g.ctr.calls) > 0) {
         plugin_log(CP_LOG_WARN, "calls still running at exit; leaving them to the process end",
                    NULL, 0);
         return;
     }
+    plugin_g.env.access = NULL;
+    plugin_access_log_free(plugin_g.access);
+    plugin_g.access = NULL;
     cp_pool_free(plugin_g.cpu);
     cp_pool_free(plugin_g.io);
     plugin_g.cpu = plugin_g.io = NULL;
@@ -190,6 +195,12 @@ static int run_plugin(void)
 
     if (plugin_runtime_init() != 0)
         return 1;
+    struct cp_err aerr = {0};
+    if (plugin_access_log_start(&aerr) != 0) {
+        /* Grafana's users keep their data source; the operator reads why nothing is recorded */
+        struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&aerr))};
+        plugin_log(CP_LOG_ERROR, "access log off: it could not be opened", kv, 1);
+    }
 
     unsigned threads = env_uint("CACHINGPROXY_GRPC_THREADS", 1, 64);
     char sock[256] = "", addr[300];
@@ -310,6 +321,12 @@ static int run_serve(int argc, char **argv)
         return 1;
     }
     if (plugin_runtime_init() != 0) {
+        cfg_standalone_free(cfg);
+        return 1;
+    }
+    if (plugin_access_log_start(&err) != 0) {
+        fprintf(stderr, "gpx_cachingproxy serve: access log: %s\n", cp_err_text(&err));
+        plugin_runtime_cleanup();
         cfg_standalone_free(cfg);
         return 1;
     }

@@ -251,6 +251,22 @@ static int upstream_inflight(struct cp_buf *b, const char *name, const struct sn
                        snap->running - snap->queued, name, snap->queued);
 }
 
+static int access_lines(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    uint64_t lines, dropped;
+    plugin_access_log_stats(plugin_g.access, &lines, &dropped);
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)lines);
+}
+
+static int access_dropped(struct cp_buf *b, const char *name, const struct snapshot *snap)
+{
+    (void)snap;
+    uint64_t lines, dropped;
+    plugin_access_log_stats(plugin_g.access, &lines, &dropped);
+    return cp_buf_addf(b, "%s %llu\n", name, (unsigned long long)dropped);
+}
+
 /* ---- process metrics (Linux /proc) ------------------------------------------------------- */
 
 static int read_file(const char *path, char *buf, size_t size)
@@ -394,6 +410,10 @@ static const struct family families[] = {
     {"cachingproxy_upstream_inflight", "gauge",
      "Upstream transfers of live data sources: running, or queued for a connection "
      "(maxConnections reached, or connecting).", upstream_inflight},
+    {"cachingproxy_access_log_lines_total", "counter",
+     "Lines written to the access log (CACHINGPROXY_ACCESS_LOG).", access_lines},
+    {"cachingproxy_access_log_dropped_total", "counter",
+     "Access log lines lost: its queue was full or a write failed.", access_dropped},
     {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
      resident_memory},
     {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", virtual_memory},

@@ -1,6 +1,6 @@
 /*
  * plugin_int.h - internals shared by the files of plugin/: the gRPC call layer, the method
- * table, the instance manager and the process state.
+ * table, the instance manager, the process state and the access log.
  */
 #ifndef CP_PLUGIN_INT_H
 #define CP_PLUGIN_INT_H
@@ -71,9 +71,12 @@ void rpc_server_stop(struct rpc_server *s, int grace_ms);
 
 /* ---- process state (main.c) --------------------------------------------------------------- */
 
+struct plugin_access_log;
+
 struct plugin_state {
     struct proxy_counters ctr;
     struct proxy_env env;
+    struct plugin_access_log *access; /* CACHINGPROXY_ACCESS_LOG, or NULL */
     struct cp_loop *loops[16];
     size_t nloops;
     struct cp_pool *cpu, *io;
@@ -90,6 +93,44 @@ void plugin_runtime_cleanup(void);
 
 /* Asks the main thread to stop (controller Shutdown). Async-signal-safe. */
 void plugin_request_stop(void);
+
+/* ---- access log (access_log.c) ------------------------------------------------------------ */
+
+/* Longest line the access log writes, newline and NUL included. */
+#define PLUGIN_ACCESS_LINE_MAX (8192 + 256)
+
+/* Opens FILE for appending (O_APPEND|O_CREAT, 0600; the header line when it is empty) and
+ * starts its writer thread. key: the pseudonym key (16 to 1024 bytes), or NULL/empty to read
+ * FILE.key, made with 32 random bytes as 64 hex digits when it does not exist. *out is owned by
+ * the caller (plugin_access_log_free). CP_ECONFIG naming the file or the key. */
+int plugin_access_log_open(const char *path, const char *key, struct plugin_access_log **out,
+                           struct cp_err *err);
+/* proxy_env.access: formats one line and queues it; never blocks on I/O. A full queue drops
+ * the line (counted); so does a closed log. */
+void plugin_access_log_note(void *ctx, const struct proxy_access *a);
+/* Writes out what is queued, ends the writer and closes the file (logging the lines written
+ * and dropped); later lines are dropped. NULL-safe, idempotent. */
+void plugin_access_log_close(struct plugin_access_log *l);
+/* Closes (as above) and frees. NULL-safe. */
+void plugin_access_log_free(struct plugin_access_log *l);
+/* Lines written so far, and lines lost (queue full, write failed, after close). l may be NULL. */
+void plugin_access_log_stats(const struct plugin_access_log *l, uint64_t *lines, uint64_t *dropped);
+/* The process's access log from env CACHINGPROXY_ACCESS_LOG (and CACHINGPROXY_ACCESS_LOG_KEY):
+ * 0 when unset; else opened into plugin_g.access and hooked into plugin_g.env, before any
+ * instance is built. CP_ECONFIG with err when it cannot be opened. */
+int plugin_access_log_start(struct cp_err *err);
+/* The pseudonym of a login in an org: 16 hex digits of HMAC-SHA-256(key, "<orgId>:<login>"),
+ * NUL-terminated. CP_ENOMEM (out empty) when OpenSSL fails. */
+int plugin_access_pseudonym(const struct plugin_access_log *l, int64_t org_id, const char *login,
+                            char out[17]);
+/* Formats "ts,user,role,method,/path?query\n" into out (size >= PLUGIN_ACCESS_LINE_MAX): ts in
+ * epoch seconds with milliseconds; method upper-cased, and when it is not 1 to 16 letters
+ * nothing is formatted; path (without its leading '/') and query with every byte outside
+ * printable ASCII percent-encoded, together cut at 8192 bytes (never inside an escape).
+ * Returns the length, or 0. */
+size_t plugin_access_format(char *out, size_t size, int64_t unix_ms, const char *user,
+                            const char *role, const char *method, const char *path,
+                            const char *query);
 
 /* ---- instances (instance.c) --------------------------------------------------------------- */
 

@@ -41,6 +41,19 @@ struct proxy_counters {
 enum { PROXY_HIT, PROXY_MISS, PROXY_STALE, PROXY_BYPASS, PROXY_REVALIDATED };
 enum { PROXY_KIND_RESOURCE, PROXY_KIND_QUERY };
 
+/* One request as the access log sees it: a resource call on proxy/ or a data query, once,
+ * as its client asked for it, when it enters the pipeline (before admission and
+ * authorization, so refused requests are seen too). Borrowed for the callback. */
+struct proxy_access {
+    int kind;           /* PROXY_KIND_RESOURCE or PROXY_KIND_QUERY */
+    const char *method; /* resources: as the client sent it (any case); queries: NULL */
+    const char *path;   /* relative to the data source URL, without its leading '/':
+                         * resources in URL form as sent (what follows "proxy/"), queries as
+                         * the model gives it after placeholders */
+    const char *query;  /* the query string without '?', or NULL */
+    const struct cp_user *user;
+};
+
 /* What every instance shares: set once by the host, borrowed by instances. */
 struct proxy_env {
     const struct cp_logger *log;
@@ -50,6 +63,10 @@ struct proxy_env {
     struct cp_pool *cpu;    /* frames, modules: about one thread per core */
     struct cp_pool *io;     /* Redis commands (bounded by their own timeouts) */
     const char *module_dir; /* CACHINGPROXY_MODULE_DIR, or NULL: no modules */
+    /* the access log, or NULL: called once per request on the thread that starts it (a
+     * front's); it must not block */
+    void (*access)(void *ctx, const struct proxy_access *a);
+    void *access_ctx;
 };
 
 /* Builds an instance from parsed settings; takes ownership of cfg in every case. May load a

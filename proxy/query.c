@@ -561,6 +561,15 @@ static int translate(struct qrun *q)
         return CP_EINVAL;
     if (proxy__query_request(m, &rg, &q->req, r) != 0)
         return CP_EINVAL;
+    /* once, with its whole range, however it runs; a stream's polls and checks are not the
+     * client's demand */
+    if (b->ds->env.access && !pq->exact_range && !pq->check_only) {
+        const char *p = q->req.path;
+        while (*p == '/')
+            p++;
+        struct proxy_access a = {PROXY_KIND_QUERY, NULL, p, q->req.query.p, b->user};
+        b->ds->env.access(b->ds->env.access_ctx, &a);
+    }
     /* the query's own headers: never credentials or framing, nor a data source header's name */
     size_t nh = 0;
     if (json_is_object(jh)) {

@@ -136,6 +136,24 @@ static int incoming_of(const struct proxy_request *rq, const char *sub, char *ra
     return 0;
 }
 
+/* Tells the access log about a proxy/ call, once, from the path that answers it: the
+ * escaped sub-path and query the client sent, or (no raw form, or one that did not match)
+ * the decoded sub-path encoded again. */
+static void note_access(struct proxy_ds *ds, const struct proxy_request *rq,
+                        const struct proxy__incoming *in, const char *sub)
+{
+    if (!ds->env.access)
+        return;
+    char *enc = NULL;
+    const char *path = in && in->raw_path ? in->raw_path : (enc = proxy__path_encode(sub));
+    if (!path)
+        return;
+    struct proxy_access a = {PROXY_KIND_RESOURCE, rq->method, path,
+                             in && in->raw_path ? in->query : NULL, &rq->user};
+    ds->env.access(ds->env.access_ctx, &a);
+    free(enc);
+}
+
 /* ---- proxy/<path> through the pipeline ------------------------------------------------------- */
 
 struct res {
@@ -325,9 +343,11 @@ int proxy_resource_start(struct proxy_ds *ds, const struct proxy_request *rq,
     r->sink = *sink;
     r->rawsub_size = raw < CP_MAX_PATH ? raw : CP_MAX_PATH;
     if (incoming_of(rq, sub, r->rawsub, r->rawsub_size, &r->in, &err) != 0) {
+        note_access(ds, rq, NULL, sub);
         free(r);
         return answered(sink, fail(ds, sink, &err), out);
     }
+    note_access(ds, rq, &r->in, sub);
     int rc = proxy__call_start(ds, &r->in, &res_ops, r, -1, NULL, out);
     if (rc)
         free(r);
@@ -346,8 +366,9 @@ int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
     struct proxy__incoming in;
     struct proxy__admitted a;
     a.path = NULL;
-    if (incoming_of(rq, sub, rawsub, sizeof rawsub, &in, &err) != 0 ||
-        proxy__admit(ds, &in, &a, &err) != 0) {
+    int bad = incoming_of(rq, sub, rawsub, sizeof rawsub, &in, &err);
+    if (bad || proxy__admit(ds, &in, &a, &err) != 0) {
+        note_access(ds, rq, bad ? NULL : &in, sub);
         proxy__admitted_dispose(&a);
         fail(ds, sink, &err);
         return 1;
@@ -360,13 +381,17 @@ int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
         auth_count(ds->auth, 0);
         cp_err_set(&err, CP_EDENIED, "%s %s: %s", a.method, a.path,
                    d.reason[0] ? d.reason : "denied");
+        note_access(ds, rq, &in, sub);
         proxy__admitted_dispose(&a);
         fail(ds, sink, &err);
         return 1;
     }
     int rc = proxy__try_hit(ds, &a, &rq->user, d.scope, sink, max_body);
     proxy__admitted_dispose(&a);
-    if (rc != 0)
-        auth_count(ds->auth, 1); /* counted once, by the path that answers */
+    if (rc != 0) {
+        /* counted and logged once, by the path that answers */
+        auth_count(ds->auth, 1);
+        note_access(ds, rq, &in, sub);
+    }
     return rc != 0;
 }

@@ -258,6 +258,26 @@ class StreamTests(Base):
         self.assertIn("schema", s.take(1)[0])
         self.assertEqual(self.up.last().header("X-Pad"), "p" * 300)
 
+    def test_polls_are_not_in_the_access_log(self):
+        import tempfile
+        d = tempfile.mkdtemp()
+        log = os.path.join(d, "access.csv")
+        p = Plugin(env={"CACHINGPROXY_ACCESS_LOG": log})
+        self.addCleanup(p.stop)
+        ds = self.ds()
+        path = channel_path(self.channel(ds, plugin=p))
+        self.assertEqual(self.subscribe(ds, path, plugin=p), pb.SubscribeStreamResponse.OK)
+        s = Stream(p, ds, path)
+        s.take(3)
+        s.cancel()
+        p.stop()
+        with open(log) as f:
+            lines = [l for l in f.read().splitlines()[1:] if l]
+        # the QueryData that named the channel, and nothing of the subscription or its polls
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn(",QUERY,/live?", lines[0])
+        self.assertGreaterEqual(self.ticker.count(), 4)
+
     def test_shutdown_ends_open_streams(self):
         ds = self.ds()
         path = channel_path(self.channel(ds))
