@@ -69,6 +69,20 @@ struct rpc_server *rpc_server_start(const char *addr, unsigned cq_threads);
 /* Drains in-flight calls for at most grace_ms, then cancels the rest, stops and frees. */
 void rpc_server_stop(struct rpc_server *s, int grace_ms);
 
+/* ---- request arenas (arena.c) ------------------------------------------------------------ */
+
+/* A bump allocator for unpacking one request (a.allocator for protobuf-c's unpack); what it
+ * gave is freed at once by pb_arena_free (free_unpacked is not called). */
+struct pb_chunk;
+struct pb_arena {
+    ProtobufCAllocator a;
+    struct pb_chunk *chunks;
+    char *cur;
+    size_t left;
+};
+void pb_arena_init(struct pb_arena *ar);
+void pb_arena_free(struct pb_arena *ar);
+
 /* ---- process state (main.c) --------------------------------------------------------------- */
 
 struct plugin_access_log;

@@ -26,9 +26,10 @@
 struct res_front {
     _Atomic int refs;
     struct rpc_call *c;
-    Pluginv2__CallResourceRequest *rq;
+    Pluginv2__CallResourceRequest *rq; /* unpacked into ar */
+    struct pb_arena ar;
     struct proxy_header *hs; /* as many as the request has (a large struct would make every
-                              * call's allocation consolidate malloc's free lists) */
+                              * call's allocation consolidate malloc's free lists); in ar */
     struct proxy_request pr;
     struct plugin_instance *in;
     struct proxy_call *call;
@@ -38,27 +39,18 @@ struct res_front {
     int cancelled; /* the client left (on_cancel): the gRPC call may be gone after the end */
     int final;     /* the answer is complete: send the rest and the status */
     int code;
-    Pluginv2__CallResourceResponse__HeadersEntry *entries;
+    /* the answer's headers as the first message's map, all in one allocation (hblock) */
+    void *hblock;
     Pluginv2__CallResourceResponse__HeadersEntry **entry_ptrs;
-    Pluginv2__StringList *lists;
     size_t nentries;
     struct cp_buf buf; /* body not sent yet */
 };
 
 static void drop_headers(struct res_front *f)
 {
-    for (size_t i = 0; i < f->nentries; i++) {
-        free(f->entries[i].key);
-        for (size_t k = 0; k < f->lists[i].n_values; k++)
-            free(f->lists[i].values[k]);
-        free(f->lists[i].values);
-    }
-    free(f->entries);
-    free(f->entry_ptrs);
-    free(f->lists);
-    f->entries = NULL;
+    free(f->hblock);
+    f->hblock = NULL;
     f->entry_ptrs = NULL;
-    f->lists = NULL;
     f->nentries = 0;
 }
 
@@ -71,9 +63,7 @@ static void front_unref(struct res_front *f)
     drop_headers(f);
     cp_buf_free(&f->buf);
     pthread_mutex_destroy(&f->mu);
-    if (f->rq)
-        pluginv2__call_resource_request__free_unpacked(f->rq, NULL);
-    free(f->hs);
+    pb_arena_free(&f->ar); /* the request and hs */
     free(f);
 }
 
@@ -88,7 +78,66 @@ static void front_free(void *ctx)
     front_unref(f);
 }
 
-/* Groups the answer's headers by name into the map<string,StringList> of the first message. */
+/* Groups the answer's headers by name into the map<string,StringList> of the first message:
+ * entries, lists, value arrays and every string in one block (one allocation per answer, not
+ * three per header). */
+static int build_headers(struct res_front *f, const struct proxy_header *h, size_t n)
+{
+    size_t *key_of = malloc((n ? n : 1) * 2 * sizeof *key_of), *first = key_of + (n ? n : 1);
+    if (!key_of)
+        return CP_ENOMEM;
+    size_t nk = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k;
+        for (k = 0; k < nk; k++)
+            if (!strcasecmp(h[first[k]].name, h[i].name))
+                break;
+        if (k == nk) {
+            first[nk++] = i;
+            bytes += strlen(h[i].name) + 1;
+        }
+        key_of[i] = k;
+        bytes += strlen(h[i].value) + 1;
+    }
+    Pluginv2__CallResourceResponse__HeadersEntry *entries;
+    Pluginv2__StringList *lists;
+    size_t head = nk * (sizeof *entries + sizeof *lists + sizeof *f->entry_ptrs) +
+                  n * sizeof(char *);
+    char *block = malloc(head + bytes + 1);
+    if (!block) {
+        free(key_of);
+        return CP_ENOMEM;
+    }
+    entries = (void *)block;
+    lists = (void *)(entries + nk);
+    f->entry_ptrs = (void *)(lists + nk);
+    char **values = (char **)(f->entry_ptrs + nk);
+    char *str = block + head;
+    size_t used = 0;
+    for (size_t k = 0; k < nk; k++) {
+        pluginv2__call_resource_response__headers_entry__init(&entries[k]);
+        pluginv2__string_list__init(&lists[k]);
+        size_t l = strlen(h[first[k]].name) + 1;
+        entries[k].key = memcpy(str, h[first[k]].name, l);
+        cp_utf8_fix(entries[k].key); /* protobuf strings must be UTF-8 */
+        str += l;
+        entries[k].value = &lists[k];
+        f->entry_ptrs[k] = &entries[k];
+        lists[k].values = values + used; /* this key's values, contiguous */
+        for (size_t i = first[k]; i < n; i++)
+            if (key_of[i] == k) {
+                size_t vl = strlen(h[i].value) + 1;
+                lists[k].values[lists[k].n_values++] = cp_utf8_fix(memcpy(str, h[i].value, vl));
+                str += vl;
+            }
+        used += lists[k].n_values;
+    }
+    free(key_of);
+    f->hblock = block;
+    f->nentries = nk;
+    return 0;
+}
+
 static int res_head(void *ctx, int status, const struct proxy_header *h, size_t n)
 {
     struct res_front *f = ctx;
@@ -102,42 +151,7 @@ static int res_head(void *ctx, int status, const struct proxy_header *h, size_t 
     f->buf.len = 0;
     f->started = 1;
     f->code = status;
-    f->entries = calloc(n ? n : 1, sizeof *f->entries);
-    f->entry_ptrs = calloc(n ? n : 1, sizeof *f->entry_ptrs);
-    f->lists = calloc(n ? n : 1, sizeof *f->lists);
-    if (!f->entries || !f->entry_ptrs || !f->lists) {
-        rc = CP_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < n && !rc; i++) {
-        size_t k;
-        for (k = 0; k < f->nentries; k++)
-            if (!strcasecmp(f->entries[k].key, h[i].name))
-                break;
-        if (k == f->nentries) {
-            pluginv2__call_resource_response__headers_entry__init(&f->entries[k]);
-            pluginv2__string_list__init(&f->lists[k]);
-            if (!(f->entries[k].key = strdup(h[i].name))) {
-                rc = CP_ENOMEM;
-                break;
-            }
-            cp_utf8_fix(f->entries[k].key); /* protobuf strings must be UTF-8 */
-            f->entries[k].value = &f->lists[k];
-            f->entry_ptrs[k] = &f->entries[k];
-            f->nentries++;
-        }
-        Pluginv2__StringList *l = &f->lists[k];
-        char **nv = realloc(l->values, (l->n_values + 1) * sizeof *nv);
-        if (!nv || !(nv[l->n_values] = strdup(h[i].value))) {
-            if (nv)
-                l->values = nv;
-            rc = CP_ENOMEM;
-            break;
-        }
-        l->values = nv;
-        cp_utf8_fix(l->values[l->n_values]);
-        l->n_values++;
-    }
+    rc = build_headers(f, h, n);
 out:
     pthread_mutex_unlock(&f->mu);
     return rc;
@@ -362,15 +376,17 @@ static void instance_ready(void *ctx, struct plugin_instance *in, const struct c
 
 void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
 {
-    Pluginv2__CallResourceRequest *rq = pluginv2__call_resource_request__unpack(NULL, len, req);
-    if (!rq) {
-        rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed CallResourceRequest");
-        return;
-    }
     struct res_front *f = calloc(1, sizeof *f);
     if (!f) {
-        pluginv2__call_resource_request__free_unpacked(rq, NULL);
         rpc_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    pb_arena_init(&f->ar);
+    Pluginv2__CallResourceRequest *rq = pluginv2__call_resource_request__unpack(&f->ar.a, len, req);
+    if (!rq) {
+        pb_arena_free(&f->ar);
+        free(f);
+        rpc_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed CallResourceRequest");
         return;
     }
     pthread_mutex_init(&f->mu, NULL);
@@ -381,7 +397,7 @@ void svc_call_resource(struct rpc_call *c, const uint8_t *req, size_t len)
     for (size_t i = 0; i < rq->n_headers; i++)
         nh += rq->headers[i]->value ? rq->headers[i]->value->n_values : 0;
     nh = nh < MAX_REQ_HEADERS ? nh : MAX_REQ_HEADERS;
-    f->hs = malloc((nh ? nh : 1) * sizeof *f->hs);
+    f->hs = f->ar.a.alloc(&f->ar, (nh ? nh : 1) * sizeof *f->hs);
     rpc_set_events(c, &front_events, f);
     if (!f->hs) {
         answer_error(f, 500, "out of memory");
