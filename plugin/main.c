@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <grpc/grpc.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -116,6 +117,12 @@ static unsigned env_uint(const char *name, unsigned def, unsigned max)
 
 int plugin_runtime_init(void)
 {
+    /* No fast bins: each call allocates a few blocks over 1 KiB (its state, gRPC's arena), and
+     * glibc consolidates every fast bin before serving such a request. Measured with
+     * `preset core --quick`, glibc.malloc.mxfast=0 against the default: 78 -> 73 us of plugin
+     * CPU per forwarded call, 20.2 -> 18.9 us per memory hit. Small blocks still come from
+     * the per-thread caches. */
+    mallopt(M_MXFAST, 0);
     plugin_log_init();
     plugin_g.start_unix_ms = cp_now_ms();
     grpc_init();
