@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 struct job {
@@ -192,19 +194,32 @@ struct cp_http {
     struct cp_loop *l;
     CURLM *multi;
     uv_timer_t timeout;
-    struct sock *socks; /* every socket watched now */
+    struct sock *socks;   /* every socket with a poll handle now */
+    struct sock **byfd;   /* connection sockets this multi opened, by descriptor */
+    int nbyfd;
     _Atomic int *running; /* transfers added and not finished (read by metrics threads) */
     _Atomic int *queued;  /* of which not connected yet (no request sent) */
     _Atomic int own_running, own_queued;
+    _Atomic int idle_closed; /* events on idle pooled sockets */
     int closing;
 };
 
-/* What the multi keeps per socket. */
+/*
+ * What the multi keeps per socket. A connection socket opened through open_socket keeps its
+ * poll handle from its first transfer until close_socket: between transfers (curl said
+ * CURL_POLL_REMOVE, the connection waits in curl's pool) it stays watched for reading and
+ * unreferenced, so the next transfer on it costs no epoll_ctl when it waits for reading too.
+ * An event on an idle socket (the peer closed it) only stops the watch; curl finds the
+ * connection dead when it next picks it and closes it through close_socket.
+ */
 struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct cp_http *h;
     struct sock *prev, *next;
+    int events; /* UV_READABLE | UV_WRITABLE watched now; 0: stopped */
+    int owned;  /* opened by open_socket, closed by close_socket */
+    int idle;   /* owned, between transfers */
 };
 
 /* What the multi keeps per transfer (CURLOPT_PRIVATE). */
@@ -238,10 +253,28 @@ static void check_done(struct cp_http *h)
     }
 }
 
+static void on_poll(uv_poll_t *p, int status, int events);
+
+static void watch(struct sock *s, int events)
+{
+    if (s->events == events)
+        return;
+    s->events = events;
+    if (events)
+        uv_poll_start(&s->poll, events, on_poll);
+    else
+        uv_poll_stop(&s->poll);
+}
+
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     struct sock *s = p->data;
     struct cp_http *h = s->h;
+    if (s->idle) { /* the peer closed a pooled connection, or sent something unasked */
+        watch(s, 0);
+        atomic_fetch_add(&h->idle_closed, 1);
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -272,8 +305,42 @@ static void sock_drop(struct cp_http *h, struct sock *s)
         h->socks = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, sock_closed);
+    if (s->owned && s->fd < h->nbyfd && h->byfd[s->fd] == s)
+        h->byfd[s->fd] = NULL;
+    uv_close((uv_handle_t *)&s->poll, sock_closed); /* stops it, forgets the fd in epoll */
+}
+
+static struct sock *sock_new(struct cp_http *h, curl_socket_t fd, int owned)
+{
+    if (owned && fd >= h->nbyfd) {
+        int n = h->nbyfd ? h->nbyfd : 64;
+        while (n <= fd)
+            n *= 2;
+        struct sock **b = realloc(h->byfd, (size_t)n * sizeof *b);
+        if (!b)
+            return NULL;
+        memset(b + h->nbyfd, 0, (size_t)(n - h->nbyfd) * sizeof *b);
+        h->byfd = b;
+        h->nbyfd = n;
+    }
+    struct sock *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->fd = fd;
+    s->h = h;
+    s->owned = owned;
+    if (uv_poll_init_socket(&h->l->uv, &s->poll, fd) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    s->next = h->socks;
+    if (h->socks)
+        h->socks->prev = s;
+    h->socks = s;
+    if (owned)
+        h->byfd[fd] = s;
+    return s;
 }
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -281,36 +348,56 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     (void)e;
     struct cp_http *h = userp;
     struct sock *s = socketp;
+    if (!s && fd >= 0 && fd < h->nbyfd)
+        s = h->byfd[fd];
     if (what == CURL_POLL_REMOVE) {
-        if (s) {
+        if (s && s->owned && !h->closing) {
+            s->idle = 1;
+            watch(s, UV_READABLE);
+            uv_unref((uv_handle_t *)&s->poll); /* an idle pool keeps no loop running */
+        } else if (s) {
             sock_drop(h, s);
-            if (!h->closing)
-                curl_multi_assign(h->multi, fd, NULL);
         }
+        if (s && !h->closing)
+            curl_multi_assign(h->multi, fd, NULL);
         return 0;
     }
     if (h->closing)
         return 0;
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s)
-            return -1;
-        s->fd = fd;
-        s->h = h;
-        if (uv_poll_init_socket(&h->l->uv, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->next = h->socks;
-        if (h->socks)
-            h->socks->prev = s;
-        h->socks = s;
-        curl_multi_assign(h->multi, fd, s);
+    if (!s && !(s = sock_new(h, fd, 0))) /* a socket curl opened itself (a resolver's) */
+        return -1;
+    if (s->idle) {
+        s->idle = 0;
+        uv_ref((uv_handle_t *)&s->poll);
     }
-    int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    uv_poll_start(&s->poll, ev, on_poll);
+    curl_multi_assign(h->multi, fd, s);
+    watch(s, (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0));
     return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: connection sockets get their poll handle at birth. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct cp_http *h = ud;
+    if (purpose != CURLSOCKTYPE_IPCXN || h->closing)
+        return CURL_SOCKET_BAD;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if (!sock_new(h, fd, 1)) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the poll handle goes before the descriptor does. */
+static int close_socket(void *ud, curl_socket_t fd)
+{
+    struct cp_http *h = ud;
+    if (fd >= 0 && fd < h->nbyfd && h->byfd[fd])
+        sock_drop(h, h->byfd[fd]);
+    return close(fd);
 }
 
 static int on_timer(CURLM *m, long ms, void *userp)
@@ -354,6 +441,7 @@ struct cp_http *cp_http_new(struct cp_loop *l, long max_connections, _Atomic int
 static void http_timer_closed(uv_handle_t *hd)
 {
     struct cp_http *h = hd->data;
+    free(h->byfd);
     free(h);
 }
 
@@ -368,6 +456,8 @@ void cp_http_free(struct cp_http *h)
     uv_timer_stop(&h->timeout);
     uv_close((uv_handle_t *)&h->timeout, http_timer_closed);
 }
+
+int cp_http_idle_closed(struct cp_http *h) { return atomic_load(&h->idle_closed); }
 
 /* CURLOPT_PREREQFUNCTION: the transfer has its connection and sends its request now. */
 static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port)
@@ -392,6 +482,10 @@ int cp_http_add(struct cp_http *h, void *easy, void (*done)(void *arg, int curl_
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, x);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, h);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, h);
     if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         free(x);

@@ -215,6 +215,7 @@ struct server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int conns, peak_conns, inflight, peak, release_at;
+    int accepted, close_after_answer, closed; /* closed: connections the server closed */
     pthread_t th;
     int stop;
 };
@@ -233,6 +234,9 @@ static void *accept_loop(void *arg)
         int c = accept(s->fd, NULL, NULL);
         if (c < 0)
             return NULL;
+        pthread_mutex_lock(&s->mu);
+        s->accepted++;
+        pthread_mutex_unlock(&s->mu);
         struct conn_arg *a = malloc(sizeof *a);
         *a = (struct conn_arg){s, c};
         pthread_t t;
@@ -278,6 +282,8 @@ static void *serve_conn(void *arg)
         pthread_mutex_lock(&s->mu);
         s->inflight--;
         pthread_mutex_unlock(&s->mu);
+        if (s->close_after_answer)
+            break;
         size_t used = (size_t)(end + 4 - buf);
         memmove(buf, buf + used, have - used);
         have -= used;
@@ -285,6 +291,8 @@ static void *serve_conn(void *arg)
     close(c);
     pthread_mutex_lock(&s->mu);
     s->conns--;
+    s->closed++;
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
@@ -412,6 +420,97 @@ static void test_loop__connection_cap(void **state)
     assert_int_equal(s.peak, 3);
 }
 
+/* Transfers one after another on one multi handle, each started by a job on the loop. */
+struct seq {
+    struct cp_loop *l;
+    struct cp_http *h;
+    char url[64];
+    int code[8], n;
+    struct waitbox box;
+};
+
+static void seq_done(void *arg, int code)
+{
+    struct seq *q = arg;
+    q->code[q->n++] = code;
+    box_signal(&q->box);
+}
+
+static void seq_start(void *arg)
+{
+    struct seq *q = arg;
+    if (!q->h)
+        q->h = cp_http_new(q->l, 0, NULL, NULL);
+    static CURL *e;
+    if (e)
+        curl_easy_cleanup(e);
+    e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, q->url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    if (cp_http_add(q->h, e, seq_done, q) != 0)
+        seq_done(q, -1);
+}
+
+static void seq_end(void *arg)
+{
+    struct seq *q = arg;
+    cp_http_free(q->h);
+    box_signal(&q->box);
+}
+
+/* Waits (20 s at most) until the server has closed n connections. */
+static void server_wait_closed(struct server *s, int n)
+{
+    struct timespec dl = cp_deadline(CLOCK_REALTIME, 20000);
+    pthread_mutex_lock(&s->mu);
+    while (s->closed < n && pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Keep-alive connections go back to the pool with their poll handle kept: sequential transfers
+ * share one connection; one the server closes while it waits in the pool is noticed once (no
+ * busy loop on its end-of-file), and the next transfer opens a fresh one. */
+static void test_loop__pooled_connections(void **state)
+{
+    (void)state;
+    struct server s;
+    server_start(&s, 1);
+    struct seq q = {0};
+    box_init(&q.box);
+    snprintf(q.url, sizeof q.url, "http://127.0.0.1:%d/x", s.port);
+    q.l = cp_loop_new();
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cp_loop_post(q.l, seq_start, &q), 0);
+        assert_int_equal(box_wait(&q.box, i + 1), i + 1);
+    }
+    assert_int_equal(s.accepted, 1); /* one connection, reused */
+
+    s.close_after_answer = 1; /* the next answer is the connection's last */
+    assert_int_equal(cp_loop_post(q.l, seq_start, &q), 0);
+    assert_int_equal(box_wait(&q.box, 4), 4);
+    server_wait_closed(&s, 1);
+    struct timespec dl = cp_deadline(CLOCK_REALTIME, 20000), now;
+    while (cp_http_idle_closed(q.h) < 1) { /* the loop sees the pooled socket's end-of-file */
+        clock_gettime(CLOCK_REALTIME, &now);
+        assert_true(now.tv_sec < dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec < dl.tv_nsec));
+        usleep(1000);
+    }
+    s.close_after_answer = 0;
+    assert_int_equal(cp_loop_post(q.l, seq_start, &q), 0);
+    assert_int_equal(box_wait(&q.box, 5), 5);
+    assert_int_equal(s.accepted, 2); /* the dead one was not used */
+    assert_int_equal(cp_http_idle_closed(q.h), 1); /* one event, then no more watching */
+
+    assert_int_equal(cp_loop_post(q.l, seq_end, &q), 0);
+    assert_int_equal(box_wait(&q.box, 6), 6);
+    cp_loop_free(q.l);
+    server_stop(&s);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(q.code[i], CURLE_OK);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -421,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_loop__timers_fire_once_or_never),
         cmocka_unit_test(test_loop__transfers_overlap),
         cmocka_unit_test(test_loop__connection_cap),
+        cmocka_unit_test(test_loop__pooled_connections),
     };
     int rc = cmocka_run_group_tests_name("loop", tests, NULL, NULL);
     curl_global_cleanup();
