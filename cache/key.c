@@ -15,17 +15,40 @@ static const unsigned char empty_sha256[32] = {
     0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
     0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
 
-static void add(EVP_MD_CTX *md, const void *p, size_t n)
+/* The digest's input gathered in a buffer: one EVP_DigestUpdate per 512 bytes instead of two
+ * per field (the same digest: SHA-256 does not see how its input was split). */
+struct hb {
+    EVP_MD_CTX *md;
+    size_t n;
+    unsigned char b[512];
+};
+
+static void put(struct hb *h, const void *p, size_t n)
+{
+    if (h->n + n > sizeof h->b) {
+        if (h->n)
+            EVP_DigestUpdate(h->md, h->b, h->n);
+        h->n = 0;
+        if (n > sizeof h->b) {
+            EVP_DigestUpdate(h->md, p, n);
+            return;
+        }
+    }
+    memcpy(h->b + h->n, p, n);
+    h->n += n;
+}
+
+static void add(struct hb *md, const void *p, size_t n)
 {
     unsigned char len[8];
     for (int i = 0; i < 8; i++)
         len[i] = (unsigned char)((uint64_t)n >> (8 * i));
-    EVP_DigestUpdate(md, len, 8);
+    put(md, len, 8);
     if (n)
-        EVP_DigestUpdate(md, p, n);
+        put(md, p, n);
 }
 
-static void add_str(EVP_MD_CTX *md, const char *s) { add(md, s ? s : "", s ? strlen(s) : 0); }
+static void add_str(struct hb *md, const char *s) { add(md, s ? s : "", s ? strlen(s) : 0); }
 
 struct param {
     const char *p;
@@ -50,10 +73,12 @@ static int cmp_header(const void *a, const void *b)
 
 int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md)
+    struct hb hb, *md = &hb; /* not zeroed: only b[0..n) is read */
+    hb.md = EVP_MD_CTX_new();
+    hb.n = 0;
+    if (!hb.md)
         return CP_ENOMEM;
-    EVP_DigestInit_ex(md, sha256(), NULL);
+    EVP_DigestInit_ex(hb.md, sha256(), NULL);
     add_str(md, "cachingproxy-key-v1");
     add_str(md, in->ds_uid);
     add(md, in->fingerprint, in->fingerprint ? 32 : 0);
@@ -70,7 +95,7 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
     struct param small[16];
     struct param *ps = np + 1 <= 16 ? small : malloc((np + 1) * sizeof *ps);
     if (!ps) {
-        EVP_MD_CTX_free(md);
+        EVP_MD_CTX_free(hb.md);
         return CP_ENOMEM;
     }
     np = 0;
@@ -101,7 +126,7 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
     const struct cache_header **hs =
         in->nvary + 1 <= 16 ? hsmall : malloc((in->nvary + 1) * sizeof *hs);
     if (!hs) {
-        EVP_MD_CTX_free(md);
+        EVP_MD_CTX_free(hb.md);
         return CP_ENOMEM;
     }
     for (size_t i = 0; i < in->nvary; i++)
@@ -115,7 +140,7 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
         unsigned char len[8];
         for (int k = 0; k < 8; k++)
             len[k] = (unsigned char)((uint64_t)n >> (8 * k));
-        EVP_DigestUpdate(md, len, 8);
+        put(md, len, 8);
         for (size_t off = 0; off < n;) {
             char lower[128];
             size_t m = n - off < sizeof lower ? n - off : sizeof lower;
@@ -123,7 +148,7 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
                 char ch = name[off + k];
                 lower[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch | 0x20) : ch;
             }
-            EVP_DigestUpdate(md, lower, m);
+            put(md, lower, m);
             off += m;
         }
         add_str(md, hs[i]->value);
@@ -143,9 +168,11 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
     if (has_variant)
         add_str(md, in->variant);
 
+    if (hb.n)
+        EVP_DigestUpdate(hb.md, hb.b, hb.n);
     unsigned int n = 0;
-    EVP_DigestFinal_ex(md, out->h, &n);
-    EVP_MD_CTX_free(md);
+    EVP_DigestFinal_ex(hb.md, out->h, &n);
+    EVP_MD_CTX_free(hb.md);
     static const char hexd[] = "0123456789abcdef";
     for (int i = 0; i < 32; i++) {
         out->hex[2 * i] = hexd[out->h[i] >> 4];

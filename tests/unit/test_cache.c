@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "cache.h"
 
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -101,6 +102,73 @@ static void test_key__stable_and_hex(void **state)
         snprintf(two, sizeof two, "%02x", k1.h[i]);
         assert_memory_equal(k1.hex + 2 * i, two, 2); /* lowercase hex of h */
     }
+}
+
+/* The key recipe, rebuilt here byte by byte (SPEC.md section 6: length-prefixed fields), so
+ * that keys stay what they were: entries in Redis outlive plugin versions. */
+struct ref {
+    unsigned char b[4096];
+    size_t n;
+};
+
+static void ref_add(struct ref *r, const void *p, size_t n)
+{
+    for (int i = 0; i < 8; i++)
+        r->b[r->n++] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(r->b + r->n, p, n);
+    r->n += n;
+}
+
+static void ref_str(struct ref *r, const char *s) { ref_add(r, s, strlen(s)); }
+
+static void test_key__known_recipe(void **state)
+{
+    (void)state;
+    char longpath[1500];
+    memset(longpath, 'p', sizeof longpath - 1); /* longer than any internal buffer */
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = 0;
+    const struct cache_header vary[] = {{"Accept-Language", "de"}, {"ACCEPT", "text/csv"}};
+    const unsigned char body[] = "{\"q\":1}";
+    struct cache_key_input in = {.ds_uid = "ds1", .kind = CACHE_KIND_RESOURCE, .method = "POST",
+                                 .path = longpath, .query = "b=2&&a=1", .body = body,
+                                 .body_len = sizeof body - 1, .vary = vary, .nvary = 2,
+                                 .scope = CFG_SCOPE_ORG, .org_id = 7, .variant = "frame-v1"};
+    struct cache_key k;
+    derive(&in, &k);
+
+    struct ref r = {.n = 0};
+    ref_str(&r, "cachingproxy-key-v1");
+    ref_str(&r, "ds1");
+    ref_add(&r, "", 0); /* no fingerprint */
+    unsigned char kind = CACHE_KIND_RESOURCE;
+    ref_add(&r, &kind, 1);
+    ref_str(&r, "POST");
+    ref_str(&r, longpath);
+    size_t np = 2;
+    ref_add(&r, &np, sizeof np);
+    ref_str(&r, "a=1");
+    ref_str(&r, "b=2");
+    unsigned char bh[32];
+    unsigned int bl = 0;
+    EVP_Digest(body, sizeof body - 1, bh, &bl, EVP_sha256(), NULL);
+    ref_add(&r, bh, 32);
+    size_t nv = 2;
+    ref_add(&r, &nv, sizeof nv);
+    ref_str(&r, "accept"); /* names lower-cased and sorted */
+    ref_str(&r, "text/csv");
+    ref_str(&r, "accept-language");
+    ref_str(&r, "de");
+    unsigned char scope = CFG_SCOPE_ORG;
+    ref_add(&r, &scope, 1);
+    int64_t org = 7;
+    ref_add(&r, &org, sizeof org);
+    unsigned char has_variant = 1;
+    ref_add(&r, &has_variant, 1);
+    ref_str(&r, "frame-v1");
+    unsigned char want[32];
+    EVP_Digest(r.b, r.n, want, &bl, EVP_sha256(), NULL);
+    assert_memory_equal(k.h, want, 32);
 }
 
 static void test_key__no_input_in_clear(void **state)
@@ -986,6 +1054,7 @@ int main(void)
         cmocka_set_skip_filter(getenv("CMOCKA_SKIP_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key__stable_and_hex),
+        cmocka_unit_test(test_key__known_recipe),
         cmocka_unit_test(test_key__no_input_in_clear),
         cmocka_unit_test(test_key__query_order_insensitive),
         cmocka_unit_test(test_key__sensitive_to_every_field),
