@@ -14,13 +14,27 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct plugin_instance *head;
 static size_t count;
 
+/* A 64-bit hash over words (settings change detection, not security): each field ends with
+ * its length, so that adjacent fields cannot trade bytes. */
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 29);
+}
+
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    /* a separator, so that adjacent fields cannot trade bytes */
-    return (h ^ 0xff) * 1099511628211ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = mix(h, w);
+    }
+    uint64_t tail = 0;
+    for (size_t k = 0; i + k < n; k++)
+        tail |= (uint64_t)b[i + k] << (8 * k);
+    return mix(mix(h, tail), (uint64_t)n);
 }
 
 static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) : 0); }
@@ -85,9 +99,26 @@ static struct plugin_instance *find(const char *uid)
 static const char *uid_of(const Pluginv2__PluginContext *pc, char *buf, size_t size)
 {
     const Pluginv2__DataSourceInstanceSettings *s = pc->datasourceinstancesettings;
-    if (s->uid && *s->uid)
-        snprintf(buf, size, "%lld:%s", (long long)pc->orgid, s->uid);
-    else
+    if (s->uid && *s->uid) { /* "<org>:<uid>", as snprintf would write it, without it */
+        char digits[24];
+        size_t nd = 0, at = 0;
+        unsigned long long v = pc->orgid < 0 ? 0ULL - (unsigned long long)pc->orgid
+                                             : (unsigned long long)pc->orgid;
+        do
+            digits[nd++] = (char)('0' + v % 10);
+        while ((v /= 10));
+        if (pc->orgid < 0)
+            buf[at++] = '-';
+        while (nd && at < size - 1)
+            buf[at++] = digits[--nd];
+        if (at < size - 1)
+            buf[at++] = ':';
+        size_t ul = strlen(s->uid);
+        if (ul > size - 1 - at)
+            ul = size - 1 - at;
+        memcpy(buf + at, s->uid, ul);
+        buf[at + ul] = 0;
+    } else
         snprintf(buf, size, "%lld:#%lld", (long long)pc->orgid, (long long)s->id);
     return buf;
 }
