@@ -26,8 +26,17 @@ static int curl_init(void)
     return curl_ready ? 0 : CP_EINTERNAL;
 }
 
+int proxy__no_env_proxy;
+
 int proxy_global_init(void)
 {
+    /* libcurl reads these for every transfer unless CURLOPT_PROXY is set; read them once */
+    static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                       "ALL_PROXY"};
+    proxy__no_env_proxy = 1;
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (getenv(vars[i]) && *getenv(vars[i]))
+            proxy__no_env_proxy = 0;
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
     if (!(v->features & CURL_VERSION_THREADSAFE))
         return curl_init(); /* no thread-safe lazy init: do it now, before any thread */

@@ -407,6 +407,8 @@ int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq
     curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     /* never wait for another transfer's connection to show whether it multiplexes: open one */
     curl_easy_setopt(h, CURLOPT_PIPEWAIT, 0L);
+    if (proxy__no_env_proxy)
+        curl_easy_setopt(h, CURLOPT_PROXY, "");
     if (cfg->tls_skip_verify) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);

@@ -84,6 +84,9 @@ void proxy__fetch_resume(struct proxy__xfer *x);
 void proxy__fetch_abort(struct proxy__xfer *x);
 /* The instance's multi handle (made on first use) and its release. */
 struct cp_http *proxy__http(struct proxy_ds *ds);
+/* No proxy in the environment at start-up (http_proxy, https_proxy, all_proxy): transfers
+ * then say so to libcurl instead of having it look again each time. */
+extern int proxy__no_env_proxy;
 void proxy__http_close(struct proxy_ds *ds);
 
 /* ---- admission (admit.c) ---------------------------------------------------------------------- */
