@@ -140,6 +140,9 @@ void cp_buf_free(struct cp_buf *b);
  * the implementation up again in every EVP_DigestInit_ex, which costs more than hashing a
  * cache key or an API key on the hit path. (An EVP_MD.) */
 const struct evp_md_st *cp_sha256(void);
+/* Turns off the debug-only Mutex deadlock detector of an Abseil built without NDEBUG (gRPC's
+ * locks); call before grpc_init. 1: done; 0: no such symbol here (nothing changed). */
+int cp_absl_deadlock_detection_off(void);
 
 /* Monotonic and wall clocks. */
 int64_t cp_now_ms(void);

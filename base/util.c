@@ -2,10 +2,12 @@
  * histograms. */
 #include "base.h"
 
+#include <dlfcn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,3 +197,27 @@ void cp_hist_observe_ns(struct cp_hist *h, uint64_t ns)
     atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
 }
 
+
+/*
+ * Debian builds Abseil without NDEBUG, which leaves its debug-only Mutex deadlock detector on:
+ * every lock gRPC takes also takes one process-wide graph lock and updates a lock-order graph
+ * (GraphCycles::GetId and friends, about 2 % of a gRPC server's CPU under load). Release
+ * builds of Abseil have it off; absl::SetMutexDeadlockDetectionMode(kIgnore) turns it off,
+ * looked up by its C++ name, so that an Abseil without the symbol is simply left alone.
+ */
+int cp_absl_deadlock_detection_off(void)
+{
+    static const char *const names[] = {
+        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+        "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        void *sym = dlsym(RTLD_DEFAULT, names[i]);
+        if (sym) {
+            void (*set_mode)(int) = (void (*)(int))(uintptr_t)sym; /* enum class, 0 = kIgnore */
+            set_mode(0);
+            return 1;
+        }
+    }
+    return 0;
+}

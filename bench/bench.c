@@ -1146,6 +1146,7 @@ static int run_hidden_bare(const char *file)
 {
     if (bench_signals_start(1) != 0)
         return 1;
+    cp_absl_deadlock_detection_off(); /* as the plugin does, so both sides compare alike */
     grpc_init();
     int rc = bench_bare_child_main(file);
     grpc_shutdown();
@@ -1302,6 +1303,7 @@ int main(int argc, char **argv)
     }
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    cp_absl_deadlock_detection_off(); /* as the plugin does, so both sides compare alike */
     grpc_init();
     c.updated_ms = cp_now_ms();
     atomic_store(&c.seq, 1);

@@ -9,7 +9,6 @@
  */
 #include "plugin_int.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <grp.h>
 #include <grpc/grpc.h>
@@ -116,29 +115,6 @@ static unsigned env_uint(const char *name, unsigned def, unsigned max)
     return (*end || n == 0 || n > max) ? def : (unsigned)n;
 }
 
-/*
- * Debian builds Abseil without NDEBUG, which leaves its debug-only Mutex deadlock detector on:
- * every lock gRPC takes also takes one process-wide graph lock and updates a lock-order graph
- * (GraphCycles::GetId and friends, about 2 % of the plugin's CPU under load). Release builds of
- * Abseil have it off; absl::SetMutexDeadlockDetectionMode(kIgnore) turns it off here, looked
- * up by its C++ name so that an Abseil without the symbol is simply left alone.
- */
-static void absl_deadlock_detection_off(void)
-{
-    static const char *const names[] = {
-        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
-        "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
-    };
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        void *sym = dlsym(RTLD_DEFAULT, names[i]);
-        if (sym) {
-            void (*set_mode)(int) = (void (*)(int))(uintptr_t)sym; /* enum class, 0 = kIgnore */
-            set_mode(0);
-            return;
-        }
-    }
-}
-
 int plugin_runtime_init(void)
 {
     /* No fast bins: each call allocates a few blocks over 1 KiB (its state, gRPC's arena), and
@@ -147,7 +123,7 @@ int plugin_runtime_init(void)
      * CPU per forwarded call, 20.2 -> 18.9 us per memory hit. Small blocks still come from
      * the per-thread caches. */
     mallopt(M_MXFAST, 0);
-    absl_deadlock_detection_off();
+    cp_absl_deadlock_detection_off();
     plugin_log_init();
     plugin_g.start_unix_ms = cp_now_ms();
     grpc_init();

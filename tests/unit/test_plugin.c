@@ -904,9 +904,18 @@ static void test_metrics__render_appends_and_respects_cap(void **state)
     cp_buf_free(&small);
 }
 
+/* Debian's Abseil (linked through gRPC) has the switch the plugin uses to turn off its
+ * debug-only deadlock detector; a renamed symbol would silently cost every lock again. */
+static void test_runtime__absl_deadlock_detection_switch(void **state)
+{
+    (void)state;
+    assert_int_equal(cp_absl_deadlock_detection_off(), 1);
+}
+
 int main(void)
 {
     static const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_runtime__absl_deadlock_detection_switch),
         cmocka_unit_test(test_handshake__pick_version),
         cmocka_unit_test(test_handshake__line_exact),
         cmocka_unit_test(test_handshake__line_refuses_separators),
