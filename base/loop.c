@@ -195,22 +195,29 @@ struct cp_http {
     CURLM *multi;
     uv_timer_t timeout;
     struct sock *socks;   /* every socket with a poll handle now */
-    struct sock **byfd;   /* connection sockets this multi opened, by descriptor */
+    struct sock **byfd;   /* the same, by descriptor */
     int nbyfd;
     _Atomic int *running; /* transfers added and not finished (read by metrics threads) */
     _Atomic int *queued;  /* of which not connected yet (no request sent) */
     _Atomic int own_running, own_queued;
     _Atomic int idle_closed; /* events on idle pooled sockets */
     int closing;
+    int busy;         /* inside libcurl's or a done callback's call chain */
+    int free_pending; /* cp_http_free was called meanwhile: finish it on the way out */
 };
 
 /*
- * What the multi keeps per socket. A connection socket opened through open_socket keeps its
- * poll handle from its first transfer until close_socket: between transfers (curl said
- * CURL_POLL_REMOVE, the connection waits in curl's pool) it stays watched for reading and
- * unreferenced, so the next transfer on it costs no epoll_ctl when it waits for reading too.
- * An event on an idle socket (the peer closed it) only stops the watch; curl finds the
- * connection dead when it next picks it and closes it through close_socket.
+ * What the multi keeps per socket, found by descriptor (libcurl's socketp is not used). When
+ * libcurl says CURL_POLL_REMOVE for the socket of a connection it keeps in its pool (an
+ * established one: CURLINFO_ACTIVESOCKET of the transfer that just ended), the socket becomes
+ * "pooled": the poll handle stays,
+ * watched for reading and unreferenced, so the next transfer on that connection costs no
+ * epoll_ctl; libcurl closes an established connection's socket through
+ * CURLOPT_CLOSESOCKETFUNCTION, which drops the handle first. An event on an idle socket (the
+ * peer closed it, or sent what nobody asked for) only stops the watch; libcurl finds the
+ * connection dead when it next picks it. A socket still connecting may be closed by libcurl
+ * 7.88 without that callback, so it keeps the plain life: a handle from its first callback
+ * until CURL_POLL_REMOVE, restarted on every callback.
  */
 struct sock {
     uv_poll_t poll;
@@ -218,8 +225,8 @@ struct sock {
     struct cp_http *h;
     struct sock *prev, *next;
     int events; /* UV_READABLE | UV_WRITABLE watched now; 0: stopped */
-    int owned;  /* opened by open_socket, closed by close_socket */
-    int idle;   /* owned, between transfers */
+    int pooled; /* an established connection's: kept between transfers */
+    int idle;   /* pooled, between transfers */
 };
 
 /* What the multi keeps per transfer (CURLOPT_PRIVATE). */
@@ -230,11 +237,13 @@ struct xfer {
     int connected;
 };
 
+static void http_free_now(struct cp_http *h);
+
 static void check_done(struct cp_http *h)
 {
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(h->multi, &left))) {
+    while (!h->free_pending && (m = curl_multi_info_read(h->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
         CURL *e = m->easy_handle;
@@ -247,18 +256,30 @@ static void check_done(struct cp_http *h)
             atomic_fetch_sub(h->queued, 1);
         curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
         if (x) {
-            x->done(x->arg, (int)rc); /* may free e, or add new transfers */
+            x->done(x->arg, (int)rc); /* may free e, add transfers, or free h (deferred) */
             free(x);
         }
     }
+}
+
+/* Runs libcurl for fd (or its timers) and hands finished transfers over; a cp_http_free
+ * from inside is carried out when everything on the way has returned. */
+static void drive(struct cp_http *h, curl_socket_t fd, int flags)
+{
+    int running;
+    h->busy++;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    check_done(h);
+    if (--h->busy == 0 && h->free_pending)
+        http_free_now(h);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events);
 
 static void watch(struct sock *s, int events)
 {
-    if (s->events == events)
-        return;
+    if (s->pooled && s->events == events)
+        return; /* an established connection's watch is what it was: no epoll_ctl */
     s->events = events;
     if (events)
         uv_poll_start(&s->poll, events, on_poll);
@@ -270,6 +291,8 @@ static void on_poll(uv_poll_t *p, int status, int events)
 {
     struct sock *s = p->data;
     struct cp_http *h = s->h;
+    if (status < 0)
+        s->events = 0; /* libuv stopped the watch itself */
     if (s->idle) { /* the peer closed a pooled connection, or sent something unasked */
         watch(s, 0);
         atomic_fetch_add(&h->idle_closed, 1);
@@ -282,18 +305,10 @@ static void on_poll(uv_poll_t *p, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    int running;
-    curl_multi_socket_action(h->multi, s->fd, flags, &running);
-    check_done(h);
+    drive(h, s->fd, flags);
 }
 
-static void on_timeout(uv_timer_t *t)
-{
-    struct cp_http *h = t->data;
-    int running;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(h);
-}
+static void on_timeout(uv_timer_t *t) { drive(t->data, CURL_SOCKET_TIMEOUT, 0); }
 
 static void sock_closed(uv_handle_t *hd) { free(hd->data); }
 
@@ -305,14 +320,21 @@ static void sock_drop(struct cp_http *h, struct sock *s)
         h->socks = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    if (s->owned && s->fd < h->nbyfd && h->byfd[s->fd] == s)
+    if (s->fd >= 0 && s->fd < h->nbyfd && h->byfd[s->fd] == s)
         h->byfd[s->fd] = NULL;
     uv_close((uv_handle_t *)&s->poll, sock_closed); /* stops it, forgets the fd in epoll */
 }
 
-static struct sock *sock_new(struct cp_http *h, curl_socket_t fd, int owned)
+static struct sock *sock_of(struct cp_http *h, curl_socket_t fd)
 {
-    if (owned && fd >= h->nbyfd) {
+    return fd >= 0 && fd < h->nbyfd ? h->byfd[fd] : NULL;
+}
+
+static struct sock *sock_new(struct cp_http *h, curl_socket_t fd)
+{
+    if (fd < 0)
+        return NULL;
+    if (fd >= h->nbyfd) {
         int n = h->nbyfd ? h->nbyfd : 64;
         while (n <= fd)
             n *= 2;
@@ -328,7 +350,6 @@ static struct sock *sock_new(struct cp_http *h, curl_socket_t fd, int owned)
         return NULL;
     s->fd = fd;
     s->h = h;
-    s->owned = owned;
     if (uv_poll_init_socket(&h->l->uv, &s->poll, fd) != 0) {
         free(s);
         return NULL;
@@ -338,65 +359,54 @@ static struct sock *sock_new(struct cp_http *h, curl_socket_t fd, int owned)
     if (h->socks)
         h->socks->prev = s;
     h->socks = s;
-    if (owned)
-        h->byfd[fd] = s;
+    h->byfd[fd] = s;
     return s;
+}
+
+/* The transfer e has ended and fd is the socket of the connection libcurl keeps in its pool
+ * for the next ones: established (it carried a transfer), so closed through close_socket. */
+static int kept_in_pool(CURL *e, curl_socket_t fd)
+{
+    curl_socket_t kept = CURL_SOCKET_BAD;
+    return e && curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &kept) == CURLE_OK && kept == fd;
 }
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    (void)e;
+    (void)socketp;
     struct cp_http *h = userp;
-    struct sock *s = socketp;
-    if (!s && fd >= 0 && fd < h->nbyfd)
-        s = h->byfd[fd];
+    struct sock *s = sock_of(h, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (s && s->owned && !h->closing) {
+        if (s && !h->closing && (s->pooled || kept_in_pool(e, fd))) {
+            s->pooled = 1;
             s->idle = 1;
             watch(s, UV_READABLE);
             uv_unref((uv_handle_t *)&s->poll); /* an idle pool keeps no loop running */
         } else if (s) {
             sock_drop(h, s);
         }
-        if (s && !h->closing)
-            curl_multi_assign(h->multi, fd, NULL);
         return 0;
     }
     if (h->closing)
         return 0;
-    if (!s && !(s = sock_new(h, fd, 0))) /* a socket curl opened itself (a resolver's) */
+    if (!s && !(s = sock_new(h, fd)))
         return -1;
     if (s->idle) {
         s->idle = 0;
         uv_ref((uv_handle_t *)&s->poll);
     }
-    curl_multi_assign(h->multi, fd, s);
     watch(s, (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0));
     return 0;
 }
 
-/* CURLOPT_OPENSOCKETFUNCTION: connection sockets get their poll handle at birth. */
-static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    struct cp_http *h = ud;
-    if (purpose != CURLSOCKTYPE_IPCXN || h->closing)
-        return CURL_SOCKET_BAD;
-    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    if (fd < 0)
-        return CURL_SOCKET_BAD;
-    if (!sock_new(h, fd, 1)) {
-        close(fd);
-        return CURL_SOCKET_BAD;
-    }
-    return fd;
-}
-
-/* CURLOPT_CLOSESOCKETFUNCTION: the poll handle goes before the descriptor does. */
+/* CURLOPT_CLOSESOCKETFUNCTION (libcurl calls it for established connections): the poll
+ * handle goes before the descriptor does. */
 static int close_socket(void *ud, curl_socket_t fd)
 {
     struct cp_http *h = ud;
-    if (fd >= 0 && fd < h->nbyfd && h->byfd[fd])
-        sock_drop(h, h->byfd[fd]);
+    struct sock *s = sock_of(h, fd);
+    if (s)
+        sock_drop(h, s);
     return close(fd);
 }
 
@@ -445,16 +455,25 @@ static void http_timer_closed(uv_handle_t *hd)
     free(h);
 }
 
-void cp_http_free(struct cp_http *h)
+static void http_free_now(struct cp_http *h)
 {
-    if (!h)
-        return;
     h->closing = 1;
     curl_multi_cleanup(h->multi); /* closes the idle connections' sockets */
     while (h->socks)              /* whether or not it said CURL_POLL_REMOVE for each */
         sock_drop(h, h->socks);
     uv_timer_stop(&h->timeout);
     uv_close((uv_handle_t *)&h->timeout, http_timer_closed);
+}
+
+void cp_http_free(struct cp_http *h)
+{
+    if (!h)
+        return;
+    if (h->busy) { /* from a done callback: the multi is still in use up the stack */
+        h->free_pending = 1;
+        return;
+    }
+    http_free_now(h);
 }
 
 int cp_http_idle_closed(struct cp_http *h) { return atomic_load(&h->idle_closed); }
@@ -482,8 +501,6 @@ int cp_http_add(struct cp_http *h, void *easy, void (*done)(void *arg, int curl_
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, x);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, h);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, h);
     if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {

@@ -511,6 +511,126 @@ static void test_loop__pooled_connections(void **state)
         assert_int_equal(q.code[i], CURLE_OK);
 }
 
+/* A listener whose accept queue is full: connections to it hang in SYN_SENT. */
+struct blackhole {
+    int fd, port, fill[8];
+};
+
+static void blackhole_start(struct blackhole *b)
+{
+    b->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(b->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(b->fd, 0), 0);
+    socklen_t al = sizeof a;
+    getsockname(b->fd, (struct sockaddr *)&a, &al);
+    b->port = ntohs(a.sin_port);
+    for (int i = 0; i < 8; i++) { /* never accepted: the queue stays full */
+        b->fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        int rc = connect(b->fill[i], (struct sockaddr *)&a, sizeof a);
+        (void)rc;
+    }
+}
+
+static void blackhole_stop(struct blackhole *b)
+{
+    for (int i = 0; i < 8; i++)
+        close(b->fill[i]);
+    close(b->fd);
+}
+
+struct hang {
+    struct cp_loop *l;
+    struct cp_http *h;
+    CURL *e;
+    char url[64];
+    long connect_ms;
+    int64_t abort_ms; /* > 0: abort the transfer this long after it started */
+    int code;         /* CURLcode, or -2 when aborted */
+    struct waitbox box;
+};
+
+static void hang_done(void *arg, int code)
+{
+    struct hang *g = arg;
+    g->code = code;
+    box_signal(&g->box);
+}
+
+static void hang_abort(void *arg)
+{
+    struct hang *g = arg;
+    cp_http_abort(g->h, g->e);
+    hang_done(g, -2);
+}
+
+static void hang_start(void *arg)
+{
+    struct hang *g = arg;
+    if (!g->h)
+        g->h = cp_http_new(g->l, 0, NULL, NULL);
+    if (g->e)
+        curl_easy_cleanup(g->e);
+    g->e = curl_easy_init();
+    curl_easy_setopt(g->e, CURLOPT_URL, g->url);
+    curl_easy_setopt(g->e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(g->e, CURLOPT_CONNECTTIMEOUT_MS, g->connect_ms);
+    curl_easy_setopt(g->e, CURLOPT_TIMEOUT_MS, 20000L);
+    if (cp_http_add(g->h, g->e, hang_done, g) != 0)
+        hang_done(g, -1);
+    else if (g->abort_ms > 0)
+        cp_timer_start(g->l, g->abort_ms, hang_abort, g);
+}
+
+static void hang_end(void *arg)
+{
+    struct hang *g = arg;
+    curl_easy_cleanup(g->e);
+    cp_http_free(g->h);
+    box_signal(&g->box);
+}
+
+/* A socket that never finishes connecting is closed by libcurl itself (on its connect timeout,
+ * or when the transfer is aborted) without the close-socket callback: the loop must forget
+ * its watch, keep running, and serve the next transfers on the same multi handle. */
+static void test_loop__connect_never_finishes(void **state)
+{
+    (void)state;
+    struct blackhole b;
+    blackhole_start(&b);
+    struct server s;
+    server_start(&s, 1);
+    struct hang g = {.connect_ms = 300};
+    box_init(&g.box);
+    g.l = cp_loop_new();
+    snprintf(g.url, sizeof g.url, "http://127.0.0.1:%d/x", b.port);
+
+    assert_int_equal(cp_loop_post(g.l, hang_start, &g), 0); /* connect timeout */
+    assert_int_equal(box_wait(&g.box, 1), 1);
+    assert_int_equal(g.code, CURLE_OPERATION_TIMEDOUT);
+
+    g.connect_ms = 10000;
+    g.abort_ms = 100; /* aborted while it connects */
+    assert_int_equal(cp_loop_post(g.l, hang_start, &g), 0);
+    assert_int_equal(box_wait(&g.box, 2), 2);
+    assert_int_equal(g.code, -2);
+
+    g.abort_ms = 0; /* the loop and the multi handle still work */
+    snprintf(g.url, sizeof g.url, "http://127.0.0.1:%d/x", s.port);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cp_loop_post(g.l, hang_start, &g), 0);
+        assert_int_equal(box_wait(&g.box, 3 + i), 3 + i);
+        assert_int_equal(g.code, CURLE_OK);
+    }
+    assert_int_equal(s.accepted, 1);
+
+    assert_int_equal(cp_loop_post(g.l, hang_end, &g), 0);
+    assert_int_equal(box_wait(&g.box, 5), 5);
+    cp_loop_free(g.l);
+    server_stop(&s);
+    blackhole_stop(&b);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -521,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_loop__transfers_overlap),
         cmocka_unit_test(test_loop__connection_cap),
         cmocka_unit_test(test_loop__pooled_connections),
+        cmocka_unit_test(test_loop__connect_never_finishes),
     };
     int rc = cmocka_run_group_tests_name("loop", tests, NULL, NULL);
     curl_global_cleanup();
