@@ -377,7 +377,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     struct cp_http *h = userp;
     struct sock *s = sock_of(h, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (s && !h->closing && (s->pooled || kept_in_pool(e, fd))) {
+        if (s && !h->closing && kept_in_pool(e, fd)) { /* asked every time: cheap */
             s->pooled = 1;
             s->idle = 1;
             watch(s, UV_READABLE);
