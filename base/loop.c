@@ -196,7 +196,7 @@ struct cp_http {
     uv_timer_t timeout;
     struct sock *socks;   /* every socket with a poll handle now */
     struct sock **byfd;   /* the same, by descriptor */
-    int nbyfd;
+    int nbyfd, nsocks;
     _Atomic int *running; /* transfers added and not finished (read by metrics threads) */
     _Atomic int *queued;  /* of which not connected yet (no request sent) */
     _Atomic int own_running, own_queued;
@@ -322,6 +322,7 @@ static void sock_drop(struct cp_http *h, struct sock *s)
         s->next->prev = s->prev;
     if (s->fd >= 0 && s->fd < h->nbyfd && h->byfd[s->fd] == s)
         h->byfd[s->fd] = NULL;
+    h->nsocks--;
     uv_close((uv_handle_t *)&s->poll, sock_closed); /* stops it, forgets the fd in epoll */
 }
 
@@ -360,11 +361,15 @@ static struct sock *sock_new(struct cp_http *h, curl_socket_t fd)
         h->socks->prev = s;
     h->socks = s;
     h->byfd[fd] = s;
+    h->nsocks++;
     return s;
 }
 
 /* The transfer e has ended and fd is the socket of the connection libcurl keeps in its pool
- * for the next ones: established (it carried a transfer), so closed through close_socket. */
+ * for the next ones: established (it carried a transfer), so closed through close_socket.
+ * libcurl finds it by scanning its connections: with more sockets than its pool could keep
+ * (a burst of new connections), not worth asking. */
+#define POOL_CHECK_MAX 128
 static int kept_in_pool(CURL *e, curl_socket_t fd)
 {
     curl_socket_t kept = CURL_SOCKET_BAD;
@@ -377,7 +382,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     struct cp_http *h = userp;
     struct sock *s = sock_of(h, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (s && !h->closing && kept_in_pool(e, fd)) { /* asked every time: cheap */
+        if (s && !h->closing && h->nsocks <= POOL_CHECK_MAX && kept_in_pool(e, fd)) {
             s->pooled = 1;
             s->idle = 1;
             watch(s, UV_READABLE);
