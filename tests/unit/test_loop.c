@@ -313,11 +313,20 @@ static void server_start(struct server *s, int release_at)
     pthread_create(&s->th, NULL, accept_loop, s);
 }
 
+/* Stops accepting, then waits (20 s at most) for every connection thread to be done with s:
+ * they are detached and s lives on the test's stack. The clients must have closed theirs. */
 static void server_stop(struct server *s)
 {
     shutdown(s->fd, SHUT_RDWR);
     close(s->fd);
     pthread_join(s->th, NULL);
+    struct timespec dl = cp_deadline(CLOCK_REALTIME, 20000);
+    pthread_mutex_lock(&s->mu);
+    while (s->closed < s->accepted && pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0)
+        ;
+    int left = s->accepted - s->closed;
+    pthread_mutex_unlock(&s->mu);
+    assert_int_equal(left, 0);
 }
 
 struct xfers {
