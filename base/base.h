@@ -214,10 +214,7 @@ struct cp_http *cp_http_new(struct cp_loop *l, long max_connections, _Atomic int
 /* Closes the pool; every transfer must have finished or been aborted. NULL-safe; from a done
  * callback, the pool closes once that callback's caller has returned. */
 void cp_http_free(struct cp_http *h);
-/* Pooled connections found closed by the upstream while idle (any thread may read it). */
-int cp_http_idle_closed(struct cp_http *h);
-/* Starts easy (a CURL *, fully set up; CURLOPT_PRIVATE, CURLOPT_PREREQ* and
- * CURLOPT_CLOSESOCKET* are ours). done
+/* Starts easy (a CURL *, fully set up; CURLOPT_PRIVATE and CURLOPT_PREREQ* are ours). done
  * runs on the loop when it ends, with libcurl's CURLcode; the easy handle is the caller's
  * again then (done may free it or start another transfer). CP_ENOMEM: nothing started. */
 int cp_http_add(struct cp_http *h, void *easy, void (*done)(void *arg, int curl_code), void *arg);

@@ -12,8 +12,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <uv.h>
 
 struct job {
@@ -194,39 +192,21 @@ struct cp_http {
     struct cp_loop *l;
     CURLM *multi;
     uv_timer_t timeout;
-    struct sock *socks;   /* every socket with a poll handle now */
-    struct sock **byfd;   /* the same, by descriptor */
-    int nbyfd, nsocks;
+    struct sock *socks; /* every socket watched now */
     _Atomic int *running; /* transfers added and not finished (read by metrics threads) */
     _Atomic int *queued;  /* of which not connected yet (no request sent) */
     _Atomic int own_running, own_queued;
-    _Atomic int idle_closed; /* events on idle pooled sockets */
     int closing;
     int busy;         /* inside libcurl's or a done callback's call chain */
     int free_pending; /* cp_http_free was called meanwhile: finish it on the way out */
 };
 
-/*
- * What the multi keeps per socket, found by descriptor (libcurl's socketp is not used). When
- * libcurl says CURL_POLL_REMOVE for the socket of a connection it keeps in its pool (an
- * established one: CURLINFO_ACTIVESOCKET of the transfer that just ended), the socket becomes
- * "pooled": the poll handle stays,
- * watched for reading and unreferenced, so the next transfer on that connection costs no
- * epoll_ctl; libcurl closes an established connection's socket through
- * CURLOPT_CLOSESOCKETFUNCTION, which drops the handle first. An event on an idle socket (the
- * peer closed it, or sent what nobody asked for) only stops the watch; libcurl finds the
- * connection dead when it next picks it. A socket still connecting may be closed by libcurl
- * 7.88 without that callback, so it keeps the plain life: a handle from its first callback
- * until CURL_POLL_REMOVE, restarted on every callback.
- */
+/* What the multi keeps per socket. */
 struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct cp_http *h;
     struct sock *prev, *next;
-    int events; /* UV_READABLE | UV_WRITABLE watched now; 0: stopped */
-    int pooled; /* an established connection's: kept between transfers */
-    int idle;   /* pooled, between transfers */
 };
 
 /* What the multi keeps per transfer (CURLOPT_PRIVATE). */
@@ -274,30 +254,9 @@ static void drive(struct cp_http *h, curl_socket_t fd, int flags)
         http_free_now(h);
 }
 
-static void on_poll(uv_poll_t *p, int status, int events);
-
-static void watch(struct sock *s, int events)
-{
-    if (s->pooled && s->events == events)
-        return; /* an established connection's watch is what it was: no epoll_ctl */
-    s->events = events;
-    if (events)
-        uv_poll_start(&s->poll, events, on_poll);
-    else
-        uv_poll_stop(&s->poll);
-}
-
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     struct sock *s = p->data;
-    struct cp_http *h = s->h;
-    if (status < 0)
-        s->events = 0; /* libuv stopped the watch itself */
-    if (s->idle) { /* the peer closed a pooled connection, or sent something unasked */
-        watch(s, 0);
-        atomic_fetch_add(&h->idle_closed, 1);
-        return;
-    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -305,7 +264,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    drive(h, s->fd, flags);
+    drive(s->h, s->fd, flags);
 }
 
 static void on_timeout(uv_timer_t *t) { drive(t->data, CURL_SOCKET_TIMEOUT, 0); }
@@ -320,99 +279,45 @@ static void sock_drop(struct cp_http *h, struct sock *s)
         h->socks = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    if (s->fd >= 0 && s->fd < h->nbyfd && h->byfd[s->fd] == s)
-        h->byfd[s->fd] = NULL;
-    h->nsocks--;
-    uv_close((uv_handle_t *)&s->poll, sock_closed); /* stops it, forgets the fd in epoll */
-}
-
-static struct sock *sock_of(struct cp_http *h, curl_socket_t fd)
-{
-    return fd >= 0 && fd < h->nbyfd ? h->byfd[fd] : NULL;
-}
-
-static struct sock *sock_new(struct cp_http *h, curl_socket_t fd)
-{
-    if (fd < 0)
-        return NULL;
-    if (fd >= h->nbyfd) {
-        int n = h->nbyfd ? h->nbyfd : 64;
-        while (n <= fd)
-            n *= 2;
-        struct sock **b = realloc(h->byfd, (size_t)n * sizeof *b);
-        if (!b)
-            return NULL;
-        memset(b + h->nbyfd, 0, (size_t)(n - h->nbyfd) * sizeof *b);
-        h->byfd = b;
-        h->nbyfd = n;
-    }
-    struct sock *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->fd = fd;
-    s->h = h;
-    if (uv_poll_init_socket(&h->l->uv, &s->poll, fd) != 0) {
-        free(s);
-        return NULL;
-    }
-    s->poll.data = s;
-    s->next = h->socks;
-    if (h->socks)
-        h->socks->prev = s;
-    h->socks = s;
-    h->byfd[fd] = s;
-    h->nsocks++;
-    return s;
-}
-
-/* The transfer e has ended and fd is the socket of the connection libcurl keeps in its pool
- * for the next ones: established (it carried a transfer), so closed through close_socket.
- * libcurl finds it by scanning its connections: with more sockets than its pool could keep
- * (a burst of new connections), not worth asking. */
-#define POOL_CHECK_MAX 128
-static int kept_in_pool(CURL *e, curl_socket_t fd)
-{
-    curl_socket_t kept = CURL_SOCKET_BAD;
-    return e && curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &kept) == CURLE_OK && kept == fd;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, sock_closed);
 }
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    (void)socketp;
+    (void)e;
     struct cp_http *h = userp;
-    struct sock *s = sock_of(h, fd);
+    struct sock *s = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (s && !h->closing && h->nsocks <= POOL_CHECK_MAX && kept_in_pool(e, fd)) {
-            s->pooled = 1;
-            s->idle = 1;
-            watch(s, UV_READABLE);
-            uv_unref((uv_handle_t *)&s->poll); /* an idle pool keeps no loop running */
-        } else if (s) {
+        if (s) {
             sock_drop(h, s);
+            if (!h->closing)
+                curl_multi_assign(h->multi, fd, NULL);
         }
         return 0;
     }
     if (h->closing)
         return 0;
-    if (!s && !(s = sock_new(h, fd)))
-        return -1;
-    if (s->idle) {
-        s->idle = 0;
-        uv_ref((uv_handle_t *)&s->poll);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return -1;
+        s->fd = fd;
+        s->h = h;
+        if (uv_poll_init_socket(&h->l->uv, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        s->next = h->socks;
+        if (h->socks)
+            h->socks->prev = s;
+        h->socks = s;
+        curl_multi_assign(h->multi, fd, s);
     }
-    watch(s, (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0));
+    int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    uv_poll_start(&s->poll, ev, on_poll);
     return 0;
-}
-
-/* CURLOPT_CLOSESOCKETFUNCTION (libcurl calls it for established connections): the poll
- * handle goes before the descriptor does. */
-static int close_socket(void *ud, curl_socket_t fd)
-{
-    struct cp_http *h = ud;
-    struct sock *s = sock_of(h, fd);
-    if (s)
-        sock_drop(h, s);
-    return close(fd);
 }
 
 static int on_timer(CURLM *m, long ms, void *userp)
@@ -456,7 +361,6 @@ struct cp_http *cp_http_new(struct cp_loop *l, long max_connections, _Atomic int
 static void http_timer_closed(uv_handle_t *hd)
 {
     struct cp_http *h = hd->data;
-    free(h->byfd);
     free(h);
 }
 
@@ -481,8 +385,6 @@ void cp_http_free(struct cp_http *h)
     http_free_now(h);
 }
 
-int cp_http_idle_closed(struct cp_http *h) { return atomic_load(&h->idle_closed); }
-
 /* CURLOPT_PREREQFUNCTION: the transfer has its connection and sends its request now. */
 static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port)
 {
@@ -506,8 +408,6 @@ int cp_http_add(struct cp_http *h, void *easy, void (*done)(void *arg, int curl_
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(easy, CURLOPT_PREREQDATA, x);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, h);
     if (curl_multi_add_handle(h->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         free(x);
