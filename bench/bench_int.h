@@ -51,6 +51,7 @@ pid_t bench_spawn(const char *const *argv, const char *const *envp, int out_fd, 
 int bench_child_stop(pid_t pid, int timeout_ms);
 /* CPU time (user + system, ns) and context switches (voluntary and not, over every thread)
  * a process has used so far. -1 when /proc cannot tell. */
+int64_t bench_proc_cpu_ns(pid_t pid);
 int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches);
 /* Raises this process's RLIMIT_NOFILE soft limit towards want (and the hard limit too when
  * privileged); children such as the plugin inherit it. Returns the soft limit now in force. */

@@ -90,21 +90,8 @@ static void proc_sample(pid_t pid, long *threads, long *rss_kib)
 /* CPU time (user + system) of pid in µs, -1 when unknown. */
 static int64_t proc_cpu_us(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    /* after "pid (comm)": state is field 3, utime 14, stime 15 */
-    char *p = strrchr(buf, ')');
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    long hz = sysconf(_SC_CLK_TCK);
-    return hz > 0 ? (int64_t)((ut + st) * 1000000ull / (unsigned long long)hz) : -1;
+    int64_t ns = bench_proc_cpu_ns(pid);
+    return ns < 0 ? -1 : ns / 1000;
 }
 
 /* CPU time of this process (client threads, simulator, in-process bare server) in µs. */

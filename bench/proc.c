@@ -257,9 +257,8 @@ void bench_redis_stop(struct bench_redis *r)
     r->pid = -1;
 }
 
-/* CPU time (user + system, ns) and context switches (voluntary + involuntary, over every
- * thread) a process has used so far; -1 when /proc cannot tell. */
-int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches)
+/* CPU time (user + system, ns) a process has used so far; -1 when /proc cannot tell. */
+int64_t bench_proc_cpu_ns(pid_t pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -271,9 +270,20 @@ int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches)
     buf[n] = 0;
     const char *p = strrchr(buf, ')'); /* the name may hold spaces */
     unsigned long long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    long hz = sysconf(_SC_CLK_TCK);
+    if (!p || hz <= 0 ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
-    *cpu_ns = (int64_t)((ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
+    return (int64_t)((ut + st) * (1000000000ull / (unsigned long long)hz));
+}
+
+/* CPU time (user + system, ns) and context switches (voluntary + involuntary, over every
+ * thread) a process has used so far; -1 when /proc cannot tell. */
+int bench_proc_usage(pid_t pid, int64_t *cpu_ns, uint64_t *switches)
+{
+    char path[64];
+    if ((*cpu_ns = bench_proc_cpu_ns(pid)) < 0)
+        return -1;
     *switches = 0;
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
