@@ -215,6 +215,22 @@ static int get_int(struct sparser *p, json_t *obj, const char *k, const char *ke
     return 0;
 }
 
+/* The same, for obj's member k within `where`: key (size bytes) becomes "<where>.<k>", the
+ * name errors give, and stays so for the caller's own checks. */
+static int get_string_at(struct sparser *p, json_t *obj, const char *where, const char *k,
+                         char *key, size_t size, const char **out)
+{
+    snprintf(key, size, "%s.%s", where, k);
+    return get_string(p, obj, k, key, out);
+}
+
+static int get_int_at(struct sparser *p, json_t *obj, const char *where, const char *k,
+                      char *key, size_t size, int64_t lo, int64_t hi, int64_t *out)
+{
+    snprintf(key, size, "%s.%s", where, k);
+    return get_int(p, obj, k, key, lo, hi, out);
+}
+
 /* A duration as the settings write them: "30s", "5m", or a number of seconds. */
 static int get_duration(struct sparser *p, json_t *obj, const char *k, const char *key,
                         int64_t *out)
@@ -311,28 +327,22 @@ static int parse_ds(struct sparser *p, json_t *d, size_t i, struct cfg_ds **out)
     if (rc)
         return rc;
     const char *uid = NULL, *name = NULL, *url = NULL, *user = "";
-    snprintf(key, sizeof key, "%s.uid", where);
-    if ((rc = get_string(p, d, "uid", key, &uid)))
+    if ((rc = get_string_at(p, d, where, "uid", key, sizeof key, &uid)))
         return rc;
     if (!uid)
         return bad(p, key, "is required: the uid in /api/datasources/uid/<uid>/...");
     if (!valid_uid(uid))
         return bad(p, key, "must be 1 to %d letters, digits, '-' or '_'", MAX_UID);
-    snprintf(key, sizeof key, "%s.name", where);
-    if ((rc = get_string(p, d, "name", key, &name)))
+    if ((rc = get_string_at(p, d, where, "name", key, sizeof key, &name)))
         return rc;
-    snprintf(key, sizeof key, "%s.url", where);
-    if ((rc = get_string(p, d, "url", key, &url)))
+    if ((rc = get_string_at(p, d, where, "url", key, sizeof key, &url)))
         return rc;
-    snprintf(key, sizeof key, "%s.basicAuthUser", where);
-    if ((rc = get_string(p, d, "basicAuthUser", key, &user)))
+    if ((rc = get_string_at(p, d, where, "basicAuthUser", key, sizeof key, &user)))
         return rc;
     int64_t id = (int64_t)i + 1, org = 1;
-    snprintf(key, sizeof key, "%s.id", where);
-    if ((rc = get_int(p, d, "id", key, 1, INT64_MAX, &id)))
+    if ((rc = get_int_at(p, d, where, "id", key, sizeof key, 1, INT64_MAX, &id)))
         return rc;
-    snprintf(key, sizeof key, "%s.orgId", where);
-    if ((rc = get_int(p, d, "orgId", key, 1, INT64_MAX, &org)))
+    if ((rc = get_int_at(p, d, where, "orgId", key, sizeof key, 1, INT64_MAX, &org)))
         return rc;
     json_t *ba = json_object_get(d, "basicAuth");
     if (ba && !json_is_null(ba) && !json_is_boolean(ba)) {
@@ -417,8 +427,7 @@ static int parse_key(struct sparser *p, json_t *o, size_t i, struct cfg_api_key 
     if (rc)
         return rc;
     const char *kv = NULL, *login = NULL, *email = "", *name = NULL, *role = "Viewer";
-    snprintf(key, sizeof key, "%s.key", where);
-    if ((rc = get_string(p, o, "key", key, &kv)))
+    if ((rc = get_string_at(p, o, where, "key", key, sizeof key, &kv)))
         return rc;
     if (!kv || strlen(kv) < MIN_KEY_BYTES)
         return bad(p, key,
@@ -428,26 +437,21 @@ static int parse_key(struct sparser *p, json_t *o, size_t i, struct cfg_api_key 
     for (const char *c = kv; *c; c++)
         if ((unsigned char)*c <= 0x20 || *c == 0x7f)
             return bad(p, key, "must not contain spaces or control characters");
-    snprintf(key, sizeof key, "%s.login", where);
-    if ((rc = get_string(p, o, "login", key, &login)))
+    if ((rc = get_string_at(p, o, where, "login", key, sizeof key, &login)))
         return rc;
     if (!login || !*login)
         return bad(p, key, "is required: the user name rules and logs see");
-    snprintf(key, sizeof key, "%s.email", where);
-    if ((rc = get_string(p, o, "email", key, &email)))
+    if ((rc = get_string_at(p, o, where, "email", key, sizeof key, &email)))
         return rc;
-    snprintf(key, sizeof key, "%s.name", where);
-    if ((rc = get_string(p, o, "name", key, &name)))
+    if ((rc = get_string_at(p, o, where, "name", key, sizeof key, &name)))
         return rc;
-    snprintf(key, sizeof key, "%s.role", where);
-    if ((rc = get_string(p, o, "role", key, &role)))
+    if ((rc = get_string_at(p, o, where, "role", key, sizeof key, &role)))
         return rc;
     k->role = cfg_role_parse(role);
     if (k->role == CFG_ROLE_NONE && strcmp(role, "None"))
         return bad(p, key, "must be Viewer, Editor, Admin or None");
     k->org_id = 1;
-    snprintf(key, sizeof key, "%s.orgId", where);
-    if ((rc = get_int(p, o, "orgId", key, 1, INT64_MAX, &k->org_id)))
+    if ((rc = get_int_at(p, o, where, "orgId", key, sizeof key, 1, INT64_MAX, &k->org_id)))
         return rc;
     unsigned int dl = 0;
     if (cfg_secret_set(&k->key, kv, strlen(kv)) != 0 || !(k->login = strdup(login)) ||
