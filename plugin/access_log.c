@@ -152,10 +152,46 @@ static int append(int fd, const char *p, size_t n)
     return 0;
 }
 
+static int open_file(const char *path, int *out, struct cp_err *err);
+
+/* Follows a rotation: when the path no longer names the file being written (logrotate renamed
+ * it, or somebody removed it), the path is opened again (created, with its header) and the
+ * lines go there; the old descriptor is closed, so what it held stays complete in the moved
+ * file. Checked before each write (at most one stat per 20 ms of traffic); a FIFO is not
+ * followed. The writer thread alone uses l->fd. */
+static void follow_path(struct plugin_access_log *l, int *warned)
+{
+    struct stat now, open_st;
+    if (fstat(l->fd, &open_st) != 0 || !S_ISREG(open_st.st_mode))
+        return;
+    if (stat(l->path, &now) == 0 && now.st_dev == open_st.st_dev && now.st_ino == open_st.st_ino)
+        return;
+    int fd = -1;
+    struct cp_err err = {0};
+    if (open_file(l->path, &fd, &err) != 0) {
+        if (!*warned) {
+            struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(&err))};
+            plugin_log(CP_LOG_WARN,
+                       "access log: the file was moved or removed and cannot be made again; "
+                       "lines go on into the moved file",
+                       kv, 1);
+        }
+        *warned = 1;
+        return;
+    }
+    *warned = 0;
+    close(l->fd);
+    l->fd = fd;
+    struct cp_kv kv[] = {CP_KV_S("file", l->path)};
+    plugin_log(CP_LOG_INFO, "access log: the file was moved or removed; writing a new one", kv,
+               1);
+}
+
 static void *writer_main(void *arg)
 {
     struct plugin_access_log *l = arg;
-    int failing = 0; /* the last write failed: warned once until one succeeds */
+    int failing = 0;   /* the last write failed: warned once until one succeeds */
+    int reopening = 0; /* the path could not be opened again: warned once */
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->len && !l->stop)
@@ -175,6 +211,7 @@ static void *writer_main(void *arg)
         l->len = 0;
         l->nlines = 0;
         pthread_mutex_unlock(&l->mu);
+        follow_path(l, &reopening);
         int e = append(l->fd, p, n);
         if (!e) {
             atomic_fetch_add(&l->written, lines);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -392,6 +393,69 @@ static void test_access_log__cut_line_is_closed(void **state)
     tmp_remove(&t);
 }
 
+/* Waits (5 s at most) until the writer has written n lines in all. */
+static void wait_written(struct plugin_access_log *l, uint64_t n)
+{
+    uint64_t lines = 0, dropped = 0;
+    int64_t until = cp_now_ms() + 5000;
+    for (;;) {
+        plugin_access_log_stats(l, &lines, &dropped);
+        if (lines >= n || cp_now_ms() > until)
+            break;
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(lines, n);
+    assert_int_equal(dropped, 0);
+}
+
+/* logrotate's default: rename the file (a new one is made by the next write); and a file
+ * removed outright. Lines already queued stay in the moved file, later ones go to the new. */
+static void test_access_log__follows_a_rotation(void **state)
+{
+    (void)state;
+    struct tmp t;
+    tmp_make(&t);
+    char moved[128];
+    snprintf(moved, sizeof moved, "%s.1", t.log);
+    struct plugin_access_log *l = open_log(t.log, KEY);
+    note(l, PROXY_KIND_RESOURCE, "GET", "before", NULL, NULL);
+    wait_written(l, 1);
+    assert_int_equal(rename(t.log, moved), 0);
+    note(l, PROXY_KIND_RESOURCE, "GET", "after", NULL, NULL);
+    wait_written(l, 2);
+    char *text = slurp(moved, NULL);
+    assert_memory_equal(text, "ts,user,role,method,path\n", 25);
+    assert_int_equal(count(text, ",,,GET,/before\n"), 1);
+    assert_int_equal(count(text, "\n"), 2);
+    free(text);
+    text = slurp(t.log, NULL);
+    assert_memory_equal(text, "ts,user,role,method,path\n", 25);
+    assert_int_equal(count(text, ",,,GET,/after\n"), 1);
+    assert_int_equal(count(text, "\n"), 2);
+    free(text);
+    struct stat st;
+    assert_int_equal(stat(t.log, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    assert_int_equal(unlink(t.log), 0);
+    note(l, PROXY_KIND_RESOURCE, "GET", "again", NULL, NULL);
+    wait_written(l, 3);
+    plugin_access_log_free(l);
+    text = slurp(t.log, NULL);
+    assert_memory_equal(text, "ts,user,role,method,path\n", 25);
+    assert_int_equal(count(text, ",,,GET,/again\n"), 1);
+    assert_int_equal(count(text, "\n"), 2);
+    free(text);
+    struct bench_trace *tr = NULL;
+    struct cp_err err = {0};
+    assert_int_equal(bench_trace_load(moved, &tr, &err), 0);
+    assert_int_equal(tr->n, 1);
+    bench_trace_free(tr);
+    unlink(moved);
+    tmp_remove(&t);
+}
+
 /* Reads a FIFO to its end (every writer closed). */
 struct drain {
     int fd;
@@ -563,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_access_log__bad_keys_refused),
         cmocka_unit_test(test_access_log__header_once_lines_load_as_trace),
         cmocka_unit_test(test_access_log__cut_line_is_closed),
+        cmocka_unit_test(test_access_log__follows_a_rotation),
         cmocka_unit_test(test_access_log__full_queue_drops_and_counts),
         cmocka_unit_test(test_access_log__writers_never_mix_within_a_line),
     };
