@@ -36,6 +36,7 @@ struct res_front {
     pthread_mutex_t mu;
     int started, sent_any, ended;
     int paused;    /* the pipeline was told PROXY_PAUSE */
+    int owed;      /* a resume came before the call was known: start_call passes it on */
     int cancelled; /* the client left (on_cancel): the gRPC call may be gone after the end */
     int final;     /* the answer is complete: send the rest and the status */
     int code;
@@ -239,6 +240,8 @@ static void on_sent(void *ctx)
         resume = 1;
     }
     struct proxy_call *call = f->call;
+    if (resume && !call) /* the pipeline streams before start_call has stored the call */
+        f->owed = 1;
     pthread_mutex_unlock(&f->mu);
     if (resume)
         proxy_call_resume(call);
@@ -358,10 +361,13 @@ static void start_call(struct res_front *f, struct plugin_instance *in)
     }
     pthread_mutex_lock(&f->mu);
     f->call = call;
-    int gone = f->cancelled;
+    int gone = f->cancelled, owed = f->owed;
+    f->owed = 0;
     pthread_mutex_unlock(&f->mu);
     if (gone) /* the client left while the call was being started */
         proxy_call_cancel(call);
+    else if (owed) /* a send completed meanwhile: the paused pipeline goes on */
+        proxy_call_resume(call);
 }
 
 static void instance_ready(void *ctx, struct plugin_instance *in, const struct cp_err *err)
