@@ -23,6 +23,7 @@
 #define CHUNK (256 * 1024)         /* answers from memory are handed over in pieces */
 #define STREAM_LOCK_WAIT_MS 5000   /* bounded wait on another process's fetch */
 #define STREAM_LOCK_POLL_MS 20
+#define DETACHED_CHECK_MS 50 /* a cancelled leader looks this often whether waiters remain */
 
 static const char *const result_names[] = {"HIT", "MISS", "STALE", "BYPASS", "REVALIDATED"};
 #define HIT_FOR_MISS_MS 30000 /* an unshareable answer's note lives this long (or its max-age) */
@@ -144,6 +145,9 @@ struct proxy_call {
     int paused;    /* the front said PROXY_PAUSE: waiting for proxy_call_resume */
     int cancelled; /* the front is gone */
     int detached;  /* cancelled while leading a flight: the transfer goes on for the waiters */
+    int lag;        /* the front paused while the answer is kept (for the cache, for waiting
+                     * calls): the transfer goes on, the front reads t.body from lag_off */
+    size_t lag_off;
     int result, transformed;
 
     /* an offloaded step (Redis on the io pool, a frame on the cpu pool) */
@@ -897,20 +901,56 @@ static int tee_body(void *ctx, const void *p, size_t n)
         return 0; /* a 304 has no body */
     if (t->deferred)
         return cp_buf_add(&t->raw, p, n) ? CP_ERESPBIG : 0;
-    if (streams_to_front(c) && t->started) {
+    if (streams_to_front(c) && t->started && !c->lag) {
         /* the front first: when it cannot take the piece, it comes again after resume */
         int r = c->ops->body(c, p, n);
-        if (r == PROXY_PAUSE)
+        if (r == PROXY_PAUSE && !t->keep)
             return PROXY_PAUSE;
-        if (r != 0)
+        if (r == PROXY_PAUSE) {
+            /* the answer is kept for the cache or for identical calls waiting: a client that
+             * reads slowly does not hold the transfer back for them; it reads what is kept */
+            c->lag = 1;
+            c->lag_off = t->body.len;
+        } else if (r != 0) {
             return r;
+        }
     }
     if (t->keep && cp_buf_add(&t->body, p, n) != 0) {
         t->keep = t->cacheable = 0; /* larger than maxEntryBytes: answer it, do not keep it */
         t->why_not = "too-large";
+        if (c->lag) {
+            /* only the part the front has not read stays; the transfer waits for the front
+             * again, and this piece comes again once it has caught up */
+            memmove(t->body.p, t->body.p + c->lag_off, t->body.len - c->lag_off);
+            t->body.len -= c->lag_off;
+            c->lag_off = 0;
+            return PROXY_PAUSE;
+        }
         cp_buf_free(&t->body);
     }
     return 0;
+}
+
+/* The front can take more while it is behind the transfer (c->lag): what was kept for it, as
+ * far as it takes it; once it has caught up it gets the transfer's pieces again. */
+static void catch_up(struct proxy_call *c)
+{
+    struct tee *t = &c->t;
+    while (c->lag_off < t->body.len) {
+        size_t n = t->body.len - c->lag_off < CHUNK ? t->body.len - c->lag_off : CHUNK;
+        int r = c->ops->body(c, t->body.p + c->lag_off, n);
+        if (r == PROXY_PAUSE)
+            return;
+        if (r != 0) { /* the front broke off: the transfer goes on for the others */
+            c->cancelled = 1;
+            return;
+        }
+        c->lag_off += n;
+    }
+    c->lag = 0;
+    if (!t->keep)
+        t->body.len = 0; /* it held only what the front had not read */
+    proxy__fetch_resume(c->x); /* paused when the kept part could not grow */
 }
 
 static void tee_done(void *ctx, int rc, const struct cp_err *err)
@@ -1200,8 +1240,18 @@ static void answer_rest(struct proxy_call *c)
         fail(c, rc, &c->err);
         return;
     }
+    if (!t->deferred && c->lag && !c->cancelled) {
+        /* the transfer is over but the front is behind: the rest from what was kept */
+        c->phase = PH_ANSWER;
+        c->ans_p = t->body.p;
+        c->ans_len = t->body.len;
+        c->ans_off = c->lag_off;
+        c->lag = 0;
+        pump(c);
+        return;
+    }
     if (!t->deferred) {
-        finish(c, 0);
+        finish(c, c->cancelled ? CP_ECANCELED : 0);
         return;
     }
     /* a query's answer: its frame, or the upstream's own answer when it made none */
@@ -1805,9 +1855,35 @@ static void refresh_start(struct proxy_call *parent, struct cache_entry *e)
 
 /* ---- the front's signals -------------------------------------------------------------------- */
 
+/* The transfer stops now: its client is gone and no identical call waits for its answer. */
+static void abort_fetch(struct proxy_call *c)
+{
+    proxy__fetch_abort(c->x);
+    c->x = NULL;
+    c->fetch_rc = cp_err_set(&c->err, CP_ECANCELED, "request cancelled by the client");
+    conclude(c);
+}
+
+/* A leader cancelled while identical calls waited goes on for them; once the last of them has
+ * left too (cancelled, timed out) nobody wants the answer: checked every DETACHED_CHECK_MS. */
+static void detached_check(void *arg)
+{
+    struct proxy_call *c = arg;
+    c->timer = NULL;
+    if (c->phase != PH_FETCH || !c->x)
+        return;
+    if (cache_flight_waiters(c->ds->flights, &c->key) == 0)
+        abort_fetch(c);
+    else
+        c->timer = cp_timer_start(c->ds->loop, DETACHED_CHECK_MS, detached_check, c);
+}
+
 static void on_resume(struct proxy_call *c)
 {
-    if (c->phase == PH_FETCH && c->x) {
+    if (c->phase == PH_FETCH && c->x && c->lag) {
+        if (streams_to_front(c))
+            catch_up(c);
+    } else if (c->phase == PH_FETCH && c->x) {
         proxy__fetch_resume(c->x); /* the transfer knows whether it is paused */
     } else if (c->phase == PH_ANSWER && c->paused) {
         c->paused = 0;
@@ -1832,11 +1908,10 @@ static void on_cancel(struct proxy_call *c)
             /* identical calls wait for this answer: the transfer goes on for them */
             c->detached = 1;
             proxy__fetch_resume(c->x);
+            if (!c->timer)
+                c->timer = cp_timer_start(c->ds->loop, DETACHED_CHECK_MS, detached_check, c);
         } else if (c->x) {
-            proxy__fetch_abort(c->x);
-            c->x = NULL;
-            c->fetch_rc = cp_err_set(&c->err, CP_ECANCELED, "request cancelled by the client");
-            conclude(c);
+            abort_fetch(c);
         }
         break;
     case PH_WAIT:

@@ -111,8 +111,9 @@ class WatchedSocketServer:
     """A raw server: answers a head, then either streams a body as fast as the peer takes it
     (counting the bytes written), or waits; records when each peer closed its side."""
 
-    def __init__(self, stream_bytes=0):
+    def __init__(self, stream_bytes=0, chunk_delay=0.0):
         self.stream_bytes = stream_bytes
+        self.chunk_delay = chunk_delay
         self.written = 0
         self.accepted = 0
         self.closed_at = []
@@ -151,6 +152,8 @@ class WatchedSocketServer:
                     conn.sendall(chunk)
                     with self.lock:
                         self.written += len(chunk)
+                    if self.chunk_delay:
+                        time.sleep(self.chunk_delay)
             else:
                 while not self.stop.is_set():  # wait for the peer to go
                     conn.settimeout(0.05)
@@ -226,6 +229,96 @@ class CoreTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertTrue(wait_for(lambda: len(up.closed_at) == 2, timeout=5))
         self.assertEqual(up.accepted, 2)
+
+    def test_cancelled_leader_goes_on_for_its_waiters_then_stops(self):
+        up = WatchedSocketServer()
+        self.addCleanup(up.close)
+        ds = settings(up.url, {"cache": {"backend": "memory"}, "timeout": 60}, uid=new_uid())
+        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/wait", method="GET",
+                                     url="proxy/wait")
+        leader = self.p.resource.CallResource(req, timeout=60)
+        self.assertTrue(wait_for(lambda: up.accepted == 1, timeout=10))
+        waiters = [self.p.resource.CallResource(req, timeout=60) for _ in range(3)]
+        self.assertTrue(wait_for(
+            lambda: metric(self.p, "cachingproxy_coalesced_waiting") == 3, timeout=10))
+        leader.cancel()
+        # the waiters still want the answer: the transfer goes on (the leader's cancel is
+        # handled within milliseconds; a close would show well inside this time)
+        self.assertFalse(wait_for(lambda: len(up.closed_at) > 0, timeout=0.5))
+        self.assertEqual(metric(self.p, "cachingproxy_coalesced_waiting"), 3)
+        for w in waiters:
+            w.cancel()
+        t_cancel = time.time()
+        self.assertTrue(wait_for(lambda: len(up.closed_at) == 1, timeout=5),
+                        "the upstream connection stayed open after every caller left")
+        self.assertLess(up.closed_at[0] - t_cancel, 1.0)
+        self.assertEqual(up.accepted, 1)
+        self.assertTrue(wait_for(
+            lambda: metric(self.p, "cachingproxy_coalesced_waiting") == 0, timeout=5))
+
+    def test_slow_leader_does_not_hold_back_its_waiters(self):
+        total = 8 << 20  # 32 gRPC messages; streamed by the upstream over about 1.3 s
+        up = WatchedSocketServer(stream_bytes=total, chunk_delay=0.01)
+        self.addCleanup(up.close)
+        ds = settings(up.url, {"cache": {"backend": "memory", "maxEntryBytes": 4 * total},
+                               "timeout": 6}, uid=new_uid())
+        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/big", method="GET",
+                                     url="proxy/big")
+        leader = self.p.resource.CallResource(req, timeout=30)
+        first = next(leader)  # then its client reads nothing for a while
+        self.assertEqual(first.code, 200)
+        res = [None] * 3
+
+        def waiter(i):
+            try:
+                got, t0 = 0, time.time()
+                for msg in self.p.resource.CallResource(req, timeout=30):
+                    got += len(msg.body)
+                res[i] = (got, time.time() - t0)
+            except grpc.RpcError as e:
+                res[i] = e
+        ts = [threading.Thread(target=waiter, args=(i,)) for i in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        # every waiter had the whole answer, long before the 6 s timeout the stalled leader
+        # would have run into
+        for r in res:
+            self.assertIsInstance(r, tuple, r)
+            self.assertEqual(r[0], total)
+            self.assertLess(r[1], 5.0)
+        self.assertEqual(up.accepted, 1)
+        # and the leader's client, reading again, gets the rest of the same answer
+        got = len(first.body)
+        for msg in leader:
+            got += len(msg.body)
+        self.assertEqual(got, total)
+
+    def test_slow_reader_of_an_answer_too_large_to_keep_gets_all_of_it(self):
+        total = 192 << 20  # more than every buffer on the way
+        up = WatchedSocketServer(stream_bytes=total)
+        self.addCleanup(up.close)
+        # kept while it fits in maxEntryBytes (the slow reader falls behind the transfer),
+        # then no longer: the transfer waits for the reader again, nothing lost or doubled
+        ds = settings(up.url, {"cache": {"backend": "memory", "maxEntryBytes": 1 << 20},
+                               "timeout": 60, "maxResponseBytes": 2 * total}, uid=new_uid())
+        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/big", method="GET",
+                                     url="proxy/big")
+        call = self.p.resource.CallResource(req, timeout=60)
+        first = next(call)
+        self.assertEqual(first.code, 200)
+
+        def settled():
+            a = up.written
+            time.sleep(0.2)
+            return up.written == a
+        self.assertTrue(wait_for(settled, timeout=20, interval=0.01))
+        self.assertLess(up.written, 96 << 20, "the transfer did not wait for the reader")
+        got = len(first.body)
+        for msg in call:
+            got += len(msg.body)
+        self.assertEqual(got, total)
 
     def test_paused_reader_pauses_the_upstream(self):
         total = 1 << 30  # 1 GiB: far more than any buffer on the way
