@@ -75,7 +75,6 @@ struct hreq {
     int queued; /* the answer went to MHD */
     /* the request */
     struct cp_buf body;
-    int too_big;
     uint64_t skipped; /* body bytes of a request answered before its body */
     const struct cfg_api_key *key;
     struct plugin_instance *in;
@@ -207,8 +206,13 @@ static int sink_head(void *ctx, int status, const struct proxy_header *h, size_t
 {
     struct hreq *r = ctx;
     pthread_mutex_lock(&r->mu);
-    int rc = r->head && r->out.len ? CP_ECANCELED : put_head_locked(r, status, h, n);
-    r->out.len = r->out_off = 0; /* a second head before anything left replaces the first */
+    /* a second head replaces the first while nothing has left; once the head went to MHD
+     * (queued) it cannot: the answer breaks off instead (read_body ends it with an error, so
+     * the client sees an incomplete answer, not an error text glued onto a 200) */
+    int rc = r->queued || (r->head && r->out.len) ? CP_ECANCELED
+                                                  : put_head_locked(r, status, h, n);
+    if (!rc)
+        r->out.len = r->out_off = 0;
     struct MHD_Connection *c = rc ? NULL : wake_locked(r);
     pthread_mutex_unlock(&r->mu);
     wake(c);
@@ -346,6 +350,20 @@ static enum MHD_Result queue_locked(struct hreq *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
+    return ok;
+}
+
+/* Sends the answer decided for a request whose body is still coming: MHD reads no more of it
+ * and closes the connection after the answer. */
+static enum MHD_Result answer_now(struct hreq *r)
+{
+    pthread_mutex_lock(&r->mu);
+    enum MHD_Result ok = MHD_YES;
+    if (!r->queued) {
+        r->queued = 1;
+        ok = r->head ? queue_locked(r) : MHD_NO;
+    }
+    pthread_mutex_unlock(&r->mu);
     return ok;
 }
 
@@ -921,12 +939,8 @@ static int admit(struct hreq *r, enum MHD_Result *ok)
     if (cl && strtoll(cl, NULL, 10) > r->f->cfg->max_body_bytes) {
         /* answered before the body, which is never read: the connection closes after it */
         *ok = answer_message(r, 413, "Request body too large");
-        if (*ok == MHD_YES) {
-            pthread_mutex_lock(&r->mu);
-            r->queued = 1;
-            *ok = queue_locked(r);
-            pthread_mutex_unlock(&r->mu);
-        }
+        if (*ok == MHD_YES)
+            *ok = answer_now(r);
         return 1;
     }
     return 0;
@@ -953,31 +967,43 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         } else if (admit(r, &ok)) {
             r->dispatched = 1;
         }
+        /* a refused request whose body would be more than the limit, or whose client waits
+         * for "100 Continue", gets its answer now, before the body (which is then never read:
+         * the connection closes after the answer) */
+        const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (ok == MHD_YES && r->dispatched &&
+            ((expect && !strcasecmp(expect, "100-continue")) ||
+             (cl && strtoll(cl, NULL, 10) > r->f->cfg->max_body_bytes)))
+            ok = answer_now(r);
         return ok;
     }
     if (r->dispatched && *upload_data_size) { /* answered before the body: skip it */
         r->skipped += *upload_data_size;
         *upload_data_size = 0;
-        /* a refused client does not get to send an endless body */
-        return r->skipped > (uint64_t)r->f->cfg->max_body_bytes ? MHD_NO : MHD_YES;
+        /* a refused client does not get to send an endless body: past twice the limit the
+         * connection closes (libmicrohttpd cannot answer in the middle of a body) */
+        return r->skipped > 2 * (uint64_t)r->f->cfg->max_body_bytes ? MHD_NO : MHD_YES;
     }
     if (*upload_data_size) {
-        if (!r->too_big && (int64_t)(r->body.len + *upload_data_size) > r->f->cfg->max_body_bytes)
-            r->too_big = 1;
-        if (!r->too_big && cp_buf_add(&r->body, upload_data, *upload_data_size) != 0)
+        if ((int64_t)(r->body.len + *upload_data_size) > r->f->cfg->max_body_bytes) {
+            /* over the limit (a chunked body says so only now): the 413 goes after the body,
+             * the rest of which is skipped within the same bound as a refused request's
+             * (libmicrohttpd answers only before or after a body, not inside it) */
+            r->dispatched = 1;
+            r->skipped = r->body.len + *upload_data_size;
+            cp_buf_free(&r->body);
+            *upload_data_size = 0;
+            return answer_message(r, 413, "Request body too large");
+        }
+        if (cp_buf_add(&r->body, upload_data, *upload_data_size) != 0)
             return MHD_NO;
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (!r->dispatched) {
         r->dispatched = 1;
-        enum MHD_Result ok;
-        if (r->too_big)
-            ok = answer_message(r, 413, "Request body too large");
-        else if (r->route == R_QUERY)
-            ok = start_queries(r);
-        else
-            ok = start_resource(r);
+        enum MHD_Result ok = r->route == R_QUERY ? start_queries(r) : start_resource(r);
         if (ok != MHD_YES)
             return ok;
     }

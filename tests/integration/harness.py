@@ -72,7 +72,9 @@ class Recorded:
 class Upstream:
     """A threaded HTTP/1.1 server on 127.0.0.1 that records requests. Routes map a path
     (without query) to a function(Recorded) -> (status, headers dict, body bytes), or to a
-    special action dict: {"delay": s}, {"reset": True}, {"stream": n_bytes}."""
+    special action dict: {"delay": s}, {"reset": True}, {"stream": n_bytes} (with "cut": m,
+    only m of the n bytes announced are sent, then after "stall" seconds the connection
+    closes)."""
 
     def __init__(self):
         self.requests = []
@@ -111,11 +113,16 @@ class Upstream:
                         self.send_header("Content-Length", str(total))
                         self.end_headers()
                         chunk = bytes(range(256)) * 256
-                        sent = 0
-                        while sent < total:
-                            part = chunk[: min(len(chunk), total - sent)]
+                        sent, until = 0, route.get("cut", total)
+                        while sent < until:
+                            part = chunk[: min(len(chunk), until - sent)]
                             self.wfile.write(part)
                             sent += len(part)
+                        if until < total:  # stalls a moment ("stall" s), then dies
+                            self.wfile.flush()
+                            time.sleep(route.get("stall", 0))
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            self.close_connection = True
                         return
                     route = route.get("then", up.default)
                 status, headers, out = route(rec)

@@ -282,6 +282,27 @@ class StandaloneTest(unittest.TestCase):
         self.assertEqual(self.up.count("/big"), 0)
         self.assertEqual(request(self.port, "POST", RES + "proxy/big", key=BOB, body=b"z" * 999)[0], 200)
 
+    def test_refused_request_with_a_large_body_gets_its_answer(self):
+        self.start(top={"maxBodyBytes": 1000})
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"b" * (2 << 20))
+            f.flush()
+            for key, path, want in ((None, RES + "proxy/big", 401),
+                                    ("nobody-key-0000", RES + "proxy/big", 401),
+                                    (ALICE, "/api/datasources/uid/nope/resources/x", 413),
+                                    (None, "/api/nothing", 404)):
+                cmd = ["curl", "-s", "-m", "20", "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
+                       "--data-binary", "@" + f.name, "http://127.0.0.1:%d%s" % (self.port, path)]
+                if key:
+                    cmd[1:1] = ["-H", "Authorization: Bearer " + key]
+                out = subprocess.run(cmd, capture_output=True, timeout=30)
+                self.assertEqual(out.returncode, 0, (path, out.stderr))
+                body, _, code = out.stdout.rpartition(b"\n")
+                self.assertEqual(int(code), want, path)
+                self.assertIn("message", json.loads(body), path)
+        self.assertEqual(self.up.count("/big"), 0)
+        self.assertEqual(get(self.port, "/healthz")[0], 200)
+
     def test_large_answer_streams_whole(self):
         self.start(ds_extra={"jsonData": {"cache": {"backend": "off"}}})
         self.up.routes["/blob"] = {"stream": 5 * 1024 * 1024}
@@ -289,6 +310,25 @@ class StandaloneTest(unittest.TestCase):
         self.assertEqual((st, h["x-cache"], len(body)), (200, "BYPASS", 5 * 1024 * 1024))
         self.assertEqual(body[:512], (bytes(range(256)) * 2))
         self.assertEqual(h.get("transfer-encoding"), "chunked")
+
+    def test_answer_cut_short_upstream_is_not_a_complete_200(self):
+        self.start(ds_extra={"jsonData": {"cache": {"backend": "off"}}})
+        # the part sent has left for the client when the upstream breaks off
+        self.up.routes["/short"] = {"stream": 100000, "cut": 70013, "stall": 0.3}
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            c.request("GET", RES + "proxy/short", headers={"Authorization": "Bearer " + ALICE})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)  # the head left before the upstream broke off
+            with self.assertRaises(http.client.IncompleteRead) as cm:
+                r.read()
+            # what arrived is the upstream's bytes only, no error text glued onto them
+            self.assertLessEqual(len(cm.exception.partial), 70013)
+            self.assertNotIn(b'"error"', cm.exception.partial[-200:])
+        finally:
+            c.close()
+        # and the server goes on serving
+        self.assertEqual(get(self.port, "/healthz")[0], 200)
 
     # ---- queries -------------------------------------------------------------------------------
 
