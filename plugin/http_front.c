@@ -784,6 +784,19 @@ static enum MHD_Result start_queries(struct hreq *r)
             ok = answer_message(r, 400, msg);
             goto out;
         }
+        /* results are keyed by refId (missing: "A"): two queries with one refId would make a
+         * duplicate key in the answer, of which JSON readers keep one */
+        const char *ref = json_string_value(json_object_get(q, "refId"));
+        ref = ref && *ref ? ref : "A";
+        for (size_t k = 0; k < i; k++) {
+            const char *o = json_string_value(json_object_get(json_array_get(qs, k), "refId"));
+            if (!strcmp(o && *o ? o : "A", ref)) {
+                snprintf(msg, sizeof msg, "queries[%zu]: refId \"%.40s\" is used twice", i, ref);
+                free(dsidx);
+                ok = answer_message(r, 400, msg);
+                goto out;
+            }
+        }
         struct plugin_instance *in = find_ds(r->f, uid, strlen(uid), r->key->org_id);
         if (!in) {
             free(dsidx);
@@ -824,8 +837,17 @@ static enum MHD_Result start_queries(struct hreq *r)
             rc = CP_ENOMEM;
         qg->n = 0;
     }
-    if (!rc && !(rc = collect_headers(r)))
+    if (!rc && !(rc = collect_headers(r))) {
+        /* the headers of this POST's own body are not the queries': each query's upstream
+         * request gets its model's */
+        size_t k = 0;
+        for (size_t i = 0; i < r->nh; i++)
+            if (strncasecmp(r->hs[i].name, "Content-", 8) && strcasecmp(r->hs[i].name, "Expect") &&
+                strcasecmp(r->hs[i].name, "Transfer-Encoding"))
+                r->hs[k++] = r->hs[i];
+        r->nh = k;
         rc = own_request(r, NULL, 0);
+    }
     if (rc) {
         free(dsidx);
         free(off);

@@ -280,6 +280,59 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
     return nl ? nl : l;
 }
 
+/* 1 when the query parameter p (n bytes, "name" or "name=value", escaped) is named name once
+ * percent-decoded ('+' is a space in a query). */
+static int param_named(const char *p, size_t n, const char *name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && p[i] != '='; i++, k++) {
+        int c = (unsigned char)p[i];
+        if (c == '%' && i + 2 < n && isxdigit((unsigned char)p[i + 1]) &&
+            isxdigit((unsigned char)p[i + 2])) {
+            char hex[3] = {p[i + 1], p[i + 2], 0};
+            c = (int)strtol(hex, NULL, 16);
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (!name[k] || (unsigned char)name[k] != c)
+            return 0;
+    }
+    return !name[k];
+}
+
+/* Appends path_query to b without the query parameters named name: the credential's own
+ * parameter is the only one of that name the upstream sees, never one the client chose. */
+static int add_without_param(struct cp_buf *b, const char *path_query, const char *name)
+{
+    const char *q = strchr(path_query, '?');
+    if (!q)
+        return cp_buf_addstr(b, path_query);
+    if (cp_buf_add(b, path_query, (size_t)(q - path_query)))
+        return CP_ENOMEM;
+    char sep = '?';
+    for (const char *p = q + 1; *p;) {
+        size_t n = strcspn(p, "&");
+        if (n && !param_named(p, n, name)) {
+            if (cp_buf_add(b, &sep, 1) || cp_buf_add(b, p, n))
+                return CP_ENOMEM;
+            sep = '&';
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+    return 0;
+}
+
+static int has_header(const struct proxy_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcasecmp(h[i].name, name))
+            return 1;
+    return 0;
+}
+
 static int status_class(int status) { return status >= 100 && status < 600 ? status / 100 : 0; }
 
 /* Connecting (DNS, TCP, TLS) gets at most 10 s of the call's timeout. */
@@ -360,14 +413,17 @@ int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq
 
     /* URL: the configured origin + the upstream path (base path included) + query, with the
      * API key appended as a query parameter when configured so */
+    const char *qname = rq->creds ? rq->creds->query_name : NULL;
     int rc = cp_buf_addstr(&x->url, ds->origin);
     if (!rc)
-        rc = cp_buf_addstr(&x->url, rq->path_query);
-    if (!rc && rq->creds && rq->creds->query_name) {
-        char *k = curl_easy_escape(h, rq->creds->query_name, 0);
+        rc = qname ? add_without_param(&x->url, rq->path_query, qname)
+                   : cp_buf_addstr(&x->url, rq->path_query);
+    if (!rc && qname) {
+        char *k = curl_easy_escape(h, qname, 0);
         char *v = curl_easy_escape(h, rq->creds->query_value, 0);
         if (k && v)
-            rc = cp_buf_addf(&x->url, "%s%s=%s", strchr(rq->path_query, '?') ? "&" : "?", k, v);
+            rc = cp_buf_addf(&x->url, "%s%s=%s", memchr(x->url.p, '?', x->url.len) ? "&" : "?",
+                             k, v);
         else
             rc = CP_ENOMEM;
         if (v)
@@ -381,8 +437,14 @@ int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq
     if (rq->creds)
         for (size_t i = 0; i < rq->creds->n; i++)
             x->hl = add_header(x->hl, rq->creds->h[i].name, rq->creds->h[i].value, &fail);
-    if (!fail) { /* "Expect:" removes curl's 100-continue round trip */
-        struct curl_slist *nl = curl_slist_append(x->hl, "Expect:");
+    /* "Expect:" removes curl's 100-continue round trip; "Accept:" and "Content-Type:" keep
+     * curl from adding headers of its own that the client did not send */
+    static const char *const unset[][2] = {
+        {"Expect", "Expect:"}, {"Accept", "Accept:"}, {"Content-Type", "Content-Type:"}};
+    for (size_t i = 0; !fail && i < sizeof unset / sizeof *unset; i++) {
+        if (i && has_header(rq->headers, rq->nheaders, unset[i][0]))
+            continue;
+        struct curl_slist *nl = curl_slist_append(x->hl, unset[i][1]);
         fail = !nl;
         x->hl = nl ? nl : x->hl;
     }

@@ -107,6 +107,9 @@ class ForwardingTest(Base):
             self.assertEqual(rec.method, method)
             self.assertEqual(rec.path, "/base/items/42?a=1&b=x%20y&a=2&c=")
             self.assertEqual(rec.body, body)
+            # no header the client did not send (libcurl would add these two)
+            self.assertIsNone(rec.header("Content-Type"), method)
+            self.assertIsNone(rec.header("Accept"), method)
             self.assertEqual(json.loads(out)["path"], "/base/items/42?a=1&b=x%20y&a=2&c=")
             self.assertEqual(hval(hdrs, "X-Cache"), "BYPASS")
         self.assertEqual(self.up.count(), 6)
@@ -265,6 +268,16 @@ class CredentialsTest(Base):
         self.assertEqual(self.call(ds, "proxy/y")[0], 200)
         self.assertEqual(urllib.parse.parse_qs(self.up.last().path.split("?", 1)[1]),
                          {"api_key": ["k&v=1 2"]})
+        # a parameter of the same name from the client (in any spelling) never reaches the
+        # upstream: the credential's is the only one
+        for url in ("proxy/z?api_key=mine&b=2", "proxy/z?b=2&api%5Fkey=mine&api_key",
+                    "proxy/z?api_key=a&api_key=b&b=2"):
+            self.assertEqual(self.call(ds, "proxy/z", url=url)[0], 200, url)
+            q = urllib.parse.parse_qs(self.up.last().path.split("?", 1)[1],
+                                      keep_blank_values=True)
+            self.assertEqual(q, {"b": ["2"], "api_key": ["k&v=1 2"]}, url)
+        self.assertEqual(self.call(ds, "proxy/z", url="proxy/z?api_key=mine")[0], 200)
+        self.assertEqual(self.up.last().path, "/z?api_key=k%26v%3D1%202")
 
     def test_custom_headers(self):
         ds = self.ds({"authType": "bearer", "httpHeaderName1": "X-Tenant",

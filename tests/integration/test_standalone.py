@@ -362,6 +362,9 @@ class StandaloneTest(unittest.TestCase):
         self.assertEqual(fb["schema"]["meta"]["type"], "timeseries-wide")
         # the placeholder got the request's from, aligned to timeAlign (10 s)
         self.assertTrue(any(r.path == "/series?from=1700000000000" for r in self.up.requests))
+        # the query's GET carries none of the POST's own body headers
+        for r in self.up.requests:
+            self.assertIsNone(r.header("Content-Type"), r.path)
         # again: hits, and the upstream is not called
         n = self.up.count()
         st, _, body = request(self.port, "POST", "/api/ds/query", key=BOB, body=q)
@@ -395,6 +398,15 @@ class StandaloneTest(unittest.TestCase):
             "from": "yesterday", "queries": [{"refId": "A", "datasource": {"uid": "api"}}]})
         self.assertEqual(st, 400)
         self.assertEqual(get(self.port, "/api/ds/query", key=ALICE)[0], 405)
+        # one refId twice (a missing one is "A"): refused, not a result lost to a duplicate key
+        for qs in ([{"refId": "X", "datasource": {"uid": "api"}, "path": "/fine"},
+                    {"refId": "X", "datasource": {"uid": "api"}, "path": "/fine"}],
+                   [{"datasource": {"uid": "api"}, "path": "/fine"},
+                    {"refId": "A", "datasource": {"uid": "api"}, "path": "/fine"}]):
+            st, _, body = request(self.port, "POST", "/api/ds/query", key=ALICE,
+                                  body={"queries": qs})
+            self.assertEqual(st, 400, body)
+            self.assertIn("used twice", json.loads(body)["message"])
 
     # ---- shutdown -------------------------------------------------------------------------------
 
