@@ -200,11 +200,8 @@ static void fill_request(struct cpx_auth_request *r, int phase, const struct cp_
 static int add_header_cb(struct cpx_auth_result *res, const char *name, const char *value)
 {
     struct auth_creds *c = res->host_private;
-    if (!c || !name || !value || !*name)
+    if (!c || !value || !cp_http_token(name)) /* a name forwarding would drop later */
         return -1;
-    for (const char *p = name; *p; p++)
-        if ((unsigned char)*p <= 0x20 || *p == ':' || (unsigned char)*p >= 0x7f)
-            return -1;
     for (const char *p = value; *p; p++)
         if (*p == '\r' || *p == '\n')
             return -1;

@@ -2,6 +2,7 @@
  * histograms. */
 #include "base.h"
 
+#include <ctype.h>
 #include <dlfcn.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -63,6 +64,16 @@ size_t cp_utf8_len(const unsigned char *s)
         return 4;
     }
     return 0;
+}
+
+int cp_http_token(const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return 0;
+    return 1;
 }
 
 char *cp_utf8_fix(char *s)

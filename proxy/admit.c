@@ -35,16 +35,6 @@ const char *proxy__header(const struct proxy_header *h, size_t n, const char *na
     return NULL;
 }
 
-int proxy__is_token(const char *s)
-{
-    if (!s || !*s)
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
-            return 0;
-    return 1;
-}
-
 size_t proxy__headers_size(const struct proxy_header *h, size_t n)
 {
     size_t total = 0;
@@ -131,7 +121,7 @@ int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
     /* 1. the method: a token, sent upper case ("get" would reach curl as a custom method) */
     const char *m = in->method ? in->method : "";
     size_t ml = strlen(m);
-    if (!proxy__is_token(m) || ml >= sizeof out->method)
+    if (!cp_http_token(m) || ml >= sizeof out->method)
         return cp_err_set(err, CP_EBADREQ, "missing or invalid HTTP method");
     for (size_t i = 0; i <= ml; i++)
         out->method[i] = (char)toupper((unsigned char)m[i]);

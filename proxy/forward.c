@@ -247,7 +247,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
  * line breaks (anything else could smuggle a second request to the upstream). */
 int proxy__header_ok(const char *name, const char *value)
 {
-    if (!proxy__is_token(name) || !value)
+    if (!cp_http_token(name) || !value)
         return 0;
     for (const char *c = value; *c; c++)
         if (*c == '\r' || *c == '\n')

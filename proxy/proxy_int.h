@@ -156,8 +156,6 @@ int proxy__wants_refresh(const struct proxy_header *h, size_t n, const struct cp
 int proxy__wants_skip(const struct proxy_header *h, size_t n, const struct cp_user *u);
 /* First value of a header (case-insensitive name), or NULL. */
 const char *proxy__header(const struct proxy_header *h, size_t n, const char *name);
-/* 1 when s is an RFC 9110 token (methods, header names). */
-int proxy__is_token(const char *s);
 /* 1 when name is an RFC 9110 token and value holds no line break. */
 int proxy__header_ok(const char *name, const char *value);
 /* 0 for headers no query may set (credentials, cookies, framing). */

@@ -328,7 +328,7 @@ int proxy_resource_start(struct proxy_ds *ds, const struct proxy_request *rq,
         }
         return handle_purge(ds, rq, sink, out);
     case ROUTE_UNKNOWN:
-        if (!proxy__is_token(rq->method))
+        if (!cp_http_token(rq->method))
             cp_err_set(&err, CP_EBADREQ, "missing or invalid HTTP method");
         else
             cp_err_set(&err, CP_ENOTFOUND, "unknown resource: use proxy/<path>, cache/stats or "

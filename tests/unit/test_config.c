@@ -996,6 +996,21 @@ static void test_size__table(void **state)
 
 /* ---- cp_buf ---------------------------------------------------------------------------------- */
 
+/* The one HTTP token check (methods, header names in settings, forwarding and modules). */
+static void test_http_token__rfc9110(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {"GET", "M-SEARCH", "X-Api-Key", "a!#$%&'*+-.^_`|~z", "0"};
+    static const char *const bad[] = {"", "X Key", "X:Key", "X(Key)", "X;a", "X@b", "X[1]",
+                                      "X{1}", "X\"q\"", "X/1", "X=1", "X\tY", "X\x7f",
+                                      "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        assert_int_equal(cp_http_token(ok[i]), 1);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(cp_http_token(bad[i]), 0);
+    assert_int_equal(cp_http_token(NULL), 0);
+}
+
 static void test_buf__cap(void **state)
 {
     (void)state;
@@ -1330,6 +1345,7 @@ int main(void)
         cmocka_unit_test(test_size__table),
         cmocka_unit_test(test_buf__cap),
         cmocka_unit_test(test_buf__uncapped_growth),
+        cmocka_unit_test(test_http_token__rfc9110),
         cmocka_unit_test(test_pool__every_job_once_concurrent),
         cmocka_unit_test(test_pool__free_runs_queued_jobs),
         cmocka_unit_test(test_pool__idle_threads_exit),
