@@ -71,15 +71,15 @@ static int bad(struct cp_err *err, const char *why)
 static int parse_db(const char *s, size_t n, int *db)
 {
     if (!n || n > 4)
-        return -1;
+        return CP_ECONFIG;
     int v = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
-            return -1;
+            return CP_ECONFIG;
         v = v * 10 + (s[i] - '0');
     }
     if (v > 1000)
-        return -1;
+        return CP_ECONFIG;
     *db = v;
     return 0;
 }

@@ -42,6 +42,13 @@ int cfg_strlist_has_ci(const struct cfg_strlist *l, const char *s);
 int cfg_duration_parse(const char *s, int64_t *ms);
 /* Parses "64MiB", "512KiB", "1GB", or a plain number of bytes. Returns 0 or CP_EINVAL. */
 int cfg_size_parse(const char *s, int64_t *bytes);
+/* A time as Grafana's HTTP API takes it: epoch milliseconds (digits), or date math from now_ms
+ * in UTC: "now", then any number of "-N<unit>" / "+N<unit>" (N is 1 when left out) and
+ * "/<unit>" (rounded down to the unit's start; with round_up, as for a range's end, to its last
+ * millisecond), units s m h d w M y, weeks starting on Monday, a month's day kept within the
+ * month ("now-1M" on March 31 is the last day of February). "now-<duration>" in
+ * cfg_duration_parse's forms ("1h30m", "500ms") is taken too. Returns 0 or CP_EINVAL. */
+int cfg_time_parse(const char *s, int64_t now_ms, int round_up, int64_t *out);
 /* ---- data source settings (SPEC.md sections 3 and 6) ----------------------------------------- */
 
 enum cfg_auth_type {

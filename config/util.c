@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 int cfg_secret_set(struct cfg_secret *s, const char *v, size_t len)
 {
@@ -152,4 +153,115 @@ const char *cfg_env2(const char *primary, const char *secondary)
         return v;
     v = secondary ? getenv(secondary) : NULL;
     return v && *v ? v : NULL;
+}
+
+/* ---- Grafana's times ------------------------------------------------------------------------ */
+
+static int days_in_month(int year, int mon) /* year since 1900, mon 0..11 */
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y = year + 1900;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[mon] + (mon == 1 && leap);
+}
+
+/* Moves tm by n units; 0, or CP_EINVAL for an unknown unit. */
+static int tm_add(struct tm *tm, char unit, long n)
+{
+    switch (unit) {
+    case 's': tm->tm_sec += (int)n; break;
+    case 'm': tm->tm_min += (int)n; break;
+    case 'h': tm->tm_hour += (int)n; break;
+    case 'd': tm->tm_mday += (int)n; break;
+    case 'w': tm->tm_mday += 7 * (int)n; break;
+    case 'M':
+    case 'y': {
+        long months = (long)tm->tm_year * 12 + tm->tm_mon + (unit == 'M' ? n : 12 * n);
+        tm->tm_year = (int)(months >= 0 ? months / 12 : -((11 - months) / 12));
+        tm->tm_mon = (int)(months - (long)tm->tm_year * 12);
+        int last = days_in_month(tm->tm_year, tm->tm_mon);
+        if (tm->tm_mday > last)
+            tm->tm_mday = last;
+        break;
+    }
+    default:
+        return CP_EINVAL;
+    }
+    time_t t = timegm(tm);
+    gmtime_r(&t, tm);
+    return 0;
+}
+
+/* Rounds tm down to the start of its unit; 0, or CP_EINVAL. */
+static int tm_floor(struct tm *tm, char unit)
+{
+    switch (unit) {
+    case 'y': tm->tm_mon = 0; /* fall through */
+    case 'M': tm->tm_mday = 1; /* fall through */
+    case 'd': tm->tm_hour = 0; /* fall through */
+    case 'h': tm->tm_min = 0; /* fall through */
+    case 'm': tm->tm_sec = 0; /* fall through */
+    case 's': break;
+    case 'w':
+        tm->tm_mday -= (tm->tm_wday + 6) % 7; /* back to Monday */
+        tm->tm_hour = tm->tm_min = tm->tm_sec = 0;
+        break;
+    default:
+        return CP_EINVAL;
+    }
+    time_t t = timegm(tm);
+    gmtime_r(&t, tm);
+    return 0;
+}
+
+int cfg_time_parse(const char *s, int64_t now_ms, int round_up, int64_t *out)
+{
+    size_t len = strlen(s);
+    if (len && len < 19 && strspn(s, "0123456789") == len) {
+        *out = strtoll(s, NULL, 10);
+        return 0;
+    }
+    if (strncmp(s, "now", 3) || now_ms < 0)
+        return CP_EINVAL;
+    time_t secs = (time_t)(now_ms / 1000);
+    int ms = (int)(now_ms % 1000);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm))
+        return CP_EINVAL;
+    for (const char *p = s + 3; *p;) {
+        if (*p == '/') {
+            if (tm_floor(&tm, p[1]) != 0)
+                goto duration;
+            ms = 0;
+            if (round_up) { /* the unit's last millisecond */
+                if (tm_add(&tm, p[1], 1) != 0)
+                    goto duration;
+                ms = -1;
+            }
+            p += 2;
+            continue;
+        }
+        if (*p != '+' && *p != '-')
+            goto duration;
+        long sign = *p == '-' ? -1 : 1, n = 1;
+        const char *q = p + 1;
+        if (*q >= '0' && *q <= '9') {
+            char *end;
+            n = strtol(q, &end, 10);
+            q = end;
+            if (n > 1000000)
+                goto duration;
+        }
+        if (!*q || !strchr("smhdwMy", *q) || (*q == 'm' && q[1] == 's') || tm_add(&tm, *q, sign * n))
+            goto duration;
+        p = q + 1;
+    }
+    *out = (int64_t)timegm(&tm) * 1000 + ms;
+    return 0;
+duration:; /* not date math: "now-1h30m", "now-500ms" */
+    int64_t d;
+    if ((s[3] != '-' && s[3] != '+') || cfg_duration_parse(s + 4, &d) != 0)
+        return CP_EINVAL;
+    *out = s[3] == '-' ? now_ms - d : now_ms + d;
+    return 0;
 }

@@ -422,10 +422,10 @@ static int pct_decode(const char *s, size_t n, char *out)
             continue;
         }
         if (i + 2 >= n)
-            return -1;
+            return CP_EBADREQ;
         int a = hexval((unsigned char)s[i + 1]), b = hexval((unsigned char)s[i + 2]);
         if (a < 0 || b < 0 || (a == 0 && b == 0))
-            return -1;
+            return CP_EBADREQ;
         out[k++] = (char)(a * 16 + b);
         i += 2;
     }
@@ -629,32 +629,17 @@ out:
 /* ---- /api/ds/query ----------------------------------------------------------------------------
  */
 
-/* Grafana's time: epoch milliseconds (a number or a string of digits), "now", or
- * "now-<duration>" / "now+<duration>". */
-static int parse_time(json_t *v, int64_t now_ms, int64_t *out)
+/* Grafana's time: epoch milliseconds (a number or a string of digits), or date math
+ * ("now-7d/d"; cfg_time_parse). A range's end (round_up) rounds up to its unit's end. */
+static int parse_time(json_t *v, int64_t now_ms, int round_up, int64_t *out)
 {
     if (json_is_integer(v)) {
         *out = json_integer_value(v);
         return 0;
     }
     if (!json_is_string(v))
-        return -1;
-    const char *s = json_string_value(v);
-    if (*s && strspn(s, "0123456789") == strlen(s) && strlen(s) < 19) {
-        *out = strtoll(s, NULL, 10);
-        return 0;
-    }
-    if (strncmp(s, "now", 3))
-        return -1;
-    if (!s[3]) {
-        *out = now_ms;
-        return 0;
-    }
-    int64_t d;
-    if ((s[3] != '-' && s[3] != '+') || cfg_duration_parse(s + 4, &d) != 0)
-        return -1;
-    *out = s[3] == '-' ? now_ms - d : now_ms + d;
-    return 0;
+        return CP_EBADREQ;
+    return cfg_time_parse(json_string_value(v), now_ms, round_up, out);
 }
 
 /* Appends a JSON string. */
@@ -761,8 +746,10 @@ static enum MHD_Result start_queries(struct hreq *r)
         ok = answer_message(r, 400, "queries must be a non-empty list");
         goto out;
     }
-    if ((jf && parse_time(jf, now, &from) != 0) || (jt && parse_time(jt, now, &to) != 0)) {
-        ok = answer_message(r, 400, "from and to must be epoch milliseconds or now-<duration>");
+    if ((jf && parse_time(jf, now, 0, &from) != 0) || (jt && parse_time(jt, now, 1, &to) != 0)) {
+        ok = answer_message(r, 400,
+                            "from and to must be epoch milliseconds or relative to now, such as "
+                            "now-6h, now-7d/d or now/w");
         goto out;
     }
     size_t n = json_array_size(qs);

@@ -461,7 +461,7 @@ static int uses_time_range(json_t *m, const struct proxy__qreq *rq, const struct
     later.to_ms += 86400000;
     struct proxy__qreq other;
     if (proxy__query_request(m, &later, &other, r) != 0)
-        return -1;
+        return CP_EINVAL;
     int differs = strcmp(rq->path, other.path) ||
                   strcmp(rq->query.p ? rq->query.p : "", other.query.p ? other.query.p : "") ||
                   strcmp(rq->body ? rq->body : "", other.body ? other.body : "");
@@ -470,7 +470,7 @@ static int uses_time_range(json_t *m, const struct proxy__qreq *rq, const struct
 }
 
 /* The query's split interval: its own "split" (a duration, or "off"/false/0), else the data
- * source's querySplit. 0: not split; -1: error set. */
+ * source's querySplit. 0: not split; CP_EINVAL: error set in r. */
 static int64_t split_of(json_t *m, const struct cfg_ds *cfg, int *explicit,
                         struct proxy_query_result *r)
 {
@@ -487,11 +487,11 @@ static int64_t split_of(json_t *m, const struct cfg_ds *cfg, int *explicit,
         ms = (int64_t)(json_number_value(js) * 1000);
     else if (!json_is_string(js) || cfg_duration_parse(json_string_value(js), &ms) != 0) {
         proxy__qerror(r, 400, 0, "split must be a duration such as \"1h\", or \"off\"");
-        return -1;
+        return CP_EINVAL;
     }
     if (ms && ms < 1000) {
         proxy__qerror(r, 400, 0, "split must be at least 1s");
-        return -1;
+        return CP_EINVAL;
     }
     return ms;
 }

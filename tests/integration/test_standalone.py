@@ -398,6 +398,19 @@ class StandaloneTest(unittest.TestCase):
             "from": "yesterday", "queries": [{"refId": "A", "datasource": {"uid": "api"}}]})
         self.assertEqual(st, 400)
         self.assertEqual(get(self.port, "/api/ds/query", key=ALICE)[0], 405)
+        # Grafana's relative times, rounded to a unit (the end of the range up to its unit's end)
+        n = self.up.count()
+        st, _, body = request(self.port, "POST", "/api/ds/query", key=ALICE, body={
+            "from": "now-7d/d", "to": "now/d", "queries": [
+                {"refId": "A", "datasource": {"uid": "api"}, "path": "/fine",
+                 "params": {"from": "${__from}", "to": "${__to}"}}]})
+        self.assertEqual(st, 200, body)
+        q = self.up.requests[n].path
+        frm, to = (int(v.split("=")[1]) for v in q.split("?")[1].split("&"))
+        self.assertEqual(frm % 86400000, 0, q)
+        # (placeholders see the range aligned to timeAlign, 10 s: the day's last 10 s)
+        self.assertGreaterEqual(to % 86400000, 86400000 - 10000, q)
+        self.assertEqual((to - frm) // 86400000, 7, q)
         # one refId twice (a missing one is "A"): refused, not a result lost to a duplicate key
         for qs in ([{"refId": "X", "datasource": {"uid": "api"}, "path": "/fine"},
                     {"refId": "X", "datasource": {"uid": "api"}, "path": "/fine"}],

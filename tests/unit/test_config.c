@@ -996,6 +996,57 @@ static void test_size__table(void **state)
 
 /* ---- cp_buf ---------------------------------------------------------------------------------- */
 
+/* Grafana's times: epoch digits, date math from now in UTC, durations after now-. */
+static void test_time__date_math(void **state)
+{
+    (void)state;
+    const int64_t now = 1796545433123LL; /* Sunday 2026-12-06T08:23:53.123Z */
+    const int64_t day = 86400000, monday = 1795996800000LL; /* 2026-11-30T00:00Z */
+    const int64_t dec1 = 1796083200000LL, jan1 = 1767225600000LL, jan1_27 = 1798761600000LL;
+    struct {
+        const char *s;
+        int up;
+        int64_t want;
+    } ok[] = {
+        {"1700000000000", 0, 1700000000000LL},
+        {"now", 0, now},
+        {"now-1h", 0, now - 3600000},
+        {"now+15m", 0, now + 900000},
+        {"now-1w", 0, now - 7 * day},
+        {"now-d", 0, now - day},
+        {"now-1M", 0, now - 30 * day},          /* November has 30 days */
+        {"now-1y", 0, now - 365 * day},
+        {"now/d", 0, now - (now % day)},
+        {"now/d", 1, now - (now % day) + day - 1},
+        {"now-1d/d", 0, now - (now % day) - day},
+        {"now-1d/d", 1, now - (now % day) - 1},
+        {"now/w", 0, monday},
+        {"now/w", 1, monday + 7 * day - 1},
+        {"now/M", 0, dec1},
+        {"now/M", 1, jan1_27 - 1},
+        {"now/y", 0, jan1},
+        {"now-1d+2h/h", 0, now - (now % 3600000) - day + 2 * 3600000},
+        {"now-1h30m", 0, now - 5400000},         /* a duration, as before */
+        {"now-500ms", 0, now - 500},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        int64_t got = -1;
+        assert_int_equal(cfg_time_parse(ok[i].s, now, ok[i].up, &got), 0);
+        if (got != ok[i].want)
+            fail_msg("%s (up %d): %lld, want %lld", ok[i].s, ok[i].up, (long long)got,
+                     (long long)ok[i].want);
+    }
+    /* a month back from March 31 is the last day of February */
+    int64_t mar31 = 1774958400000LL, feb28 = mar31 - 31 * day, got; /* 2026-03-31T12:00Z */
+    assert_int_equal(cfg_time_parse("now-1M", mar31, 0, &got), 0);
+    assert_int_equal(got, feb28);
+    static const char *const bad[] = {"", "yesterday", "now-", "now/", "now/x", "now-1x", "now*2",
+                                      "12345678901234567890", "-1", "now-1h junk"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (cfg_time_parse(bad[i], now, 0, &got) != CP_EINVAL)
+            fail_msg("accepted %s", bad[i]);
+}
+
 /* The one HTTP token check (methods, header names in settings, forwarding and modules). */
 static void test_http_token__rfc9110(void **state)
 {
@@ -1346,6 +1397,7 @@ int main(void)
         cmocka_unit_test(test_buf__cap),
         cmocka_unit_test(test_buf__uncapped_growth),
         cmocka_unit_test(test_http_token__rfc9110),
+        cmocka_unit_test(test_time__date_math),
         cmocka_unit_test(test_pool__every_job_once_concurrent),
         cmocka_unit_test(test_pool__free_runs_queued_jobs),
         cmocka_unit_test(test_pool__idle_threads_exit),
