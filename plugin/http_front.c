@@ -317,10 +317,39 @@ static int skip_header(const char *name)
 
 /* Queues the answer whose head is there: whole when it is complete, else streamed. Caller
  * holds r->mu (the connection's own thread). */
+/* A HEAD answer has no body to read: MHD never calls this. */
+static ssize_t no_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls, (void)pos, (void)buf, (void)max;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+/* The Content-Length of the answer's head (an upstream's answer to HEAD), or -1. */
+static int64_t head_length(const struct hreq *r)
+{
+    const char *h = r->hbuf.p;
+    for (size_t i = 0; i < r->nhead; i++) {
+        const char *v = h + strlen(h) + 1;
+        if (!strcasecmp(h, "Content-Length") && *v && strspn(v, "0123456789") == strlen(v) &&
+            strlen(v) < 19)
+            return strtoll(v, NULL, 10);
+        h = v + strlen(v) + 1;
+    }
+    return -1;
+}
+
 static enum MHD_Result queue_locked(struct hreq *r)
 {
     struct MHD_Response *resp;
-    if (r->done && !r->done_rc) {
+    int64_t head_len = !strcmp(r->method, "HEAD") && r->done && !r->done_rc &&
+                               r->out.len == r->out_off
+                           ? head_length(r)
+                           : -1;
+    if (head_len >= 0) {
+        /* the length the upstream announced (libmicrohttpd writes it and sends no body) */
+        resp = MHD_create_response_from_callback((uint64_t)head_len, READER_BLOCK, no_body, NULL,
+                                                 NULL);
+    } else if (r->done && !r->done_rc) {
         size_t len = r->out.len - r->out_off;
         if (r->out_off)
             memmove(r->out.p, r->out.p + r->out_off, len);

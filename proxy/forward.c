@@ -19,7 +19,8 @@
 #define MAX_RESP_HEADERS 200
 #define MAX_HEADER_BYTES (256 * 1024)
 
-/* Hop-by-hop and length headers never travel from the upstream to the client. */
+/* Hop-by-hop and length headers never travel from the upstream to the client (but for the
+ * Content-Length of an answer to HEAD). */
 static const char *const dropped_response_headers[] = {
     "Connection", "Keep-Alive",        "Proxy-Authenticate", "Proxy-Authorization",
     "TE",         "Trailer",           "Trailers",           "Transfer-Encoding",
@@ -148,8 +149,12 @@ static int finish_head(struct proxy__xfer *x)
             free(conn);
             conn = strdup(x->hdr[i].value);
         }
+    int head = !strcmp(x->method, "HEAD");
     for (size_t i = 0; i < x->nh; i++) {
-        int drop = is_dropped(x->hdr[i].name);
+        /* an answer to HEAD keeps its Content-Length: the length a GET would have (RFC 9110
+         * section 9.3.2), not this answer's framing */
+        int drop = is_dropped(x->hdr[i].name) &&
+                   !(head && !strcasecmp(x->hdr[i].name, "Content-Length"));
         if (!drop && conn) {
             size_t nl = strlen(x->hdr[i].name);
             for (const char *c = conn; *c;) {

@@ -117,6 +117,10 @@ class ForwardingTest(Base):
         self.assertEqual(code, 200)
         self.assertEqual(out, b"")
         self.assertEqual(self.up.last().method, "HEAD")
+        # the length a GET would have, as the upstream said
+        self.up.routes["/base/fixed"] = lambda r: (200, {}, b"x" * 1234)
+        code, hdrs, out, _ = self.call(ds, "proxy/fixed", method="HEAD")
+        self.assertEqual((code, out, hval(hdrs, "Content-Length")), (200, b"", "1234"))
 
     def test_path_is_reencoded_and_edges(self):
         ds = self.ds(url=self.up.url + "/base/")

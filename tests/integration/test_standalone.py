@@ -303,6 +303,24 @@ class StandaloneTest(unittest.TestCase):
         self.assertEqual(self.up.count("/big"), 0)
         self.assertEqual(get(self.port, "/healthz")[0], 200)
 
+    def test_head_answers_the_upstreams_length(self):
+        self.start(ds_extra={"jsonData": {"cache": {"backend": "off"}}})
+        st, h, body = get(self.port, RES + "proxy/sized", key=ALICE)
+        self.assertEqual(st, 200)
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request("HEAD", RES + "proxy/sized", headers={"Authorization": "Bearer " + ALICE})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Content-Length"), str(len(body)))
+            self.assertEqual(r.read(), b"")
+            # and the connection goes on with the next request
+            c.request("GET", "/healthz")
+            self.assertEqual(c.getresponse().status, 200)
+        finally:
+            c.close()
+        self.assertEqual(self.up.last().method, "HEAD")
+
     def test_large_answer_streams_whole(self):
         self.start(ds_extra={"jsonData": {"cache": {"backend": "off"}}})
         self.up.routes["/blob"] = {"stream": 5 * 1024 * 1024}
