@@ -32,6 +32,8 @@ fail:
     return rc;
 }
 
+static void module_free_job(void *m) { auth__module_free(m); }
+
 void auth_ds_free(struct auth_ds *a)
 {
     if (!a)
@@ -39,7 +41,10 @@ void auth_ds_free(struct auth_ds *a)
     cp_http_free(a->http);
     auth__oauth2_free(a->oauth2);
     auth__authz_free(a->authz);
-    auth__module_free(a->module);
+    /* a module's destroy() and its dlclose may take their time: on the cpu pool, not on the
+     * loop that frees the data source (inline when there is no pool) */
+    if (a->module && (!a->env.cpu || cp_pool_submit(a->env.cpu, module_free_job, a->module) != 0))
+        auth__module_free(a->module);
     free(a);
 }
 

@@ -177,12 +177,14 @@ void plugin_runtime_cleanup(void)
     plugin_g.env.access = NULL;
     plugin_access_log_free(plugin_g.access);
     plugin_g.access = NULL;
-    cp_pool_free(plugin_g.cpu);
-    cp_pool_free(plugin_g.io);
-    plugin_g.cpu = plugin_g.io = NULL;
+    /* the loops first: what they still free (data sources) may hand work to the pools (an auth
+     * module's teardown), which then run what is queued before they go */
     for (size_t i = 0; i < plugin_g.nloops; i++)
         cp_loop_free(plugin_g.loops[i]);
     plugin_g.nloops = 0;
+    cp_pool_free(plugin_g.cpu);
+    cp_pool_free(plugin_g.io);
+    plugin_g.cpu = plugin_g.io = NULL;
     proxy_global_cleanup();
     grpc_shutdown();
 }

@@ -169,6 +169,44 @@ int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
     return 0;
 }
 
+static struct auth_request auth_request_of(const struct proxy_ds *ds,
+                                           const struct proxy__admitted *a,
+                                           const struct cp_user *user)
+{
+    return (struct auth_request){.user = user,
+                                 .method = a->method,
+                                 .path = a->path,
+                                 .query = a->query,
+                                 .ds_uid = ds->cfg->uid};
+}
+
+void proxy__authorize(struct proxy_ds *ds, const struct proxy__admitted *a,
+                      const struct cp_user *user, struct auth_request *rq, auth_decided_fn cb,
+                      void *arg)
+{
+    *rq = auth_request_of(ds, a, user);
+    auth_authorize_async(ds->auth, rq, cb, arg);
+}
+
+int proxy__authorize_local(struct proxy_ds *ds, const struct proxy__admitted *a,
+                           const struct cp_user *user, struct auth_decision *d,
+                           struct cp_err *err)
+{
+    struct auth_request rq = auth_request_of(ds, a, user);
+    auth_authorize_local(ds->auth, &rq, d);
+    if (d->allow)
+        return 0;
+    auth_count(ds->auth, 0);
+    return proxy__denied(a, d, err);
+}
+
+int proxy__denied(const struct proxy__admitted *a, const struct auth_decision *d,
+                  struct cp_err *err)
+{
+    return cp_err_set(err, CP_EDENIED, "%s %s: %s", a->method, a->path,
+                      d->reason[0] ? d->reason : "denied");
+}
+
 void proxy__user_token(struct proxy_ds *ds, const char *authorization, int add)
 {
     if (ds->cfg->auth_type != CFG_AUTH_FORWARD_OAUTH || !authorization || !*authorization)

@@ -1687,9 +1687,7 @@ static void authorized(void *arg, const struct auth_decision *d)
     }
     if (!d->allow) {
         struct cp_err err;
-        cp_err_set(&err, CP_EDENIED, "%s %s: %s", c->a.method, c->a.path,
-                   d->reason[0] ? d->reason : "denied");
-        fail(c, CP_EDENIED, &err);
+        fail(c, proxy__denied(&c->a, d, &err), &err);
         return;
     }
     if (c->in->check_only) {
@@ -1712,12 +1710,7 @@ static void start(struct proxy_call *c)
         return;
     }
     c->phase = PH_AUTHORIZE;
-    c->areq = (struct auth_request){.user = &c->user,
-                                    .method = c->a.method,
-                                    .path = c->a.path,
-                                    .query = c->a.query,
-                                    .ds_uid = c->ds->cfg->uid};
-    auth_authorize_async(c->ds->auth, &c->areq, authorized, c);
+    proxy__authorize(c->ds, &c->a, &c->user, &c->areq, authorized, c);
 }
 
 static struct proxy_call *call_new(struct proxy_ds *ds, const struct proxy__call_ops *ops,

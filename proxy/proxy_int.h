@@ -135,11 +135,26 @@ struct proxy__admitted {
 /* out is initialised here (release it with proxy__admitted_dispose, also after a refusal).
  * The checks of admission that need nothing but the request, in one order for every front:
  * method token (400; CONNECT and TRACE 405), path normalisation (400), query string (400),
- * allowedPaths (404), body size (413), forwarded headers and their size (413). Then the
- * caller authorizes (auth_authorize_async, or auth_authorize_local on a fast path).
+ * allowedPaths (404), body size (413), forwarded headers and their size (413); the last step,
+ * authorization, follows with proxy__authorize (or proxy__authorize_local on a fast path).
  * CP_E* with err on a refusal. */
 int proxy__admit(const struct proxy_ds *ds, const struct proxy__incoming *in,
                  struct proxy__admitted *out, struct cp_err *err);
+/* Admission's last step: the data source's rules, then its authorization service or module;
+ * cb gets the decision on the loop thread (at once when the rules decide). rq is filled here
+ * and must stay valid (with a and user) until cb ran. */
+void proxy__authorize(struct proxy_ds *ds, const struct proxy__admitted *a,
+                      const struct cp_user *user, struct auth_request *rq, auth_decided_fn cb,
+                      void *arg);
+/* The same on a fast path, when the rules alone decide (auth_is_local): any thread, no I/O,
+ * counted in the authorization metrics only on a refusal (an answered call counts itself). 0
+ * when allowed (d->scope then holds the cache scope), else CP_EDENIED with err. */
+int proxy__authorize_local(struct proxy_ds *ds, const struct proxy__admitted *a,
+                           const struct cp_user *user, struct auth_decision *d,
+                           struct cp_err *err);
+/* The refusal of a denied call: CP_EDENIED with err naming method, path and the reason. */
+int proxy__denied(const struct proxy__admitted *a, const struct auth_decision *d,
+                  struct cp_err *err);
 
 /* Sets a->path to a copy of path (inline when short). 0 or CP_ENOMEM. */
 int proxy__admitted_set_path(struct proxy__admitted *a, const char *path);

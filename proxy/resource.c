@@ -374,13 +374,7 @@ int proxy_resource_fast(struct proxy_ds *ds, const struct proxy_request *rq,
         return 1;
     }
     struct auth_decision d;
-    struct auth_request ar = {.user = &rq->user, .method = a.method, .path = a.path,
-                              .query = a.query, .ds_uid = ds->cfg->uid};
-    auth_authorize_local(ds->auth, &ar, &d);
-    if (!d.allow) {
-        auth_count(ds->auth, 0);
-        cp_err_set(&err, CP_EDENIED, "%s %s: %s", a.method, a.path,
-                   d.reason[0] ? d.reason : "denied");
+    if (proxy__authorize_local(ds, &a, &rq->user, &d, &err) != 0) {
         note_access(ds, rq, &in, sub);
         proxy__admitted_dispose(&a);
         fail(ds, sink, &err);
