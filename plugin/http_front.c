@@ -1050,7 +1050,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     enum MHD_Result ok = MHD_YES;
     if (r->queued) {
         /* already with MHD */
-    } else if (r->head) {
+    } else if (r->head && (r->done || strcmp(r->method, "HEAD"))) {
+        /* (an answer to HEAD waits for its end, which follows its head at once: queued whole,
+         * it keeps the upstream's Content-Length) */
         r->queued = 1;
         ok = queue_locked(r);
     } else if (r->done) {
