@@ -165,6 +165,13 @@ static int days_in_month(int year, int mon) /* year since 1900, mon 0..11 */
     return days[mon] + (mon == 1 && leap);
 }
 
+/* Brings tm's fields back into their ranges (after arithmetic on them). */
+static int tm_normalise(struct tm *tm)
+{
+    time_t t = timegm(tm);
+    return gmtime_r(&t, tm) ? 0 : CP_EINVAL;
+}
+
 /* Moves tm by n units; 0, or CP_EINVAL for an unknown unit. */
 static int tm_add(struct tm *tm, char unit, long n)
 {
@@ -187,9 +194,7 @@ static int tm_add(struct tm *tm, char unit, long n)
     default:
         return CP_EINVAL;
     }
-    time_t t = timegm(tm);
-    gmtime_r(&t, tm);
-    return 0;
+    return tm_normalise(tm);
 }
 
 /* Rounds tm down to the start of its unit; 0, or CP_EINVAL. */
@@ -209,9 +214,7 @@ static int tm_floor(struct tm *tm, char unit)
     default:
         return CP_EINVAL;
     }
-    time_t t = timegm(tm);
-    gmtime_r(&t, tm);
-    return 0;
+    return tm_normalise(tm);
 }
 
 int cfg_time_parse(const char *s, int64_t now_ms, int round_up, int64_t *out)

@@ -175,6 +175,15 @@ class WatchedSocketServer:
         self.sock.close()
 
 
+def levels_off(up, pause):
+    """A check for wait_for: what the upstream has written did not grow for pause seconds."""
+    def check():
+        a = up.written
+        time.sleep(pause)
+        return up.written == a
+    return check
+
+
 class CoreTest(unittest.TestCase):
     def setUp(self):
         self.p = Plugin()
@@ -209,12 +218,17 @@ class CoreTest(unittest.TestCase):
         self.assertLessEqual(peak_threads, 24, (base_threads, peak_threads))
         self.assertLessEqual(peak_threads, base_threads + 4, (base_threads, peak_threads))
 
-    def test_cancelled_call_closes_its_upstream_connection(self):
-        up = WatchedSocketServer()
+    def watched(self, jd, path="proxy/wait", **server):
+        """A WatchedSocketServer (server: its options; by default it answers nothing), a data
+        source on it with jsonData jd, and a GET of path."""
+        up = WatchedSocketServer(**server)
         self.addCleanup(up.close)
-        ds = settings(up.url, {"cache": {"backend": "off"}, "timeout": 60}, uid=new_uid())
-        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/wait", method="GET",
-                                     url="proxy/wait")
+        ds = settings(up.url, jd, uid=new_uid())
+        req = pb.CallResourceRequest(pluginContext=context(ds), path=path, method="GET", url=path)
+        return up, req
+
+    def test_cancelled_call_closes_its_upstream_connection(self):
+        up, req = self.watched({"cache": {"backend": "off"}, "timeout": 60})
         call = self.p.resource.CallResource(req, timeout=60)
         self.assertTrue(wait_for(lambda: up.accepted == 1, timeout=10))
         t_cancel = time.time()
@@ -231,11 +245,7 @@ class CoreTest(unittest.TestCase):
         self.assertEqual(up.accepted, 2)
 
     def test_cancelled_leader_goes_on_for_its_waiters_then_stops(self):
-        up = WatchedSocketServer()
-        self.addCleanup(up.close)
-        ds = settings(up.url, {"cache": {"backend": "memory"}, "timeout": 60}, uid=new_uid())
-        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/wait", method="GET",
-                                     url="proxy/wait")
+        up, req = self.watched({"cache": {"backend": "memory"}, "timeout": 60})
         leader = self.p.resource.CallResource(req, timeout=60)
         self.assertTrue(wait_for(lambda: up.accepted == 1, timeout=10))
         waiters = [self.p.resource.CallResource(req, timeout=60) for _ in range(3)]
@@ -258,12 +268,8 @@ class CoreTest(unittest.TestCase):
 
     def test_slow_leader_does_not_hold_back_its_waiters(self):
         total = 8 << 20  # 32 gRPC messages; streamed by the upstream over about 1.3 s
-        up = WatchedSocketServer(stream_bytes=total, chunk_delay=0.01)
-        self.addCleanup(up.close)
-        ds = settings(up.url, {"cache": {"backend": "memory", "maxEntryBytes": 4 * total},
-                               "timeout": 6}, uid=new_uid())
-        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/big", method="GET",
-                                     url="proxy/big")
+        up, req = self.watched({"cache": {"backend": "memory", "maxEntryBytes": 4 * total},
+                                "timeout": 6}, "proxy/big", stream_bytes=total, chunk_delay=0.01)
         leader = self.p.resource.CallResource(req, timeout=30)
         first = next(leader)  # then its client reads nothing for a while
         self.assertEqual(first.code, 200)
@@ -297,23 +303,16 @@ class CoreTest(unittest.TestCase):
 
     def test_slow_reader_of_an_answer_too_large_to_keep_gets_all_of_it(self):
         total = 192 << 20  # more than every buffer on the way
-        up = WatchedSocketServer(stream_bytes=total)
-        self.addCleanup(up.close)
         # kept while it fits in maxEntryBytes (the slow reader falls behind the transfer),
         # then no longer: the transfer waits for the reader again, nothing lost or doubled
-        ds = settings(up.url, {"cache": {"backend": "memory", "maxEntryBytes": 1 << 20},
-                               "timeout": 60, "maxResponseBytes": 2 * total}, uid=new_uid())
-        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/big", method="GET",
-                                     url="proxy/big")
+        up, req = self.watched({"cache": {"backend": "memory", "maxEntryBytes": 1 << 20},
+                                "timeout": 60, "maxResponseBytes": 2 * total}, "proxy/big",
+                               stream_bytes=total)
         call = self.p.resource.CallResource(req, timeout=60)
         first = next(call)
         self.assertEqual(first.code, 200)
 
-        def settled():
-            a = up.written
-            time.sleep(0.2)
-            return up.written == a
-        self.assertTrue(wait_for(settled, timeout=20, interval=0.01))
+        self.assertTrue(wait_for(levels_off(up, 0.2), timeout=20, interval=0.01))
         self.assertLess(up.written, 96 << 20, "the transfer did not wait for the reader")
         got = len(first.body)
         for msg in call:
@@ -322,21 +321,13 @@ class CoreTest(unittest.TestCase):
 
     def test_paused_reader_pauses_the_upstream(self):
         total = 1 << 30  # 1 GiB: far more than any buffer on the way
-        up = WatchedSocketServer(stream_bytes=total)
-        self.addCleanup(up.close)
-        ds = settings(up.url, {"cache": {"backend": "off"}, "timeout": 120,
-                               "maxResponseBytes": 2 * total}, uid=new_uid())
-        req = pb.CallResourceRequest(pluginContext=context(ds), path="proxy/big", method="GET",
-                                     url="proxy/big")
+        up, req = self.watched({"cache": {"backend": "off"}, "timeout": 120,
+                                "maxResponseBytes": 2 * total}, "proxy/big", stream_bytes=total)
         call = self.p.resource.CallResource(req, timeout=120)
         first = next(call)
         self.assertEqual(first.code, 200)
         # the client reads nothing more: what the upstream can write levels off
-        def settled():
-            a = up.written
-            time.sleep(0.3)
-            return up.written == a
-        self.assertTrue(wait_for(settled, timeout=20, interval=0.01))
+        self.assertTrue(wait_for(levels_off(up, 0.3), timeout=20, interval=0.01))
         stalled_at = up.written
         self.assertLess(stalled_at, 96 << 20, "the plugin kept reading with nobody reading it")
         # reading again resumes the transfer
