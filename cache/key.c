@@ -52,15 +52,21 @@ static void add_str(struct hb *md, const char *s) { add(md, s ? s : "", s ? strl
 
 struct param {
     const char *p;
-    size_t n;
+    size_t n;    /* the whole "name=value" */
+    size_t name; /* the name's length */
+    size_t at;   /* its place in the query string */
 };
 
+/* By name; parameters of one name keep their order ("sort=name&sort=date" is not
+ * "sort=date&sort=name": an API may read them in order). */
 static int cmp_param(const void *a, const void *b)
 {
     const struct param *x = a, *y = b;
-    size_t n = x->n < y->n ? x->n : y->n;
+    size_t n = x->name < y->name ? x->name : y->name;
     int c = memcmp(x->p, y->p, n);
-    return c ? c : (x->n > y->n) - (x->n < y->n);
+    if (!c)
+        c = (x->name > y->name) - (x->name < y->name);
+    return c ? c : (x->at > y->at) - (x->at < y->at);
 }
 
 static int cmp_header(const void *a, const void *b)
@@ -101,8 +107,11 @@ int cache_key_derive(const struct cache_key_input *in, struct cache_key *out)
     np = 0;
     for (const char *c = q; *c;) {
         size_t n = strcspn(c, "&");
-        if (n)
-            ps[np++] = (struct param){c, n};
+        if (n) {
+            const char *eq = memchr(c, '=', n);
+            ps[np] = (struct param){c, n, eq ? (size_t)(eq - c) : n, np};
+            np++;
+        }
         c += n;
         if (*c == '&')
             c++;

@@ -23,7 +23,8 @@
 #define CHUNK (256 * 1024)         /* answers from memory are handed over in pieces */
 #define STREAM_LOCK_WAIT_MS 5000   /* bounded wait on another process's fetch */
 #define STREAM_LOCK_POLL_MS 20
-#define DETACHED_CHECK_MS 50 /* a cancelled leader looks this often whether waiters remain */
+#define DETACHED_CHECK_MS 50
+#define BACKEND_WARN_MS 10000 /* "cache backend failed" is a warning at most this often */ /* a cancelled leader looks this often whether waiters remain */
 
 static const char *const result_names[] = {"HIT", "MISS", "STALE", "BYPASS", "REVALIDATED"};
 #define HIT_FOR_MISS_MS 30000 /* an unshareable answer's note lives this long (or its max-age) */
@@ -315,10 +316,17 @@ void proxy__count_error(struct proxy_ds *ds)
 
 /* A cache backend failure: the call goes on to the upstream (fail open). The backend logs
  * the start and end of an outage and counts every failure. */
+/* A store failed for one call (the call goes on without the cache): a warning at most every
+ * BACKEND_WARN_MS per data source (a Redis that refuses writes, a full one, would otherwise
+ * fill the log), the others at debug; the metric counts every one. */
 static void backend_failed(struct proxy_ds *ds, const struct cp_err *err)
 {
     struct cp_kv kv[] = {CP_KV_S("error", cp_err_text(err)), CP_KV_S("dsUid", ds->cfg->uid)};
-    cp_log(ds->env.log, CP_LOG_DEBUG, "cache backend failed; going to the upstream", kv, 2);
+    int64_t now = cp_mono_ns() / 1000000, last = atomic_load(&ds->backend_warned_ms);
+    int warn = (last == 0 || now - last >= BACKEND_WARN_MS) &&
+               atomic_compare_exchange_strong(&ds->backend_warned_ms, &last, now);
+    cp_log(ds->env.log, warn ? CP_LOG_WARN : CP_LOG_DEBUG,
+           "cache backend failed; going to the upstream", kv, 2);
 }
 
 /* ---- keys and lifetimes ------------------------------------------------------------------------ */
@@ -327,11 +335,13 @@ int64_t proxy__ttl_for(const struct proxy_ds *ds, enum cache_kind kind, const ch
                        int64_t override_ms)
 {
     const struct cfg_cache *cc = &ds->cfg->cache;
-    if (override_ms >= 0)
-        return override_ms;
     for (size_t i = 0; i < cc->nrules; i++)
         if (auth_glob_any(&cc->rules[i].paths, path))
-            return cc->rules[i].ttl_ms;
+            /* a rule's ttl 0 (never cache) is the admin's: no query's cacheTtl lifts it */
+            return cc->rules[i].ttl_ms <= 0 || override_ms < 0 ? cc->rules[i].ttl_ms
+                                                                : override_ms;
+    if (override_ms >= 0)
+        return override_ms;
     return kind == CACHE_KIND_QUERY ? cc->query_ttl_ms : cc->resource_ttl_ms;
 }
 
@@ -358,13 +368,31 @@ static int cacheable_key(const struct proxy_ds *ds, enum cache_kind kind,
     for (size_t i = 0; i < a->nown; i++)
         hs[nh++] = (struct cache_header){(char *)a->fwd[i].name, (char *)a->fwd[i].value};
     char vname[64];
+    char *joined[16] = {NULL}; /* values of a header sent more than once, in their order */
+    size_t nj = 0;
     for (const char *v = vary; v && *v && nh < sizeof hs / sizeof hs[0];) {
         size_t l = strcspn(v, ",");
         snprintf(vname, sizeof vname, "%.*s", (int)l, v);
         const char *val = NULL;
-        for (size_t i = a->nown; i < a->nfwd && !val; i++)
-            if (!strcasecmp(a->fwd[i].name, vname))
-                val = a->fwd[i].value;
+        size_t count_of = 0, len = 0;
+        for (size_t i = a->nown; i < a->nfwd; i++)
+            if (!strcasecmp(a->fwd[i].name, vname)) {
+                val = val ? val : a->fwd[i].value;
+                count_of++;
+                len += strlen(a->fwd[i].value) + 1;
+            }
+        if (count_of > 1) {
+            /* every value goes upstream, so every value is part of the key (a line break
+             * cannot be inside a forwarded value: it separates them unambiguously) */
+            char *j = nj < 16 ? malloc(len) : NULL;
+            if (!j)
+                goto fail;
+            joined[nj++] = j;
+            for (size_t i = a->nown, o = 0; i < a->nfwd; i++)
+                if (!strcasecmp(a->fwd[i].name, vname))
+                    o += (size_t)sprintf(j + o, "%s%s", o ? "\n" : "", a->fwd[i].value);
+            val = j;
+        }
         /* "vary:" marks the name apart from a query's own header of the same name */
         hs[nh].name = NULL;
         static const char absent[] = "\001(absent)";
@@ -395,10 +423,14 @@ static int cacheable_key(const struct proxy_ds *ds, enum cache_kind kind,
     int ok = cache_key_derive(&ki, key) == 0;
     for (size_t i = a->nown; i < nh; i++)
         free(hs[i].name);
+    for (size_t i = 0; i < nj; i++)
+        free(joined[i]);
     return ok;
 fail:
     for (size_t i = a->nown; i < nh; i++)
         free(hs[i].name);
+    for (size_t i = 0; i < nj; i++)
+        free(joined[i]);
     return 0;
 }
 
@@ -413,11 +445,18 @@ static int vary_names(const struct cfg_ds *cfg, const struct cache_header *h, si
     for (size_t i = 0; i < n; i++) {
         if (strcasecmp(h[i].name, "Vary"))
             continue;
-        for (const char *v = h[i].value; *v && k < 16;) {
+        for (const char *v = h[i].value; *v;) {
             while (*v == ' ' || *v == ',')
                 v++;
             size_t l = strcspn(v, ", ");
-            if (l && l < 64) {
+            if (l >= 64 || (l && k == 16)) {
+                /* more than a key can hold: a name this long or a 17th could be forwarded, so
+                 * the answer might differ by it; rather than store it as if it did not */
+                char nm[256];
+                snprintf(nm, sizeof nm, "%.*s", (int)(l < 255 ? l : 255), v);
+                if (l >= 255 || cfg_strlist_has_ci(&cfg->forward_headers, nm) || k == 16)
+                    return -1;
+            } else if (l) {
                 char nm[64];
                 for (size_t j = 0; j < l; j++)
                     nm[j] = (char)(v[j] >= 'A' && v[j] <= 'Z' ? v[j] + 32 : v[j]);
@@ -444,7 +483,9 @@ static int vary_names(const struct cfg_ds *cfg, const struct cache_header *h, si
     out[0] = 0;
     for (size_t i = 0; i < k; i++)
         o += (size_t)snprintf(out + o, o < size ? size - o : 0, "%s%s", i ? "," : "", names[i]);
-    return k > 0 && o < size;
+    if (o >= size)
+        return -1;
+    return k > 0;
 }
 
 /* The "Vary" header of a Vary note: the names its answer varies on. */
@@ -747,8 +788,6 @@ static int response_cacheable(const struct proxy_ds *ds, struct tee *t, int stat
         t->why_not = "status";
         return 0;
     }
-    if (status == 404)
-        t->ttl_ms = t->ttl_ms < cc->cache_404_ms ? t->ttl_ms : cc->cache_404_ms;
     for (size_t i = 0; i < n; i++) {
         if (!strcasecmp(h[i].name, "Set-Cookie")) {
             t->why_not = "set-cookie"; /* a per-user answer: never shared */
@@ -773,6 +812,8 @@ static int response_cacheable(const struct proxy_ds *ds, struct tee *t, int stat
                 t->ttl_ms = 0; /* must revalidate every time: not worth storing */
         }
     }
+    if (status == 404) /* notFoundTtl bounds it, whatever the upstream's max-age says */
+        t->ttl_ms = t->ttl_ms < cc->cache_404_ms ? t->ttl_ms : cc->cache_404_ms;
     if (t->ttl_ms <= 0) {
         t->why_not = "ttl";
         return 0;
@@ -869,7 +910,12 @@ static int tee_head(void *ctx, int status, const struct cache_header *h, size_t 
         t->cacheable = response_cacheable(c->ds, t, status, h, n);
     else if (!t->why_not)
         t->why_not = "bypass";
-    if (t->cacheable && !vary_names(c->ds->cfg, h, n, t->vary, sizeof t->vary))
+    int vr = t->cacheable ? vary_names(c->ds->cfg, h, n, t->vary, sizeof t->vary) : 0;
+    if (vr < 0) { /* it varies by more headers than a key can name: not stored */
+        t->cacheable = 0;
+        t->why_not = "vary";
+    }
+    if (vr <= 0)
         t->vary[0] = 0;
     /* a failing upstream's answer is the same for every waiter of this call: keep it for them */
     t->keep = t->cacheable || (status >= 500 && !per_user_answer(h, n));
@@ -1381,14 +1427,21 @@ static void poll_work(struct proxy_call *c)
     struct cp_err err;
     cache_entry_unref(c->got);
     c->got = NULL;
-    if (cache_get(c->ds->store, &c->key, &c->got, &err) != 0)
+    if (cache_get(c->ds->store, &c->key, &c->got, &err) != 0) {
         c->got_rc = -1;
-    else if (c->got && cache_entry_freshness(c->got, cp_now_ms()) == CACHE_FRESH)
+    } else if (c->got && c->got->status < 100) {
+        /* a Vary or hit-for-miss note (the other process's answer varies, or was its caller's
+         * alone): nothing to answer with here; this call asks the upstream itself */
+        cache_entry_unref(c->got);
+        c->got = NULL;
+        c->got_rc = 0;
+    } else if (c->got && cache_entry_freshness(c->got, cp_now_ms()) == CACHE_FRESH) {
         c->got_rc = 1;
-    else if (cache_lock_held(c->ds->store, &c->key) == 0)
+    } else if (cache_lock_held(c->ds->store, &c->key) == 0) {
         c->got_rc = 0; /* the other process is done, without an entry to share */
-    else
+    } else {
         c->got_rc = 2; /* still at it */
+    }
 }
 
 static void poll_fire(void *arg);
@@ -1630,12 +1683,17 @@ static void lookup_done(struct proxy_call *c)
             cache_entry_freshness_for(e, now, c->kind == CACHE_KIND_QUERY ? c->ttl : -1);
         if (c->a.refresh) /* renewed on request: never answered from, but maybe validated */
             f = CACHE_EXPIRED;
+        /* stale while one refresh runs; a call that cannot start one (forwardOAuth: the user's
+         * token is not kept; a request with a body) fetches instead, as after expiry */
+        if (f == CACHE_STALE_SWR &&
+            (c->a.body_len || c->ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH))
+            f = CACHE_EXPIRED;
         if (f == CACHE_FRESH || f == CACHE_STALE_SWR) {
             int r = f == CACHE_FRESH ? PROXY_HIT : PROXY_STALE;
             c->result = r;
             c->transformed = c->recipe != NULL;
             count(c->ds, c->kind, r);
-            if (f == CACHE_STALE_SWR && !c->a.body_len)
+            if (f == CACHE_STALE_SWR)
                 refresh_start(c, e);
             answer_entry(c, e, r);
             cache_entry_unref(e);

@@ -37,6 +37,7 @@ struct proxy_ds {
         errors;
     _Atomic uint64_t pieces_hit, pieces_fetched; /* split queries' pieces */
     _Atomic int running, queued; /* upstream transfers, mirrored from the loop for metrics */
+    _Atomic int64_t backend_warned_ms; /* the last "cache backend failed" warning */
 };
 
 void proxy__ds_ref(struct proxy_ds *ds); /* released with proxy_ds_free */

@@ -123,6 +123,14 @@ class RedisServer:
             if cursor in (b"0", "0"):
                 return keys
 
+    def commands_processed(self):
+        info = self.command("INFO", "stats")
+        info = info.decode() if isinstance(info, bytes) else info
+        for line in info.splitlines():
+            if line.startswith("total_commands_processed:"):
+                return int(line.split(":")[1])
+        raise AssertionError("no total_commands_processed in INFO")
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
@@ -632,6 +640,36 @@ class RedisSharedTest(Base):
             self.assertEqual(r[0], 200, r)
         self.assertLessEqual(self.up.count("/slow"), 2)
         self.assertEqual(self.up.count("/slow"), len({r[2] for r in results}))
+
+    def test_a_note_is_never_the_other_processs_answer(self):
+        # p1 leads at the upstream, p2 waits on the Redis lock; p1 leaves a note (the answer
+        # was its caller's alone, or varies): p2 asks the upstream itself, never answers a note
+        for path, extra in (("/cookie", {"Set-Cookie": "s=1"}), ("/varies", {"Vary": "X-Tenant"})):
+            gate = threading.Event()
+
+            def slow(r, extra=extra, gate=gate):
+                gate.wait(10)
+                return 200, extra, b"answer for " + (r.header("X-Tenant") or "-").encode()
+            self.up.routes[path] = slow
+            ds = self.ds({"backend": "redis",
+                          "redisUrl": "redis://127.0.0.1:%d" % self.redis.port},
+                         forwardHeaders=["X-Tenant"])
+            hdrs = {"X-Tenant": "a"}
+            jobs = [lambda: self.call(ds, "proxy" + path, self.p1, headers=hdrs),
+                    lambda: self.call(ds, "proxy" + path, self.p2, login="bob", headers=hdrs)]
+            threads, results = self.concurrent(jobs)
+            self.assertTrue(wait_for(lambda: self.up.count(path) >= 1, timeout=10))
+            # p2 polls Redis for the entry (the only commands while p1's upstream call waits)
+            n0 = self.redis.commands_processed()
+            self.assertTrue(wait_for(lambda: self.redis.commands_processed() >= n0 + 12,
+                                     timeout=10))
+            self.assertEqual(self.up.count(path), 1)
+            gate.set()
+            for t in threads:
+                t.join(CALL_TIMEOUT + 5)
+            for r in results:
+                self.assertNotIsInstance(r, Exception)
+                self.assertEqual((r[0], r[2]), (200, b"answer for a"), (path, r))
 
     def test_purge_in_one_process_purges_for_both(self):
         ds = self.rds()

@@ -227,6 +227,27 @@ class StatusTests:
         self.assertEqual(hval(call_resource(self.p, off, "proxy/plain")[1], "Cache-Status"),
                          "cachingproxy; fwd=bypass")
 
+    def test_not_found_ttl_bounds_the_upstreams_max_age(self):
+        self.up.routes["/gone"] = lambda r: (404, {"Cache-Control": "max-age=86400"}, b"no")
+        ds = self.ds({"notFoundTtl": "10s"})
+        self.call(ds, "proxy/gone")
+        h = self.call(ds, "proxy/gone")[1]
+        self.assertEqual(hval(h, "X-Cache"), "HIT")
+        ttl = int(hval(h, "Cache-Status").split("ttl=")[1].split(";")[0])
+        self.assertLessEqual(ttl, 10)
+
+    def test_stale_while_revalidate_needs_a_refresh_it_can_start(self):
+        # forwardOAuth: the user's token is not kept for a background refresh, so an expired
+        # answer is fetched again rather than served stale with nothing renewing it
+        self.up.routes["/me"] = lambda r: (200, {}, b"v%d" % self.up.count("/me"))
+        ds = self.ds({"resourceTtl": "1s", "staleWhileRevalidate": "1m"},
+                     authType="forwardOAuth", oauthPassThru=True)
+        tok = {"Authorization": "Bearer user-tok"}
+        self.assertEqual(self.call(ds, "proxy/me", headers=tok)[2], b"v1")
+        self.expire(1)
+        x = self.call(ds, "proxy/me", headers=tok)
+        self.assertEqual((hval(x[1], "X-Cache"), x[2]), ("MISS", b"v2"))
+
     def test_x_cache_skip_only_for_editors(self):
         self.up.routes["/s"] = lambda r: (200, {}, b"%d" % self.up.count())
         ds = self.ds()
@@ -273,6 +294,28 @@ class VaryTests:
         self.call(ds, "proxy/ua", headers={"User-Agent": "a"})
         self.assertEqual(hval(self.call(ds, "proxy/ua", headers={"User-Agent": "b"})[1],
                               "X-Cache"), "HIT")
+
+    def test_vary_beyond_what_a_key_holds_is_not_stored(self):
+        names = ["X-Organisation-Tenant-Identifier-%02d" % i for i in range(10)]
+        self.up.routes["/wide"] = lambda r: (200, {"Vary": ", ".join(names)}, (
+            r.header(names[0]) or "-").encode())
+        ds = self.ds(forwardHeaders=names)
+        a = self.call(ds, "proxy/wide", login="u1", headers={names[0]: "tenant-a"})
+        b = self.call(ds, "proxy/wide", login="u2", headers={names[0]: "tenant-b"})
+        self.assertEqual((a[2], b[2]), (b"tenant-a", b"tenant-b"))
+        self.assertEqual([hval(x[1], "X-Cache") for x in (a, b)], ["MISS", "MISS"])
+        self.assertIn("detail=vary", hval(a[1], "Cache-Status"))
+
+    def test_every_value_of_a_varying_header_is_in_the_key(self):
+        self.up.routes["/tenant"] = lambda r: (200, {"Vary": "X-Tenant"}, ",".join(
+            v for k, v in r.headers if k.lower() == "x-tenant").encode())
+        ds = self.ds(forwardHeaders=["X-Tenant"])
+        evil = self.call(ds, "proxy/tenant", login="mallory", headers={"X-Tenant": ["a", "evil"]})
+        self.assertEqual(evil[2], b"a,evil")
+        victim = self.call(ds, "proxy/tenant", login="victim", headers={"X-Tenant": "a"})
+        self.assertEqual((victim[2], hval(victim[1], "X-Cache")), (b"a", "MISS"))
+        again = self.call(ds, "proxy/tenant", login="other", headers={"X-Tenant": ["a", "evil"]})
+        self.assertEqual((again[2], hval(again[1], "X-Cache")), (b"a,evil", "HIT"))
 
     def test_vary_star_is_never_stored(self):
         self.up.routes["/star"] = lambda r: (200, {"Vary": "*"}, b"x")

@@ -203,6 +203,16 @@ class QueryTest(unittest.TestCase):
         c = self.run_queries(ds, [query("A", {"path": "/expensive", "cacheTtl": 0})])["A"]
         self.assertEqual(json.loads(decode(c.frames[0])["metadata"]["meta"])["custom"]["cache"], "bypass")
         self.assertEqual(self.up.count("/expensive"), 2)
+        # and an admin's rule "never cache" (ttl 0) is not lifted by a query's cacheTtl
+        self.json_route("/never", [{"v": 3}])
+        ds = settings(self.up.url, {"cache": {"rules": [{"paths": ["/never"], "ttl": 0}]}})
+        for login in ("alice", "bob"):
+            d = self.run_queries(ds, [query("A", {"path": "/never", "cacheTtl": "1h"})],
+                                 login=login)["A"]
+            self.assertEqual(d.status, 200, d.error)
+            self.assertEqual(
+                json.loads(decode(d.frames[0])["metadata"]["meta"])["custom"]["cache"], "bypass")
+        self.assertEqual(self.up.count("/never"), 2)
 
     def test_denied_query_gets_403_in_its_refid(self):
         self.json_route("/secret", [{"v": 1}])
