@@ -94,8 +94,16 @@ bad:
 
 /* ---- stream queries -------------------------------------------------------------------------- */
 
-/* The canonical text of a stream query; NULL on ENOMEM. */
-static char *stream_text(json_t *model, const char *ref_id, int64_t interval_ms, int64_t range_ms)
+/* Whether the data source's answers are per user (then a channel is its owner's alone). */
+static int per_user(const struct proxy_ds *ds)
+{
+    return ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH || ds->cfg->cache.scope == CFG_SCOPE_USER;
+}
+
+/* The canonical text of a stream query (with its owner's login when answers are per user);
+ * NULL on ENOMEM. */
+static char *stream_text(json_t *model, const char *ref_id, int64_t interval_ms, int64_t range_ms,
+                         const char *owner)
 {
     json_t *q = json_object();
     for (size_t i = 0; q && i < sizeof stream_keys / sizeof stream_keys[0]; i++) {
@@ -105,6 +113,10 @@ static char *stream_text(json_t *model, const char *ref_id, int64_t interval_ms,
     }
     if (q && ref_id && !json_object_get(q, "refId"))
         json_object_set_new(q, "refId", json_string(ref_id));
+    if (q && owner && json_object_set_new(q, "owner", json_string(owner))) {
+        json_decref(q);
+        return NULL;
+    }
     if (q && (json_object_set_new(q, "intervalMs", json_integer(interval_ms)) ||
               json_object_set_new(q, "rangeMs", json_integer(range_ms)))) {
         json_decref(q);
@@ -127,7 +139,8 @@ static json_t *stream_parse(const char *text, size_t n, const char **why)
         goto bad;
     json_object_foreach(q, k, v)
     {
-        int known = !strcmp(k, "intervalMs") || !strcmp(k, "rangeMs");
+        int known = !strcmp(k, "intervalMs") || !strcmp(k, "rangeMs") ||
+                    (!strcmp(k, "owner") && json_is_string(v));
         for (size_t i = 0; i < sizeof stream_keys / sizeof stream_keys[0]; i++)
             known |= !strcmp(k, stream_keys[i]);
         if (!known) {
@@ -279,15 +292,18 @@ void proxy__live_forget_all(void)
 }
 
 char *proxy__live_channel(struct proxy_ds *ds, json_t *model, const char *ref_id,
-                          int64_t interval_ms, int64_t range_ms)
+                          int64_t interval_ms, int64_t range_ms, const struct cp_user *user)
 {
+    const char *owner = NULL;
+    if (per_user(ds))
+        owner = user && user->present && user->login ? user->login : "";
     if (interval_ms < LIVE_MIN_INTERVAL_MS)
         interval_ms = LIVE_MIN_INTERVAL_MS;
     if (interval_ms > LIVE_MAX_INTERVAL_MS)
         interval_ms = LIVE_MAX_INTERVAL_MS;
     if (range_ms < 0 || range_ms > LIVE_MAX_RANGE_MS)
         range_ms = LIVE_DEFAULT_RANGE_MS;
-    char *text = stream_text(model, ref_id, interval_ms, range_ms);
+    char *text = stream_text(model, ref_id, interval_ms, range_ms, owner);
     char *b = text ? b64url((const unsigned char *)text, strlen(text)) : NULL;
     char *out = NULL;
     if (b) {
@@ -367,9 +383,22 @@ static void checked(void *arg)
                   r->error ? r->error : "refused");
 }
 
-/* The channel's query through admission and authorization (nothing fetched). */
+/* The channel's query through admission and authorization (nothing fetched), after its
+ * owner: with answers per user, only the user named in the channel may subscribe or run it. */
 static void check_query(struct check *k)
 {
+    json_t *ow = json_object_get(k->q, "owner");
+    if (per_user(k->ds)) {
+        const struct cp_user *u = k->user;
+        if (!json_is_string(ow) || !u || !u->present || !u->login || !*u->login ||
+            strcmp(json_string_value(ow), u->login)) {
+            check_end(k, PROXY_LIVE_DENIED,
+                      "this live channel is another user's (answers of this data source are "
+                      "per user)");
+            return;
+        }
+    }
+    json_object_del(k->q, "owner"); /* not part of the query model */
     int64_t now = cp_now_ms(), range = stream_range(k->q);
     k->text = json_dumps(k->q, JSON_COMPACT);
     k->pq = (struct proxy_query){.ref_id = json_string_value(json_object_get(k->q, "refId")),

@@ -278,9 +278,11 @@ int64_t proxy__ms_to_ns(int64_t ms);
 
 /* The channel ("ds/<uid>/poll/...") for a QueryData query asking for live: true: the stream
  * query of model polled every interval_ms over the last range_ms; a long one is registered
- * under a short id. malloc'd, NULL on ENOMEM. */
+ * under a short id. When answers are per user (scope user, forwardOAuth) the channel names
+ * user as its owner: Grafana runs one stream per channel for all its subscribers, so a channel
+ * is one user's, and only its owner may subscribe. malloc'd, NULL on ENOMEM. */
 char *proxy__live_channel(struct proxy_ds *ds, json_t *model, const char *ref_id,
-                          int64_t interval_ms, int64_t range_ms);
+                          int64_t interval_ms, int64_t range_ms, const struct cp_user *user);
 /* Forgets every registered id (process end). */
 void proxy__live_forget_all(void);
 

@@ -223,6 +223,27 @@ class StreamTests(Base):
         self.assertEqual(s.status, grpc.StatusCode.PERMISSION_DENIED)
         self.assertEqual(self.ticker.count(), 1)
 
+    def test_per_user_answers_make_per_user_channels(self):
+        # Grafana runs one stream per channel for all its subscribers: with answers per user a
+        # channel is its owner's, and nobody else may subscribe to it or run it
+        ds = self.ds({"scope": "user"})
+        alice = channel_path(self.channel(ds, login="alice"))
+        bob = channel_path(self.channel(ds, login="bob"))
+        self.assertNotEqual(alice, bob)
+        OK = pb.SubscribeStreamResponse.OK
+        self.assertEqual(self.subscribe(ds, alice, login="alice"), OK)
+        self.assertEqual(self.subscribe(ds, bob, login="bob"), OK)
+        self.assertEqual(self.subscribe(ds, alice, login="bob"),
+                         pb.SubscribeStreamResponse.PERMISSION_DENIED)
+        s = Stream(self.p, ds, alice, login="bob")
+        with self.assertRaises(AssertionError):
+            s.take(1, timeout=10)
+        self.assertEqual(s.status, grpc.StatusCode.PERMISSION_DENIED)
+        # shared answers keep one channel for everyone
+        shared = self.ds()
+        self.assertEqual(channel_path(self.channel(shared, login="alice")),
+                         channel_path(self.channel(shared, login="bob")))
+
     def test_upstream_outage_is_a_notice_and_the_stream_goes_on(self):
         ds = self.ds()
         path = channel_path(self.channel(ds))
