@@ -13,6 +13,8 @@
 #include <time.h>
 
 #define MAX_INFERRED_COLUMNS 256
+#define MAX_COLUMNS 256          /* a query's own "columns" list */
+#define MAX_CELLS (4L << 20)     /* rows x columns of one frame (about 64 MiB being built) */
 
 /* ---- selectors: "data.items", "items[0].points", "$", "$.a.b", "[1]" --------------------- */
 
@@ -251,6 +253,8 @@ static int explicit_columns(json_t *jcols, struct colspec **cols, size_t *n, str
 {
     size_t i;
     json_t *jc;
+    if (json_array_size(jcols) > MAX_COLUMNS)
+        return cp_err_set(err, CP_EINVAL, "columns: at most %d", MAX_COLUMNS);
     json_array_foreach(jcols, i, jc)
     {
         if (!json_is_object(jc))
@@ -539,6 +543,11 @@ int frame_from_json(json_t *doc, json_t *model, const char *ref_id, const char *
             cols[0] = tmp;
         }
     }
+    if (!rc && ncols && json_array_size(rows) > (size_t)MAX_CELLS / ncols)
+        rc = cp_err_set(err, CP_EINVAL,
+                        "the frame would have %zu rows of %zu columns, more than %ld cells: "
+                        "select fewer rows (root, the API's own parameters) or columns",
+                        json_array_size(rows), ncols, (long)MAX_CELLS);
     if (!rc) {
         size_t n = json_array_size(rows);
         fr->nrows = n;

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#define MAX_TIME_MS (1LL << 52) /* times beyond are refused (no overflow when aligned) */
 #define MAX_PATH 8192
 #define MAX_QUERY_HEADERS 32
 #define MAX_CACHE_TTL_S (10LL * 365 * 86400)
@@ -214,7 +215,9 @@ int proxy__frame_transform(const char *recipe, const void *raw, size_t len, cons
 {
     json_error_t je;
     json_t *r = json_loads(recipe, 0, &je);
-    json_t *doc = len ? json_loadb(raw, len, 0, &je) : NULL;
+    /* any JSON value (a bare 42 is JSON too; the root then says it is no list of rows), and
+     * strings holding \u0000 */
+    json_t *doc = len ? json_loadb(raw, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je) : NULL;
     struct frame fr = {0};
     const char *ref = json_string_value(json_object_get(r, "refId"));
     /* the recipe names the encoding, so the cache keys of the two never meet */
@@ -512,12 +515,21 @@ static int translate(struct qrun *q)
         return CP_EINVAL;
     }
     json_t *m = q->m;
-    /* time range aligned to timeAlign, so relative ranges of different users meet */
+    if (pq->from_ms < -MAX_TIME_MS || pq->from_ms > MAX_TIME_MS || pq->to_ms < -MAX_TIME_MS ||
+        pq->to_ms > MAX_TIME_MS) {
+        proxy__qerror(r, 400, 0, "the time range is out of bounds (epoch milliseconds within "
+                                 "+-2^52)");
+        return CP_EINVAL;
+    }
+    /* time range aligned to timeAlign, so relative ranges of different users meet: the start
+     * down, the end up (a range shorter than the step keeps its data) */
     int64_t align = pq->exact_range ? 0 : cfg->cache.time_align_ms;
     struct proxy__range rg = {pq->from_ms, pq->to_ms, pq->interval_ms, pq->max_data_points};
     if (align > 0) {
         rg.from_ms -= ((rg.from_ms % align) + align) % align;
-        rg.to_ms -= ((rg.to_ms % align) + align) % align;
+        int64_t over = ((rg.to_ms % align) + align) % align;
+        if (over)
+            rg.to_ms += align - over;
     }
     json_t *jm = json_object_get(m, "method"), *jp = json_object_get(m, "path"),
            *jparams = json_object_get(m, "params"), *jh = json_object_get(m, "headers"),

@@ -158,7 +158,7 @@ class QueryTest(unittest.TestCase):
         self.assertIn("format", res["F"].error)
 
     def test_placeholders_seen_by_upstream_after_alignment(self):
-        self.json_route("/range/1699999990000/1700003600000", [{"x": 1}])
+        self.json_route("/range/1699999990000/1700003610000", [{"x": 1}])
         ds = settings(self.up.url, {"cache": {"timeAlign": "10s"}})
         model = {"method": "POST", "path": "/range/${__from}/${__to}",
                  "params": {"from_s": "${__from:s}", "iso": "${__from:iso}",
@@ -172,7 +172,8 @@ class QueryTest(unittest.TestCase):
         rec = self.up.last()
         self.assertEqual(rec.method, "POST")
         path, qs = rec.path.split("?")
-        self.assertEqual(path, "/range/1699999990000/1700003600000")
+        # the start aligned down, the end up (to 1700003604999 -> 1700003610000)
+        self.assertEqual(path, "/range/1699999990000/1700003610000")
         params = dict(p.split("=", 1) for p in qs.split("&") if not p.startswith("tags"))
         self.assertEqual(params["from_s"], "1699999990")
         self.assertEqual(params["iso"], "2023-11-14T22%3A13%3A10.000Z")
@@ -181,10 +182,25 @@ class QueryTest(unittest.TestCase):
         self.assertEqual(params["n"], "5")
         self.assertEqual([p for p in qs.split("&") if p.startswith("tags")], ["tags=a", "tags=b"])
         body = json.loads(rec.body)
-        self.assertEqual(body, {"to": 1700003600000, "toIso": "2023-11-14T23:13:20.000Z",
+        self.assertEqual(body, {"to": 1700003610000, "toIso": "2023-11-14T23:13:30.000Z",
                                 "raw": "1699999990000"})
         self.assertEqual(rec.header("Content-Type"), "application/json")
         self.assertIsNone(rec.header("Authorization"), "a query must not set credentials")
+
+    def test_short_and_extreme_ranges(self):
+        self.json_route("/r/1700000000000/1700000010000", [{"x": 1}])
+        ds = settings(self.up.url, {"cache": {"timeAlign": "10s"}})
+        model = {"path": "/r/${__from}/${__to}"}
+        # 5 s inside one 10 s step: aligned outwards, not to an empty range
+        r = self.run_queries(ds, [query("A", model, frm=1700000003000, to=1700000008000)])["A"]
+        self.assertEqual(r.status, 200, r.error)
+        self.assertEqual(self.up.last().path, "/r/1700000000000/1700000010000")
+        n = self.up.count()
+        for frm, to in ((-(1 << 63), 1700000000000), (1700000000000, (1 << 63) - 1)):
+            r = self.run_queries(ds, [query("A", dict(model, split="1s"), frm=frm, to=to)])["A"]
+            self.assertEqual(r.status, 400)
+            self.assertIn("out of bounds", r.error)
+        self.assertEqual(self.up.count(), n)
 
     def test_second_user_served_from_cache(self):
         self.json_route("/expensive", [{"v": 1}])

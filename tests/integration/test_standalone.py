@@ -426,9 +426,10 @@ class StandaloneTest(unittest.TestCase):
         q = self.up.requests[n].path
         frm, to = (int(v.split("=")[1]) for v in q.split("?")[1].split("&"))
         self.assertEqual(frm % 86400000, 0, q)
-        # (placeholders see the range aligned to timeAlign, 10 s: the day's last 10 s)
-        self.assertGreaterEqual(to % 86400000, 86400000 - 10000, q)
-        self.assertEqual((to - frm) // 86400000, 7, q)
+        # (placeholders see the range aligned to timeAlign, 10 s: the end rounded up to the
+        # next day's start)
+        self.assertEqual(to % 86400000, 0, q)
+        self.assertEqual((to - frm) // 86400000, 8, q)
         # one refId twice (a missing one is "A"): refused, not a result lost to a duplicate key
         for qs in ([{"refId": "X", "datasource": {"uid": "api"}, "path": "/fine"},
                     {"refId": "X", "datasource": {"uid": "api"}, "path": "/fine"}],

@@ -236,6 +236,48 @@ static void test_frame__errors_name_the_problem(void **state)
     }
 }
 
+/* A model cannot make the frame as large as it likes: many columns over many rows of a small
+ * answer are refused before anything is built. */
+static void test_frame__size_bounded_before_it_is_built(void **state)
+{
+    (void)state;
+    struct cp_buf doc = {0}, model = {0};
+    assert_int_equal(cp_buf_addstr(&doc, "["), 0);
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(cp_buf_addstr(&doc, i ? ",{\"a\":1}" : "{\"a\":1}"), 0);
+    assert_int_equal(cp_buf_addstr(&doc, "]"), 0);
+    assert_int_equal(cp_buf_addstr(&model, "{\"columns\":["), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(cp_buf_addf(&model, "%s{\"selector\":\"a\",\"name\":\"c%d\"}",
+                                     i ? "," : "", i), 0);
+    assert_int_equal(cp_buf_addstr(&model, "]}"), 0);
+    struct frame fr;
+    struct cp_err err = {0};
+    assert_int_equal(frame_of(doc.p, model.p, &fr, &err), CP_EINVAL);
+    assert_non_null(strstr(err.msg, "cells"));
+    /* the same rows with 40 columns (4 million cells) are built */
+    model.len = 0;
+    assert_int_equal(cp_buf_addstr(&model, "{\"columns\":["), 0);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(cp_buf_addf(&model, "%s{\"selector\":\"a\",\"name\":\"c%d\"}",
+                                     i ? "," : "", i), 0);
+    assert_int_equal(cp_buf_addstr(&model, "]}"), 0);
+    assert_int_equal(frame_of(doc.p, model.p, &fr, &err), 0);
+    assert_int_equal(fr.nrows, 100000);
+    assert_int_equal(fr.nfields, 40);
+    frame_dispose(&fr);
+    /* and a list of more than 256 columns is refused as such */
+    model.len = 0;
+    assert_int_equal(cp_buf_addstr(&model, "{\"columns\":["), 0);
+    for (int i = 0; i < 257; i++)
+        assert_int_equal(cp_buf_addf(&model, "%s{\"selector\":\"a\"}", i ? "," : ""), 0);
+    assert_int_equal(cp_buf_addstr(&model, "]}"), 0);
+    assert_int_equal(frame_of("[{\"a\":1}]", model.p, &fr, &err), CP_EINVAL);
+    assert_non_null(strstr(err.msg, "at most 256"));
+    cp_buf_free(&doc);
+    cp_buf_free(&model);
+}
+
 static void test_frame__set_cache(void **state)
 {
     (void)state;
@@ -300,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_frame__timeseries_sorted_time_first),
         cmocka_unit_test(test_frame__array_rows_and_scalars),
         cmocka_unit_test(test_frame__errors_name_the_problem),
+        cmocka_unit_test(test_frame__size_bounded_before_it_is_built),
         cmocka_unit_test(test_frame__set_cache),
         cmocka_unit_test(test_substitute__every_placeholder),
     };
