@@ -228,7 +228,8 @@ static int run_plugin(void)
         const char *dir = getenv("PLUGIN_UNIX_SOCKET_DIR");
         if (!dir || !*dir)
             dir = getenv("TMPDIR");
-        if (plugin_socket_path(dir, sock, sizeof sock) == 0) {
+        /* the handshake line cannot carry a '|' or a line break: such a directory is no use */
+        if (plugin_socket_path(dir, sock, sizeof sock) == 0 && !strpbrk(sock, "|\r\n")) {
             snprintf(addr, sizeof addr, "unix:%s", sock);
             srv = rpc_server_start(addr, threads);
             if (srv) {
@@ -254,10 +255,15 @@ static int run_plugin(void)
 
     char line[512];
     int n = plugin_handshake_line(line, sizeof line, version, network, addr);
-    if (n > 0) {
-        fwrite(line, 1, (size_t)n, stdout);
-        fflush(stdout);
+    if (n <= 0) { /* Grafana would wait for a line that never comes */
+        struct cp_kv kv[] = {CP_KV_S("address", addr)};
+        plugin_log(CP_LOG_ERROR, "no handshake line can name this address; exiting", kv, 1);
+        rpc_server_stop(srv, 0);
+        plugin_runtime_cleanup();
+        return 1;
     }
+    fwrite(line, 1, (size_t)n, stdout);
+    fflush(stdout);
     struct cp_kv kv[] = {CP_KV_S("version", CP_VERSION), CP_KV_S("network", network),
                          CP_KV_S("address", addr), CP_KV_I("protocolVersion", version)};
     plugin_log(CP_LOG_INFO, "plugin started", kv, 4);

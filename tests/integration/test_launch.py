@@ -72,6 +72,15 @@ class LaunchTest(unittest.TestCase):
             r = p.health.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=5)
             self.assertEqual(r.status, health_pb2.HealthCheckResponse.SERVING)
 
+    def test_tcp_when_the_socket_path_cannot_be_in_a_handshake_line(self):
+        with tempfile.TemporaryDirectory() as d:
+            odd = os.path.join(d, "a|b")
+            os.makedirs(odd)
+            p = self.start(env={"PLUGIN_UNIX_SOCKET_DIR": odd})
+            self.assertEqual(p.network, "tcp")
+            r = p.health.Check(health_pb2.HealthCheckRequest(service="plugin"), timeout=5)
+            self.assertEqual(r.status, health_pb2.HealthCheckResponse.SERVING)
+
     def test_health_service(self):
         p = self.start()
         for svc in ("", "plugin"):
