@@ -9,7 +9,10 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -521,6 +524,37 @@ static int parse_headers(struct parser *p, json_t *jd)
     }
 }
 
+
+enum pem_kind { PEM_CERT, PEM_KEY };
+
+/* TLS material that OpenSSL cannot read is a settings error naming its key (not a failure of
+ * every call later): a certificate (the first of a bundle) or a private key, in PEM. */
+static int check_pem(struct parser *p, const struct cfg_secret *s, enum pem_kind kind,
+                     const char *name)
+{
+    BIO *b = BIO_new_mem_buf(s->v, (int)s->len);
+    if (!b)
+        return CP_ENOMEM;
+    int ok;
+    if (kind == PEM_CERT) {
+        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+        ok = x != NULL;
+        X509_free(x);
+    } else {
+        EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, (void *)"");
+        ok = k != NULL;
+        EVP_PKEY_free(k);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (ok)
+        return 0;
+    char key[64];
+    snprintf(key, sizeof key, "secureJsonData.%s", name);
+    return bad(p, key, kind == PEM_CERT ? "is not a PEM certificate (-----BEGIN CERTIFICATE-----)"
+                                        : "is not a PEM private key without a passphrase");
+}
+
 static int parse_tls(struct parser *p, json_t *jd)
 {
     struct cfg_ds *ds = p->ds;
@@ -539,6 +573,10 @@ static int parse_tls(struct parser *p, json_t *jd)
                          !cfg_secret_isset(&ds->tls_client_key)))
         return bad(p, "secureJsonData.tlsClientCert",
                    "tlsClientCert and tlsClientKey are required when tlsAuth is on");
+    if ((ds->tls_auth_ca && (rc = check_pem(p, &ds->tls_ca_cert, PEM_CERT, "tlsCACert"))) ||
+        (ds->tls_auth && (rc = check_pem(p, &ds->tls_client_cert, PEM_CERT, "tlsClientCert"))) ||
+        (ds->tls_auth && (rc = check_pem(p, &ds->tls_client_key, PEM_KEY, "tlsClientKey"))))
+        return rc;
     return 0;
 }
 
@@ -845,6 +883,12 @@ static int parse_cache(struct parser *p, json_t *jd)
             "redisTlsClientCert and redisTlsClientKey go together");
         goto out;
     }
+    if ((cfg_secret_isset(&c->redis_tls_ca_cert) &&
+         (rc = check_pem(p, &c->redis_tls_ca_cert, PEM_CERT, "redisTlsCACert"))) ||
+        (has_cert &&
+         ((rc = check_pem(p, &c->redis_tls_client_cert, PEM_CERT, "redisTlsClientCert")) ||
+          (rc = check_pem(p, &c->redis_tls_client_key, PEM_KEY, "redisTlsClientKey")))))
+        goto out;
     {
         /* a password written into the URL is a secret too: keep it for redaction */
         const char *ui = strstr(c->redis_url, "://");

@@ -9,6 +9,9 @@
  */
 #include "config.h"
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -529,6 +532,35 @@ static void test_settings__each_secret_lists_secrets(void **state)
 
 /* Redis TLS, Sentinel and Cluster settings: every URL form is accepted here (its hosts are
  * read when the store opens), the TLS material and the sentinel password are secrets. */
+/* A self-signed certificate and its key, in PEM (malloc'd), for settings that read them. */
+static void make_pem(char **cert, char **key)
+{
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *x = X509_new();
+    assert_non_null(k);
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"test", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    BIO *b = BIO_new(BIO_s_mem()), *c = BIO_new(BIO_s_mem());
+    assert_true(PEM_write_bio_X509(b, x) && PEM_write_bio_PrivateKey(c, k, NULL, NULL, 0, NULL, NULL));
+    char *p;
+    long len = BIO_get_mem_data(b, &p);
+    *cert = strndup(p, (size_t)len);
+    len = BIO_get_mem_data(c, &p);
+    *key = strndup(p, (size_t)len);
+    BIO_free(b);
+    BIO_free(c);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
 static void test_settings__redis_tls_sentinel_cluster(void **state)
 {
     (void)state;
@@ -545,25 +577,55 @@ static void test_settings__redis_tls_sentinel_cluster(void **state)
         assert_int_equal(ds->cache.redis_tls_skip_verify, 0);
         cfg_ds_free(ds);
     }
+    char *cert, *key;
+    make_pem(&cert, &key);
     struct input t = {.json = "{\"cache\":{\"redisUrl\":\"rediss://c:6380\","
                               "\"redisTlsSkipVerify\":true}}",
                       .sk = {"redisTlsCACert", "redisTlsClientCert", "redisTlsClientKey",
                              "redisSentinelPassword"},
-                      .sv = {"CA PEM", "CERT PEM", "S3cret-redis-key", "S3cret-sentinel-pw"}};
+                      .sv = {cert, cert, key, "S3cret-sentinel-pw"}};
     struct cfg_ds *ds = NULL;
     struct cp_err err;
     assert_int_equal(parse_in(&t, &ds, &err), 0);
     assert_int_equal(ds->cache.redis_tls_skip_verify, 1);
-    assert_string_equal(ds->cache.redis_tls_ca_cert.v, "CA PEM");
-    assert_string_equal(ds->cache.redis_tls_client_cert.v, "CERT PEM");
-    assert_string_equal(ds->cache.redis_tls_client_key.v, "S3cret-redis-key");
+    assert_string_equal(ds->cache.redis_tls_ca_cert.v, cert);
+    assert_string_equal(ds->cache.redis_tls_client_cert.v, cert);
+    assert_string_equal(ds->cache.redis_tls_client_key.v, key);
     assert_string_equal(ds->cache.redis_sentinel_password.v, "S3cret-sentinel-pw");
     struct cfg_strlist seen = {0};
     cfg_ds_each_secret(ds, collect_secret, &seen);
-    assert_true(cfg_strlist_has_ci(&seen, "S3cret-redis-key"));
+    assert_true(cfg_strlist_has_ci(&seen, key));
     assert_true(cfg_strlist_has_ci(&seen, "S3cret-sentinel-pw"));
     cfg_strlist_free(&seen);
     cfg_ds_free(ds);
+    /* TLS material OpenSSL cannot read is refused, naming its key */
+    static const char *const names[] = {"redisTlsCACert", "redisTlsClientCert",
+                                        "redisTlsClientKey"};
+    for (int i = 0; i < 3; i++) {
+        struct input b = {.json = "{\"cache\":{\"redisUrl\":\"rediss://c:6380\"}}",
+                          .sk = {"redisTlsCACert", "redisTlsClientCert", "redisTlsClientKey"},
+                          .sv = {i == 0 ? "not a PEM" : cert, i == 1 ? key : cert,
+                                 i == 2 ? cert : key}};
+        char want[64];
+        snprintf(want, sizeof want, "secureJsonData.%s:", names[i]);
+        assert_int_equal(parse_in(&b, &ds, &err), CP_ECONFIG);
+        if (strncmp(err.msg, want, strlen(want)))
+            fail_msg("%s: %s", names[i], err.msg);
+    }
+    /* the upstream's too (its client key: the base inputs' fake one, refused with tlsAuth) */
+    struct input up = {.json = "{\"tlsAuthWithCACert\":true}", .sk = {"tlsCACert"},
+                       .sv = {"-----BEGIN CERTIFICATE-----\nAAAA\n"}};
+    assert_int_equal(parse_in(&up, &ds, &err), CP_ECONFIG);
+    assert_non_null(strstr(err.msg, "secureJsonData.tlsCACert"));
+    up.sv[0] = cert;
+    assert_int_equal(parse_in(&up, &ds, &err), 0);
+    cfg_ds_free(ds);
+    struct input ck = {.json = "{\"tlsAuth\":true}", .sk = {"tlsClientCert"}, .sv = {cert}};
+    assert_int_equal(parse_in(&ck, &ds, &err), CP_ECONFIG);
+    assert_non_null(strstr(err.msg, "secureJsonData.tlsClientKey"));
+    assert_null(strstr(err.msg, SECRET_MARK));
+    free(cert);
+    free(key);
 }
 
 /* ---- bad values ------------------------------------------------------------------------------ */
