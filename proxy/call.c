@@ -1362,7 +1362,8 @@ static void creds_ready(void *arg, int rc, const struct cp_err *err)
                                          .creds = &c->creds,
                                          .body = c->a.body,
                                          .body_len = c->a.body_len,
-                                         .timeout_ms = ds->cfg->timeout_ms};
+                                         .timeout_ms = ds->cfg->timeout_ms,
+                                         .decode = c->t.deferred};
         struct proxy__upstream_sink sk = {tee_head, tee_body, tee_done, c};
         c->phase = PH_FETCH;
         rc = proxy__fetch_start(ds, &rq, &sk, &c->x, &c->err);

@@ -88,6 +88,7 @@ struct proxy__xfer {
     char method[40];
     int status;
     int head_done;
+    int decode; /* libcurl undoes the content coding: its Content-Encoding header goes too */
     struct cache_header *hdr;
     size_t nh;
     size_t header_bytes;
@@ -153,8 +154,9 @@ static int finish_head(struct proxy__xfer *x)
     for (size_t i = 0; i < x->nh; i++) {
         /* an answer to HEAD keeps its Content-Length: the length a GET would have (RFC 9110
          * section 9.3.2), not this answer's framing */
-        int drop = is_dropped(x->hdr[i].name) &&
-                   !(head && !strcasecmp(x->hdr[i].name, "Content-Length"));
+        int drop = (is_dropped(x->hdr[i].name) &&
+                    !(head && !strcasecmp(x->hdr[i].name, "Content-Length"))) ||
+                   (x->decode && !strcasecmp(x->hdr[i].name, "Content-Encoding"));
         if (!drop && conn) {
             size_t nl = strlen(x->hdr[i].name);
             for (const char *c = conn; *c;) {
@@ -413,6 +415,7 @@ int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq
     x->sink = *sink;
     x->max = cfg->max_response_bytes;
     x->timeout_ms = rq->timeout_ms;
+    x->decode = rq->decode;
     snprintf(x->method, sizeof x->method, "%s", rq->method);
     CURL *h = x->h;
 
@@ -438,7 +441,8 @@ int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq
     }
     int fail = rc != 0;
     for (size_t i = 0; i < rq->nheaders; i++)
-        x->hl = add_header(x->hl, rq->headers[i].name, rq->headers[i].value, &fail);
+        if (!rq->decode || strcasecmp(rq->headers[i].name, "Accept-Encoding"))
+            x->hl = add_header(x->hl, rq->headers[i].name, rq->headers[i].value, &fail);
     if (rq->creds)
         for (size_t i = 0; i < rq->creds->n; i++)
             x->hl = add_header(x->hl, rq->creds->h[i].name, rq->creds->h[i].value, &fail);
@@ -463,6 +467,8 @@ int proxy__fetch_start(struct proxy_ds *ds, const struct proxy__upstream_req *rq
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hl);
+    /* "": every coding libcurl can undo is offered, and undone; NULL: the body as sent */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, rq->decode ? "" : NULL);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);

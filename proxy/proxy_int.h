@@ -58,6 +58,8 @@ struct proxy__upstream_req {
     const void *body;
     size_t body_len;
     int64_t timeout_ms;
+    int decode; /* the answer is read here (a query): content codings are asked for and undone
+                 * by libcurl (a forwarded Accept-Encoding is dropped); else passed through */
 };
 
 /* Receives the upstream response as it arrives: on_head once before any on_body; on_body may

@@ -2,6 +2,7 @@
 independent Arrow implementation (apache-arrow under Node), placeholders as the upstream sees
 them, per-query errors, concurrency, authorization and cross-user caching."""
 import datetime
+import gzip
 import json
 import os
 import shutil
@@ -90,6 +91,27 @@ class QueryTest(unittest.TestCase):
         self.assertEqual(f["columns"][1], [1.5, None, None])
         self.assertEqual(f["columns"][2], [True, False, True])
         self.assertEqual(f["columns"][3], ["3", "-7", "9"])
+
+    def test_compressed_answers_are_read(self):
+        doc = json.dumps([{"v": 1}, {"v": 2}]).encode()
+
+        def route(r):
+            if "gzip" in (r.header("Accept-Encoding") or ""):
+                return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, \
+                    gzip.compress(doc)
+            return 200, {"Content-Type": "application/json"}, doc
+        self.up.routes["/gz"] = route
+        ds = settings(self.up.url)
+        # a client's own Accept-Encoding (forwarded by default) does not reach the upstream:
+        # libcurl offers the codings it can undo, and undoes them before the frame is made
+        r = self.run_queries(ds, [query("A", {"path": "/gz"})],
+                             headers={"http_Accept-Encoding": "x-unknown"})["A"]
+        self.assertEqual(r.status, 200, r.error)
+        f = decode(r.frames[0])
+        self.assertEqual(f["columns"][0], ["1", "2"])
+        sent = self.up.last().header("Accept-Encoding") or ""
+        self.assertIn("gzip", sent)
+        self.assertNotIn("x-unknown", sent)
 
     def test_timeseries_frame_time_first_and_sorted(self):
         rows = [{"value": 2.0, "ts": "2026-01-01T00:00:10Z"},
