@@ -619,7 +619,7 @@ static int translate(struct qrun *q)
             return CP_EINVAL;
         }
         char *ch = proxy__live_channel(b->ds, m, pq->ref_id ? pq->ref_id : "A", every,
-                                       rg.to_ms - rg.from_ms, b->user);
+                                       pq->to_ms - pq->from_ms, b->user); /* as asked */
         if (!ch || json_object_set_new(recipe, "channel", json_string(ch)) != 0) {
             json_decref(recipe);
             recipe = NULL;

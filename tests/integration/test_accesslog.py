@@ -22,7 +22,7 @@ from test_standalone import ALICE, BOB, ORG2, RES, Server, base_config, free_por
 
 BENCH = os.path.join(BUILD, "cachingproxy-bench")
 HEADER = "ts,user,role,method,path"
-FROM, TO = 1700000003000, 1700003605000  # aligned to timeAlign 10s: ...000000, ...600000
+FROM, TO = 1700000003000, 1700003605000  # aligned to timeAlign 10s: ...000000, ...610000
 API_KEY = "SECRET-QUERY-KEY-4242"
 USER_TOKEN = "user-oauth-token-9f8e7d"
 
@@ -160,8 +160,8 @@ class PluginAccessLogTest(unittest.TestCase):
                 (a, "Viewer", "GET", "/secret/x"),
                 (a, "Viewer", "GET", "/a/../b"),
                 (a, "Viewer", "GET", "/items/2?k=[redacted]"),
-                (a, "Viewer", "QUERY", "/q/1700000000000?to=1700003600&s=a%20b%2Cc"),
-                (b, "Editor", "QUERY", "/series?from=1700000000000&to=1700003600000"),
+                (a, "Viewer", "QUERY", "/q/1700000000000?to=1700003610&s=a%20b%2Cc"),
+                (b, "Editor", "QUERY", "/series?from=1700000000000&to=1700003610000"),
                 ("", "", "QUERY", "/alert?v=1")]
         self.assertEqual([r[1:] for r in recs], want)
         with open(self.log) as f:
@@ -350,7 +350,7 @@ class StandaloneAccessLogTest(unittest.TestCase):
         self.assertEqual([r[1:] for r in recs],
                          [(a, "Viewer", "GET", "/items/1?b=2&a=%2F"),
                           (b, "Editor", "GET", "/items/1?b=2&a=%2F"),
-                          (b, "Editor", "QUERY", "/series?from=1700000000000&to=1700003600000")])
+                          (b, "Editor", "QUERY", "/series?from=1700000000000&to=1700003610000")])
         with open(self.log) as f:
             text = f.read()
         for secret in ("alice", "bob", "example.com", ALICE, BOB, ORG2, "upstream-secret-token",
