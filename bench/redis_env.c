@@ -151,10 +151,8 @@ int bench_redis_tls_start(const char *bin, struct bench_redis_deploy *d, char *w
         bench_redis_deploy_stop(d);
         return -1;
     }
-    int plain = bench_free_port(), tls = bench_free_port();
+    int plain = 0, tls = 0;
     char p1[16], p2[16];
-    snprintf(p1, sizeof p1, "%d", plain);
-    snprintf(p2, sizeof p2, "%d", tls);
     const char *argv[] = {bin,         "--port",
                           p1,          "--tls-port",
                           p2,          "--tls-cert-file",
@@ -167,8 +165,18 @@ int bench_redis_tls_start(const char *bin, struct bench_redis_deploy *d, char *w
                           "no",        "--daemonize",
                           "no",        "--dir",
                           d->dir,      NULL};
-    /* ready when the plain port answers; the runs use the TLS one */
-    if ((d->nodes[0].pid = start_node(argv, plain, 5000)) < 0) {
+    /* ready when the plain port answers; the runs use the TLS one. A free port can be taken
+     * by another process before redis-server binds it (tests run side by side): new ports,
+     * up to three times */
+    d->nodes[0].pid = -1;
+    for (int attempt = 0; attempt < 3 && d->nodes[0].pid < 0; attempt++) {
+        plain = bench_free_port();
+        tls = bench_free_port();
+        snprintf(p1, sizeof p1, "%d", plain);
+        snprintf(p2, sizeof p2, "%d", tls);
+        d->nodes[0].pid = start_node(argv, plain, 10000);
+    }
+    if (d->nodes[0].pid < 0) {
         snprintf(why, wsize, "skipped: %s with --tls-port did not start (built without TLS?)", bin);
         bench_redis_deploy_stop(d);
         return -1;
@@ -213,11 +221,8 @@ int bench_redis_cluster_start(const char *bin, const char *cli, struct bench_red
     }
     char addr[3][32];
     for (size_t i = 0; i < 3; i++) {
-        int port = cluster_port();
+        int port = 0;
         char p[16], conf[200];
-        snprintf(p, sizeof p, "%d", port);
-        snprintf(conf, sizeof conf, "%s/nodes-%d.conf", d->dir, port);
-        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", port);
         const char *argv[] = {bin,         "--port",
                               p,           "--cluster-enabled",
                               "yes",       "--cluster-config-file",
@@ -228,7 +233,16 @@ int bench_redis_cluster_start(const char *bin, const char *cli, struct bench_red
                               "no",        "--daemonize",
                               "no",        "--dir",
                               d->dir,      NULL};
-        if ((d->nodes[i].pid = start_node(argv, port, 5000)) < 0) {
+        d->nodes[i].pid = -1;
+        for (int attempt = 0; attempt < 3 && d->nodes[i].pid < 0; attempt++) {
+            /* new ports when another process took the free one first */
+            port = cluster_port();
+            snprintf(p, sizeof p, "%d", port);
+            snprintf(conf, sizeof conf, "%s/nodes-%d.conf", d->dir, port);
+            snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", port);
+            d->nodes[i].pid = start_node(argv, port, 10000);
+        }
+        if (d->nodes[i].pid < 0) {
             snprintf(why, wsize, "skipped: cluster node %s did not start", addr[i]);
             bench_redis_deploy_stop(d);
             return -1;
