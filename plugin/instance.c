@@ -145,6 +145,14 @@ static void unlink_locked(struct plugin_instance *in)
         }
 }
 
+int plugin_instance_replaced(struct plugin_instance *in)
+{
+    pthread_mutex_lock(&mu);
+    int replaced = find(in->uid) != in;
+    pthread_mutex_unlock(&mu);
+    return replaced;
+}
+
 struct plugin_instance *plugin_instance_peek(const Pluginv2__PluginContext *pc)
 {
     const Pluginv2__DataSourceInstanceSettings *s = pc ? pc->datasourceinstancesettings : NULL;

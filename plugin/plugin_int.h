@@ -182,6 +182,9 @@ struct plugin_instance *plugin_instance_peek(const Pluginv2__PluginContext *pc);
  * configuration file): counted in metrics like the others, never rebuilt. Takes px in every
  * case; *out is a reference for the caller. CP_ECONFIG when its org and uid are taken. */
 int plugin_instance_adopt(struct proxy_ds *px, struct plugin_instance **out, struct cp_err *err);
+/* 1 when in is no longer the live instance of its data source (its settings changed and a
+ * newer one was built, or every instance was dropped). */
+int plugin_instance_replaced(struct plugin_instance *in);
 /* Calls fn for every live instance (each held by a reference during the call). */
 void plugin_instance_each(void (*fn)(void *ctx, struct plugin_instance *in), void *ctx);
 /* Number of live instances. */

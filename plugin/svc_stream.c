@@ -214,6 +214,10 @@ static void pump(struct run_front *f)
 static int on_packet(void *ctx, const char *json, size_t len)
 {
     struct run_front *f = ctx;
+    /* the data source's settings changed (a rotated credential): the stream ends, and
+     * Grafana starts it again with the new ones */
+    if (plugin_instance_replaced(f->in))
+        return CP_ECONFIG;
     pthread_mutex_lock(&f->mu);
     if (f->ended || !f->c) {
         pthread_mutex_unlock(&f->mu);

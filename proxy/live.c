@@ -735,6 +735,7 @@ static void deliver_job(void *arg)
     struct poller *p = d->p;
     struct proxy_counters *ctr = p->ds->env.ctr;
     struct proxy_live_sub *dropped[64];
+    int why[64];
     size_t nd = 0;
     pthread_mutex_lock(&p->mu);
     for (struct proxy_live_sub **pp = &p->subs; *pp;) {
@@ -751,6 +752,7 @@ static void deliver_job(void *arg)
             /* cannot keep up (or out of memory): this subscriber goes, the others stay */
             *pp = s->next;
             s->ended = 1;
+            why[nd] = rc;
             dropped[nd++] = s;
             continue;
         }
@@ -761,7 +763,11 @@ static void deliver_job(void *arg)
     for (size_t i = 0; i < nd; i++) {
         if (ctr)
             atomic_fetch_sub(&ctr->live_subscribers, 1);
-        sub_end(dropped[i], CP_EBUSY, "the subscriber could not keep up with the stream");
+        if (why[i] == CP_ECONFIG) /* the sink's word: its settings changed */
+            sub_end(dropped[i], CP_ECONFIG,
+                    "the data source's settings changed: the stream starts again with them");
+        else
+            sub_end(dropped[i], CP_EBUSY, "the subscriber could not keep up with the stream");
     }
     proxy_query_result_dispose(&d->res);
     free(d);

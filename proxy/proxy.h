@@ -193,9 +193,10 @@ int proxy_live_check(struct proxy_ds *ds, const char *path, const struct cp_user
 
 /* Where a stream's packets go. packet runs on any thread with the JSON of a frame (schema and
  * data, schema only, or data only); it copies what it keeps and answers non-zero when the
- * subscriber cannot keep up (it is then dropped: done follows with CP_EBUSY). done runs last,
- * once: rc 0 after proxy_live_stop, else why the stream ended (CP_EDENIED, CP_ENOTFOUND with
- * msg, CP_EBUSY, CP_ECANCELED, CP_ENOMEM). */
+ * subscriber cannot keep up (it is then dropped: done follows with CP_EBUSY), or CP_ECONFIG
+ * when the settings it runs on are outdated (dropped: done follows with CP_ECONFIG). done
+ * runs last, once: rc 0 after proxy_live_stop, else why the stream ended (CP_EDENIED,
+ * CP_ENOTFOUND with msg, CP_EBUSY, CP_ECONFIG, CP_ECANCELED, CP_ENOMEM). */
 struct proxy_live_sink {
     int (*packet)(void *ctx, const char *json, size_t len);
     void (*done)(void *ctx, int rc, const char *msg);

@@ -15,7 +15,7 @@ import unittest
 import grpc
 
 from backends import BackendCase
-from harness import Plugin, context, pb, wait_for
+from harness import Plugin, call_resource, context, pb, wait_for
 from test_cache import metrics
 
 INTERVAL = 500  # ms: the shortest poll interval the plugin allows
@@ -243,6 +243,29 @@ class StreamTests(Base):
         shared = self.ds()
         self.assertEqual(channel_path(self.channel(shared, login="alice")),
                          channel_path(self.channel(shared, login="bob")))
+
+    def test_a_settings_change_restarts_the_stream_with_the_new_settings(self):
+        tokens = []
+        self.up.routes["/live"] = lambda r: (tokens.append(r.header("Authorization")) or
+                                             self.ticker(r))
+        old = self.ds(authType="bearer")
+        old.decryptedSecureJsonData["bearerToken"] = "OLD-token"
+        path = channel_path(self.channel(old))
+        s = Stream(self.p, old, path)
+        s.take(1)
+        new = pb.DataSourceInstanceSettings()
+        new.CopyFrom(old)
+        new.decryptedSecureJsonData["bearerToken"] = "NEW-token"
+        new.lastUpdatedMS = old.lastUpdatedMS + 1000
+        self.assertEqual(call_resource(self.p, new, "proxy/x")[0], 200)  # rebuilds the instance
+        # the running stream ends (Grafana then runs it again), with the new settings
+        self.assertTrue(wait_for(lambda: s.status is not None, timeout=15), "the stream went on")
+        self.assertEqual(s.status, grpc.StatusCode.UNAVAILABLE)
+        n = len(tokens)
+        again = Stream(self.p, new, path)
+        again.take(1)
+        self.assertTrue(all(t == "Bearer NEW-token" for t in tokens[n:]), tokens[n:])
+        again.cancel()
 
     def test_upstream_outage_is_a_notice_and_the_stream_goes_on(self):
         ds = self.ds()
