@@ -120,6 +120,8 @@ size_t cp_utf8_len(const unsigned char *s);
 /* Replaces every byte that is not part of valid UTF-8 with '?', in place, so the text can go
  * into JSON and protobuf string fields. Returns s. */
 char *cp_utf8_fix(char *s);
+/* The value of a hex digit, or -1. */
+int cp_hexval(int c);
 /* 1 when s is an HTTP token (RFC 9110 section 5.6.2: a method or a header name), else 0. */
 int cp_http_token(const char *s);
 

@@ -66,6 +66,17 @@ size_t cp_utf8_len(const unsigned char *s)
     return 0;
 }
 
+int cp_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int cp_http_token(const char *s)
 {
     if (!s || !*s)

@@ -436,10 +436,6 @@ static enum MHD_Result answer_text(struct hreq *r, int status, const char *type,
 
 /* ---- requests: parsing --------------------------------------------------------------------- */
 
-static int hexval(int c)
-{
-    return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
 
 /* Percent-decodes n bytes of s into out (size n + 1). -1 on a bad escape or an encoded NUL. */
 static int pct_decode(const char *s, size_t n, char *out)
@@ -452,7 +448,7 @@ static int pct_decode(const char *s, size_t n, char *out)
         }
         if (i + 2 >= n)
             return CP_EBADREQ;
-        int a = hexval((unsigned char)s[i + 1]), b = hexval((unsigned char)s[i + 2]);
+        int a = cp_hexval((unsigned char)s[i + 1]), b = cp_hexval((unsigned char)s[i + 2]);
         if (a < 0 || b < 0 || (a == 0 && b == 0))
             return CP_EBADREQ;
         out[k++] = (char)(a * 16 + b);

@@ -294,10 +294,10 @@ static int param_named(const char *p, size_t n, const char *name)
     size_t k = 0;
     for (size_t i = 0; i < n && p[i] != '='; i++, k++) {
         int c = (unsigned char)p[i];
-        if (c == '%' && i + 2 < n && isxdigit((unsigned char)p[i + 1]) &&
-            isxdigit((unsigned char)p[i + 2])) {
-            char hex[3] = {p[i + 1], p[i + 2], 0};
-            c = (int)strtol(hex, NULL, 16);
+        int h = c == '%' && i + 2 < n ? cp_hexval((unsigned char)p[i + 1]) : -1;
+        int l = h < 0 ? -1 : cp_hexval((unsigned char)p[i + 2]);
+        if (l >= 0) {
+            c = h * 16 + l;
             i += 2;
         } else if (c == '+') {
             c = ' ';

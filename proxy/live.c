@@ -94,11 +94,14 @@ bad:
 
 /* ---- stream queries -------------------------------------------------------------------------- */
 
-/* Whether the data source's answers are per user (then a channel is its owner's alone). */
-static int per_user(const struct proxy_ds *ds)
+/* The scope a data source's answers are shared in (forwardOAuth makes them per user). */
+static enum cfg_scope answer_scope(const struct proxy_ds *ds)
 {
-    return ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH || ds->cfg->cache.scope == CFG_SCOPE_USER;
+    return ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH ? CFG_SCOPE_USER : ds->cfg->cache.scope;
 }
+
+/* Whether the data source's answers are per user (then a channel is its owner's alone). */
+static int per_user(const struct proxy_ds *ds) { return answer_scope(ds) == CFG_SCOPE_USER; }
 
 /* The canonical text of a stream query (with its owner's login when answers are per user);
  * NULL on ENOMEM. */
@@ -614,8 +617,7 @@ static void sub_end(struct proxy_live_sub *s, int rc, const char *msg)
  * far as the cache shares them). */
 static char *poller_key(const struct proxy_ds *ds, const struct proxy_live_sub *s)
 {
-    enum cfg_scope scope = ds->cfg->auth_type == CFG_AUTH_FORWARD_OAUTH ? CFG_SCOPE_USER
-                                                                        : ds->cfg->cache.scope;
+    enum cfg_scope scope = answer_scope(ds);
     char who[300] = "";
     if (scope == CFG_SCOPE_USER)
         snprintf(who, sizeof who, "u:%s", s->id.login ? s->id.login : "");

@@ -19,16 +19,6 @@
 /* Bytes of input quoted in an error message. */
 #define EXCERPT_LEN 64
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static int is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
@@ -103,7 +93,7 @@ static int check_raw(const char *raw, const char *decoded, size_t dlen, struct c
         int escaped = 0;
 
         if (c == '%') {
-            int h = hexval(r[i + 1]), l = h < 0 ? -1 : hexval(r[i + 2]);
+            int h = cp_hexval(r[i + 1]), l = h < 0 ? -1 : cp_hexval(r[i + 2]);
             if (h < 0 || l < 0)
                 return reject(err, "url", raw, "invalid percent escape");
             c = (unsigned char)(h << 4 | l);
@@ -178,7 +168,7 @@ static int check_decoded(const char *d, size_t len, struct cp_err *err)
         if (c == '?' || c == '#')
             return reject(err, "path", d, "'?' or '#' in path");
         if (c == '%') {
-            int h = hexval(p[i + 1]), l = h < 0 ? -1 : hexval(p[i + 2]);
+            int h = cp_hexval(p[i + 1]), l = h < 0 ? -1 : cp_hexval(p[i + 2]);
             if (h >= 0 && l >= 0 && is_unsafe_twice((unsigned char)(h << 4 | l)))
                 return reject(err, "path", d, "double-encoded character");
         }
